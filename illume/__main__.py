@@ -1,0 +1,3 @@
+from illume.cli import main
+
+main()

@@ -1,0 +1,199 @@
+"""Any server that speaks HTTP and streams Server-Sent Events: llama-server,
+Hugging Face, OpenAI-compatible APIs, Anthropic.
+
+The wire: POST the JSON body, read `text/event-stream` (llama-server README,
+"POST /v1/chat/completions" and "POST /infill"; OpenAI's streaming API), and
+hand each event to `Reply`. httpx is imported here, when a request is made,
+not when illume starts.
+"""
+
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from illume import sse
+from illume.errors import HTTPStatusError, RequestError, StreamError
+from illume.reply import Reply, error_message
+
+# A 429 or 503 before any reply text is retried this many times, waiting
+# what the server asks (Retry-After, Hugging Face's estimated_time) up to
+# MAX_WAIT seconds a time.
+RETRIES = 3
+MAX_WAIT = 20.0
+MAX_REDIRECTS = 5
+ERROR_BODY_LIMIT = 2000
+
+
+def _origin(url) -> tuple:
+    return (url.scheme, url.host, url.port)
+
+
+class HTTPBackend:
+    def __init__(self, timeout: float, sleep=time.sleep):
+        self.timeout = timeout
+        self.sleep = sleep
+        self.started = self.answered = self.ended = 0.0
+
+    def stream(self, request, reply: Reply) -> Iterator[str]:
+        """Yield the reply's text as it streams in; "" first, once the server said 200."""
+        import httpx
+
+        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 30.0))
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+                self.started = time.perf_counter()
+                response = self._open(client, request)
+                try:
+                    self.answered = time.perf_counter()
+                    yield ""
+                    yield from self._read(response, reply)
+                finally:
+                    response.close()
+                self.ended = time.perf_counter()
+        except httpx.TimeoutException as e:
+            what = "connecting" if isinstance(e, httpx.ConnectTimeout) else "waiting for the reply"
+            raise StreamError(f"timed out after {self.timeout:g} s {what} ({_where(request.url)}); "
+                              "set ILLUME_TIMEOUT or --timeout to wait longer") from None
+        except httpx.RemoteProtocolError as e:
+            raise StreamError(f"the reply was cut off: {_reason(e)} ({_where(request.url)})") from None
+        except httpx.ConnectError as e:
+            raise RequestError(f"cannot connect to {_where(request.url)}: {_reason(e)}") from None
+        except httpx.UnsupportedProtocol:
+            raise RequestError(f"unsupported URL: {request.url} (it must start with http:// or https://)") from None
+        except httpx.InvalidURL as e:
+            raise RequestError(f"invalid URL {request.url}: {e}") from None
+        except httpx.HTTPError as e:
+            raise RequestError(f"{type(e).__name__} from {_where(request.url)}: {_reason(e)}") from None
+
+    def _open(self, client, request):
+        """Return the open response to REQUEST, after retries and same-purpose redirects."""
+        import httpx
+
+        url = httpx.URL(request.url)
+        headers = dict(request.headers.items())
+        body = request.body_bytes()
+        for attempt in range(RETRIES + 1 + MAX_REDIRECTS):
+            response = client.send(client.build_request("POST", url, content=body, headers=headers), stream=True)
+            status = response.status_code
+            if status == 200:
+                return response
+            if status in (307, 308) and "location" in response.headers:
+                target = url.join(response.headers["location"])
+                response.close()
+                if _origin(target) != _origin(url):
+                    # Credentials stay with the host they were meant for.
+                    headers = dict(request.headers.public_items())
+                url = target
+                continue
+            text = _error_text(response)
+            wait = _retry_wait(response, text) if status in (429, 503) else None
+            if wait is None or attempt >= RETRIES:
+                raise HTTPStatusError(status, _error_summary(text))
+            self.sleep(wait)
+        raise RequestError(f"too many redirects from {_where(request.url)}")
+
+    def _read(self, response, reply: Reply) -> Iterator[str]:
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            # A server that ignored "stream": the whole reply at once.
+            data = response.read().decode("utf-8", "replace")
+            yield _whole_reply(data, reply)
+            return
+        if kind and kind != "text/event-stream" and not kind.startswith("text/plain"):
+            excerpt = " ".join(response.read()[:300].decode("utf-8", "replace").split())
+            raise StreamError(f"expected an event stream but got {kind}: {excerpt}")
+        decoder = sse.Decoder()
+        for chunk in response.iter_raw():
+            for event in decoder.feed(chunk):
+                text = reply.text(event.data, event.type)
+                if text:
+                    yield text
+                if event.data == "[DONE]":
+                    return
+        for event in decoder.close():
+            text = reply.text(event.data, event.type)
+            if text:
+                yield text
+
+
+def _whole_reply(data: str, reply: Reply) -> str:
+    import json
+
+    try:
+        event = json.loads(data)
+    except ValueError:
+        raise StreamError(f"the server sent JSON that does not parse: {data[:200]}") from None
+    if isinstance(event, dict) and isinstance(event.get("choices"), list) and event["choices"]:
+        choice = event["choices"][0]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            reply.finished = True
+            reply.events += 1
+            return message["content"]
+    text = reply.text(data)
+    reply.finished = True
+    return text
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def _reason(error: Exception) -> str:
+    text = str(error) or type(error).__name__
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused (is the server running?)"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered or "name resolution" in lowered:
+        return "unknown host"
+    if "certificate" in lowered or "ssl" in lowered or "tls" in lowered:
+        return f"TLS failure: {text}"
+    return text
+
+
+def _error_text(response) -> str:
+    data = response.read()
+    response.close()
+    return data.decode("utf-8", "replace")
+
+
+def _error_summary(text: str) -> str:
+    """Return the server's own message from a known error shape, else the body cut to a sane length."""
+    import json
+
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("error"):
+        message = error_message(parsed["error"])
+        error = parsed["error"]
+        if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+            prompt, context = error.get("n_prompt_tokens"), error.get("n_ctx")
+            if prompt is not None and context is not None:
+                message = (f"the prompt is {prompt} tokens but the context holds {context} "
+                           f"(exceed_context_size_error)")
+        if isinstance(parsed.get("estimated_time"), (int, float)):
+            message += f" (estimated time {parsed['estimated_time']:g} s)"
+        return message
+    text = text.strip()
+    return text if len(text) <= ERROR_BODY_LIMIT else text[:ERROR_BODY_LIMIT] + "…"
+
+
+def _retry_wait(response, text: str) -> float | None:
+    import json
+
+    after = response.headers.get("retry-after", "").strip()
+    if after:
+        try:
+            return min(max(float(after), 0.0), MAX_WAIT)
+        except ValueError:
+            return None  # an HTTP date: too far to wait for here
+    try:
+        estimated = json.loads(text).get("estimated_time")
+    except (ValueError, AttributeError):
+        estimated = None
+    if isinstance(estimated, (int, float)):
+        return min(max(float(estimated), 0.0), MAX_WAIT)
+    return 1.0

@@ -1,0 +1,296 @@
+"""The buffer language: text in, a description of the request out (SPEC A2-A5).
+
+`parse` reads a buffer top to bottom in one pass, as the original does, and
+returns a `Buffer`: the conversation, the mode, the JSON keys, the headers
+and the API URL. It does no I/O of its own; `!profile`, `!context`,
+`!reddit` and `!github` go through a `Sources` object, which tests may
+replace.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from illume import documents, profiles
+from illume.errors import BufferError, IllumeError
+from illume.headers import Headers, expand
+from illume.jsonwire import parse_value
+
+# The original's placeholder for "no !api yet"; a profile may only set the
+# URL while it is still this.
+INVALID_URL = "http://invalid./"
+
+CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+
+
+@dataclass
+class Buffer:
+    """What a buffer asks for."""
+
+    api: str = INVALID_URL
+    mode: str = CHAT
+    messages: list[Message] = field(default_factory=list)
+    infill_prefix: str = ""
+    infill_suffix: str | None = None  # None: nothing follows the hole
+    infill_files: list[dict] = field(default_factory=list)  # !context files before the hole
+    fim_template: str | None = None
+    body: dict = field(default_factory=lambda: {"max_tokens": 2000})
+    headers: Headers = field(default_factory=Headers.default)
+    prepend: str = ""
+    debug: bool = False
+    stats: bool = False
+    gpt_oss: bool = False
+    stop_rules: str | None = None  # argument of !stop-rules, checked by the infill guard
+    profile: str | None = None  # the last profile loaded
+
+
+class Sources:
+    """The outside world as the buffer sees it: profiles and documents."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def profile(self, name: str) -> tuple[str, str]:
+        return profiles.resolve(name, self.env)
+
+    def context(self, arguments: list[str]) -> tuple[str, list[dict]]:
+        """Return the text to insert and the files it holds ({filename, text} each)."""
+        return documents.context(arguments)
+
+    def reddit(self, path: str, with_comments: bool) -> str:
+        return documents.reddit(path, with_comments)
+
+    def github(self, paths: list[str]) -> str:
+        return documents.github(paths)
+
+
+def _tag(line: str, tag: str) -> str | None:
+    """Return "open" or "close" when LINE is exactly <TAG> or </TAG>."""
+    if line == f"<{tag}>":
+        return "open"
+    if line == f"</{tag}>":
+        return "close"
+    return None
+
+
+class _Reader:
+    """The state of one pass over a buffer and the profiles it loads."""
+
+    def __init__(self, sources: Sources):
+        self.sources = sources
+        self.out = Buffer()
+        self.user_set: dict[str, bool] = {}  # key -> set by the buffer itself
+        self.loading: list[str] = []  # identities of the profiles being loaded, to catch loops
+        self.loading_names: list[str] = []
+        self.exclude = ""
+        self.excluding = False
+        self.in_error = False  # inside an `!error` section that illume printed
+        self.infill_line: int | None = None
+        self._new_builder()
+
+    # --- messages -------------------------------------------------------
+    def _new_builder(self) -> None:
+        self.messages: list[Message] = []
+        self.role = ""
+        self.parts: list[str] = []
+        self.split = False  # the bare !infill has been seen
+        self.files_before_hole: list[dict] = []
+
+    def close_message(self, next_role: str) -> None:
+        content = "".join(self.parts).strip("\r\n")
+        if self.role == INFILL:
+            if self.out.infill_suffix is None:
+                self.out.infill_suffix = content
+        elif content:
+            self.messages.append(Message(self.role or "system", content))
+        self.role = next_role
+        self.parts = []
+
+    # --- lines ----------------------------------------------------------
+    def load(self, name: str, text: str, depth: int) -> None:
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        for number, line in enumerate(lines, 1):
+            try:
+                if not self.line(line, depth):
+                    break
+            except BufferError as e:
+                raise e.located(name, number) from None
+            except IllumeError as e:
+                raise BufferError(str(e), name, number) from None
+
+    def line(self, line: str, depth: int) -> bool:
+        """Carry out one line; return False at `!end`."""
+        if self.exclude:
+            tag = _tag(line, self.exclude)
+            if self.excluding:
+                self.excluding = tag != "close"
+                return True
+            if tag == "open":
+                self.excluding = True
+                return True
+
+        if line.startswith("!!"):
+            self.text(line[1:])
+            return True
+
+        command, _, args = line.partition(" ")
+        out = self.out
+        if command == "!profile":
+            self.load_profile(args.strip(), depth)
+        elif command == "!debug":
+            out.debug = True
+        elif command == "!stats":
+            out.stats = True
+        elif command == "!gpt-oss":
+            out.gpt_oss = True
+        elif command == "!prepend":
+            out.prepend = _prepend(args)
+        elif command == "!completion":
+            if self.split:
+                raise BufferError(f"!completion: the buffer is already split for infill at line {self.infill_line}")
+            out.mode = COMPLETION
+        elif command == "!context":
+            text, files = self.sources.context(line.split()[1:])
+            self.parts.append(text)
+            self.files_before_hole.extend(files)
+        elif command in ("!reddit", "!reddit!"):
+            self.parts.append(self.sources.reddit(args.strip(), command == "!reddit"))
+        elif command == "!github":
+            self.parts.append(self.sources.github(line.split()[1:]))
+        elif command == "!note":
+            pass
+        elif command == "!exclude":
+            self.exclude = args.strip()
+        elif command == "!begin":
+            self._new_builder()
+            self.out.infill_suffix = None
+        elif command == "!end":
+            return False
+        elif command == "!api":
+            if out.api == INVALID_URL or depth == 0:
+                out.api = args.strip()
+        elif command in ("!user", "!assistant"):
+            self.in_error = False
+            self.close_message(command[1:])
+        elif command == "!infill":
+            if args:
+                out.fim_template = args
+            else:
+                self.split_for_infill()
+        elif command == "!stop-rules":
+            out.stop_rules = args.strip()
+        elif command == "!error":
+            # illume's own report of a failed turn: not for the model's eyes.
+            self.in_error = True
+        elif len(command) > 2 and command.startswith("!>"):
+            self.header(command[2:], args.strip())
+        elif len(command) > 2 and command.startswith("!:"):
+            self.key(command[2:], args.strip(), depth)
+        else:
+            self.text(line)
+        return True
+
+    def text(self, line: str) -> None:
+        if not self.in_error:
+            self.parts.append(line)
+            self.parts.append("\n")
+
+    def split_for_infill(self) -> None:
+        if self.out.mode == COMPLETION:
+            raise BufferError("!infill: cannot fill in the middle in completion mode (remove !completion)")
+        if self.split:
+            raise BufferError(f"!infill: the buffer is already split at line {self.infill_line}; use one !infill")
+        self.out.mode = INFILL
+        self.out.infill_prefix = "".join(self.parts).strip("\r\n")
+        self.out.infill_files = list(self.files_before_hole)
+        self.split = True
+        self.parts = []
+        self.role = INFILL
+
+    def header(self, name: str, value: str) -> None:
+        if not value:
+            self.out.headers.delete(name)
+        else:
+            expanded, from_env = expand(value, self.sources.env)
+            if "\n" in expanded or "\r" in expanded:
+                raise BufferError(f"!>{name}: a header value cannot hold a line break")
+            self.out.headers.set(name, expanded, from_env)
+
+    def key(self, key: str, value: str, depth: int) -> None:
+        if depth > 0 and self.user_set.get(key):
+            return  # a profile never overrides what the buffer set
+        if not value:
+            self.out.body.pop(key, None)
+        else:
+            try:
+                self.out.body[key] = parse_value(value)
+            except ValueError:
+                self.out.body[key] = value
+        self.user_set[key] = depth == 0
+
+    def load_profile(self, name: str, depth: int) -> None:
+        identity, text = self.sources.profile(name)
+        if identity in self.loading:
+            chain = " -> ".join(self.loading_names + [name])
+            raise BufferError(f"profile loop: {chain}")
+        self.out.profile = name
+        self.loading.append(identity)
+        self.loading_names.append(name)
+        try:
+            self.load(name, text, depth + 1)
+        finally:
+            self.loading.pop()
+            self.loading_names.pop()
+
+
+def _prepend(args: str) -> str:
+    if len(args) > 1 and args[0] == '"':
+        try:
+            decoded = parse_value(args)
+        except ValueError:
+            return args
+        if isinstance(decoded, str):
+            return decoded
+    return args
+
+
+def parse(text: str, sources: Sources, default_profile: str | None = None) -> Buffer:
+    """Return the request that the buffer TEXT describes.
+
+    DEFAULT_PROFILE is loaded after the buffer when the buffer loads none
+    (`$ILLUME_PROFILE`, else llama.cpp); its text becomes a system prompt at
+    the top of the conversation.
+    """
+    reader = _Reader(sources)
+    reader.load("<stdin>", text, 0)
+    reader.close_message("")
+    out = reader.out
+    messages = reader.messages
+
+    if out.profile is None:
+        name = default_profile or sources.env.get("ILLUME_PROFILE") or profiles.DEFAULT
+        # The profile's text goes into a builder of its own, not the last message.
+        reader._new_builder()
+        reader.exclude, reader.excluding, reader.in_error = "", False, False
+        reader.load_profile(name, 1)
+        reader.close_message("")
+        system = "\n\n".join(m.content for m in reader.messages)
+        if system and out.mode == CHAT:
+            if messages and messages[0].role == "system":
+                messages[0] = Message("system", f"{system}\n\n{messages[0].content}")
+            else:
+                messages.insert(0, Message("system", system))
+
+    out.messages = messages
+    if out.mode == INFILL and not reader.split:
+        # !begin after !infill discarded the split: everything left is prefix.
+        out.infill_prefix = messages[0].content if messages else ""
+        out.infill_suffix = None
+    return out

@@ -1,0 +1,221 @@
+"""Documents inserted into a message: files (`!context`), Reddit threads, GitHub issues.
+
+Each function returns the text to insert (SPEC A7); failures raise
+DocumentError with a message in the original's words ("open x: no such
+file or directory"), which the buffer parser locates by line.
+"""
+
+import errno
+import json
+import os
+import stat
+
+from illume.errors import IllumeError
+
+# A file past this size is almost surely a mistake (a log, a dump, a model):
+# refuse it rather than build a request no server will take.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+class DocumentError(IllumeError):
+    """A document could not be read or understood."""
+
+
+def _os_message(op: str, path: str, error: OSError) -> str:
+    # Go prints syscall errors in lower case: "open x: no such file or directory".
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return f"{op} {path}: {reason[:1].lower()}{reason[1:]}"
+
+
+def read_text(path: str) -> str:
+    """Return the text of the file at PATH, its invalid UTF-8 bytes kept as surrogate escapes."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise DocumentError(f"{path}: file too large ({size} bytes, the limit is {MAX_FILE_BYTES})")
+            data = f.read()
+    except IsADirectoryError as e:
+        raise DocumentError(_os_message("read", path, e)) from None
+    except OSError as e:
+        raise DocumentError(_os_message("open", path, e)) from None
+    if b"\0" in data:
+        raise DocumentError(f"{path}: binary file (it holds NUL bytes)")
+    return data.decode("utf-8", "surrogateescape")
+
+
+def fenced(name: str, text: str) -> str:
+    """Return TEXT under a bold NAME inside a fence that no line of it can close."""
+    longest = 2
+    for line in text.split("\n"):
+        run = len(line) - len(line.lstrip("`"))
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    newline = "" if text.endswith("\n") else "\n"
+    return f"**`{name}`**\n{fence}\n{text}{newline}{fence}\n\n"
+
+
+def context(arguments: list[str]) -> tuple[str, list[dict]]:
+    """Return the text of `!context FILE` or `!context DIR SUFFIX...` and the files in it.
+
+    ARGUMENTS are the words after the directive; each file comes back as
+    `{"filename": NAME, "text": TEXT}` too, for llama.cpp's `input_extra`.
+    """
+    if not arguments:
+        raise DocumentError("!context: wrong number of fields")
+    if len(arguments) == 1:
+        path = arguments[0]
+        text = read_text(path)
+        return fenced(path, text), [{"filename": path, "text": text}]
+
+    directory, suffixes = arguments[0], arguments[1:]
+    # The last element of DIR names the files unless DIR ends with a slash.
+    cut = len(directory)
+    while cut > 0 and directory[cut - 1] not in "/\\":
+        cut -= 1
+    label = directory[cut:]
+    parts = []
+    files = []
+    for path, relative in _walk(directory):
+        if path.endswith(tuple(suffixes)):
+            if relative is None:
+                name = label  # DIR named a file
+            elif label in ("", "."):
+                name = relative
+            else:
+                name = f"{label}/{relative}"
+            text = read_text(path)
+            parts.append(fenced(name, text))
+            files.append({"filename": name, "text": text})
+    if not parts:
+        raise DocumentError(f"!context: no file under {directory} ends with {' or '.join(suffixes)}")
+    return "".join(parts), files
+
+
+def _walk(directory: str):
+    """Yield (path, path relative to DIRECTORY) of every file below it, in lexical order.
+
+    A DIRECTORY that is a file yields itself, with None for its relative path.
+
+    Like Go's filepath.Walk: names sorted per directory, symbolic links not
+    followed into directories.
+    """
+    try:
+        info = os.lstat(directory)
+    except OSError as e:
+        raise DocumentError(_os_message("lstat", directory, e)) from None
+    if not stat.S_ISDIR(info.st_mode):
+        yield directory, None
+        return
+    yield from _walk_below(directory, "")
+
+
+def _walk_below(directory: str, relative: str):
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:
+        raise DocumentError(_os_message("open", directory, e)) from None
+    for name in names:
+        path = os.path.join(directory, name)
+        inner = f"{relative}/{name}" if relative else name
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                continue  # vanished while we walked
+            raise DocumentError(_os_message("lstat", path, e)) from None
+        if stat.S_ISDIR(mode):
+            yield from _walk_below(path, inner)
+        else:
+            yield path, inner
+
+
+def _lines(text: str) -> list[str]:
+    """Return TEXT's lines as Go's bufio.Scanner reads them: no final empty line, no trailing CR."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _load_json(path: str):
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise DocumentError(f"failed to parse JSON: {path}") from None
+
+
+def _field(data, key: str) -> str:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _data(thing) -> dict:
+    data = thing.get("data") if isinstance(thing, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _children(listing) -> list:
+    children = _data(listing).get("children")
+    return children if isinstance(children, list) else []
+
+
+def reddit(path: str, with_comments: bool) -> str:
+    """Return the Reddit thread exported as JSON at PATH: the post, and its comments if asked."""
+    thread = _load_json(path)
+    if not isinstance(thread, list) or not thread or not _children(thread[0]):
+        raise DocumentError(f"failed to parse JSON: {path} (not a Reddit thread export)")
+    post = _data(_children(thread[0])[0])
+    out = [
+        "# Reddit Post\n\n",
+        f"{_field(post, 'title')}\n",
+        f"by u/{_field(post, 'author')} in r/{_field(post, 'subreddit')}\n",
+        f"---\n{_field(post, 'selftext')}\n---\n",
+    ]
+    if with_comments and len(thread) > 1:
+        _comments(out, 1, _children(thread[1]))
+        out.append("---\n")
+    return "".join(out)
+
+
+def _quote(depth: int) -> str:
+    return ">" * depth + " " if depth > 0 else ""
+
+
+def _comments(out: list, depth: int, comments: list) -> None:
+    for comment in comments:
+        data = _data(comment)
+        out.append(f"\n{_quote(depth - 1)}u/{_field(data, 'author')}:\n")
+        for line in _lines(_field(data, "body")):
+            out.append(f"{_quote(depth)}{line}\n")
+        replies = data.get("replies")
+        if isinstance(replies, dict):
+            _comments(out, depth + 1, _children(replies))
+
+
+def github(paths: list[str]) -> str:
+    """Return a GitHub issue (API JSON at PATHS[0]) and its comments (API JSON lists at the rest)."""
+    if not paths:
+        raise DocumentError("!github requires at least one argument")
+    issue = _load_json(paths[0])
+    if not isinstance(issue, dict):
+        raise DocumentError(f"failed to parse JSON: {paths[0]} (not a GitHub issue)")
+    out = [
+        "---\n",
+        f"{_field(issue, 'html_url')}\n",
+        f"{_field(issue, 'title')}\n",
+        f"by @{_field(issue.get('user'), 'login')}\n\n",
+        f"{_field(issue, 'body')}\n",
+    ]
+    for path in paths[1:]:
+        comments = _load_json(path)
+        if not isinstance(comments, list):
+            raise DocumentError(f"failed to parse JSON: {path} (not a list of GitHub comments)")
+        for comment in comments:
+            if not isinstance(comment, dict):
+                continue
+            out.append(f"\n@{_field(comment.get('user'), 'login')}:\n")
+            out.extend(f"> {line}\n" for line in _lines(_field(comment, "body")))
+    out.append("---\n")
+    return "".join(out)

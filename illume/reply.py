@@ -1,0 +1,183 @@
+"""The reply: text out of streamed events, whatever the server's schema (SPEC A8).
+
+Servers disagree on where the text is. In order, the original reads
+`choices[0].delta.content` (chat), `choices[0].text` (completions),
+Anthropic's `delta.thinking` and `delta.text`, and `content` (llama.cpp's
+native /completion and /infill). `Reply` does the same, and also notices
+how the stream ends: its end marker, an error inside it, a token limit.
+"""
+
+import json
+
+from illume.errors import StreamError
+
+DONE = "[DONE]"
+THINK_OPEN = "<think>\n"
+THINK_CLOSE = "\n</think>\n\n"
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_message(error) -> str:
+    """Return the readable message of an `error` value in any of the known shapes."""
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("msg") or error.get("detail")
+        if isinstance(message, str):
+            kind = error.get("type") or error.get("code")
+            return f"{message} ({kind})" if isinstance(kind, str) and kind not in message else message
+    return _excerpt(json.dumps(error, ensure_ascii=False))
+
+
+class Reply:
+    """Reads events one by one and returns their text.
+
+    After the stream: `finished` says whether its end marker came,
+    `events` counts the data events (the original's token count for
+    `!stats`), `limit` names a token-limit stop, `timings` holds
+    llama-server's own figures when it sent them.
+    """
+
+    def __init__(self):
+        self.events = 0
+        self.finished = False
+        self.limit: str | None = None
+        self.timings: dict | None = None
+        self.malformed: list[str] = []
+        self._thinking = False
+
+    def text(self, data: str, event_type: str = "message") -> str:
+        """Return the text carried by one event's DATA; raise StreamError for an error event."""
+        if data == DONE:
+            self.finished = True
+            return ""
+        self.events += 1
+        try:
+            event = json.loads(data)
+        except ValueError:
+            self.malformed.append(_excerpt(data, 80))
+            return ""
+        if not isinstance(event, dict):
+            self.malformed.append(_excerpt(data, 80))
+            return ""
+        if event.get("error") or event_type == "error":
+            raise StreamError(f"the server reported an error: {error_message(event.get('error', event))}")
+
+        choices = event.get("choices")
+        if isinstance(choices, list) and choices:
+            choice = choices[0] if isinstance(choices[0], dict) else {}
+            self._note_finish(choice.get("finish_reason"))
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
+                return content
+            text = choice.get("text")
+            return text if isinstance(text, str) else ""
+
+        delta = event.get("delta")
+        if isinstance(delta, dict):  # Anthropic
+            self._note_finish(delta.get("stop_reason"))
+            thinking = delta.get("thinking")
+            if isinstance(thinking, str) and thinking:
+                opening = "" if self._thinking else THINK_OPEN
+                self._thinking = True
+                return opening + thinking
+            text = delta.get("text")
+            if isinstance(text, str) and text:
+                closing = THINK_CLOSE if self._thinking else ""
+                self._thinking = False
+                return closing + text
+        if event.get("type") == "message_stop":
+            self.finished = True
+
+        # llama.cpp's native endpoints end with `"stop": true` and no [DONE].
+        if event.get("stop") is True:
+            self.finished = True
+            if event.get("stop_type") == "limit" or event.get("truncated") is True:
+                self.limit = "the token limit"
+        if isinstance(event.get("timings"), dict):
+            self.timings = event["timings"]
+        content = event.get("content")
+        return content if isinstance(content, str) else ""
+
+    def _note_finish(self, reason) -> None:
+        if reason in ("length", "max_tokens"):
+            self.limit = "the token limit"
+
+
+class GptOss:
+    """Translates GPT-OSS channel tokens in streamed text into `<think>`…`</think>`.
+
+    The harmony format reads `<|channel|>analysis<|message|>THOUGHTS<|end|>
+    <|start|>assistant<|channel|>final<|message|>ANSWER`. Tokens may be split
+    across chunks, so a possible token start is held back until it is whole.
+    """
+
+    _LONGEST_TOKEN = 32
+
+    def __init__(self):
+        self._pending = ""
+        self._thinking = False
+        self._capture: str | None = None  # "channel" or "role": text being read, not shown
+        self._captured = ""
+
+    def feed(self, text: str) -> str:
+        self._pending += text
+        out = []
+        while self._pending:
+            start = self._pending.find("<|")
+            if start < 0:
+                self._emit(out, self._pending)
+                self._pending = ""
+                break
+            self._emit(out, self._pending[:start])
+            end = self._pending.find("|>", start + 2)
+            if end < 0:
+                if len(self._pending) - start > self._LONGEST_TOKEN:
+                    self._emit(out, self._pending[start : start + 2])
+                    self._pending = self._pending[start + 2 :]
+                    continue
+                self._pending = self._pending[start:]
+                break
+            token = self._pending[start + 2 : end]
+            self._pending = self._pending[end + 2 :]
+            self._token(out, token)
+        return "".join(out)
+
+    def finish(self) -> str:
+        out = []
+        self._emit(out, self._pending)
+        self._pending = ""
+        return "".join(out)
+
+    def _emit(self, out: list, text: str) -> None:
+        if self._capture:
+            self._captured += text
+        elif text:
+            out.append(text)
+
+    def _token(self, out: list, token: str) -> None:
+        if token == "channel":
+            self._capture, self._captured = "channel", ""
+        elif token == "message":
+            if self._capture == "channel":
+                channel = self._captured.strip()
+                if channel.startswith("analysis") and not self._thinking:
+                    out.append(THINK_OPEN)
+                    self._thinking = True
+                elif not channel.startswith("analysis") and self._thinking:
+                    out.append(THINK_CLOSE)
+                    self._thinking = False
+            self._capture = None
+        elif token == "start":
+            self._capture, self._captured = "role", ""
+        elif token in ("end", "return", "call"):
+            if self._thinking:
+                out.append(THINK_CLOSE)
+                self._thinking = False
+            self._capture = None
+        # Other special tokens (<|constrain|>, ...) are dropped.

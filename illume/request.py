@@ -1,0 +1,74 @@
+"""From a parsed buffer to the HTTP request: URL, JSON body, headers (SPEC A6)."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from illume import buffer as buf
+from illume import jsonwire, templates
+from illume.errors import BufferError, SetupError
+from illume.headers import Headers
+
+ENDPOINTS = {buf.CHAT: "chat/completions", buf.COMPLETION: "completions", buf.INFILL: "infill"}
+
+
+@dataclass
+class Request:
+    """One request, ready to send."""
+
+    url: str
+    body: dict
+    headers: Headers
+    mode: str  # chat, completion or infill
+    template: bool = False  # infill through a FIM template and /completions
+
+    def body_bytes(self) -> bytes:
+        """Return the body as the original sends it: Go's JSON and a trailing newline."""
+        return (jsonwire.encode(self.body) + "\n").encode("utf-8")
+
+    def debug_text(self) -> str:
+        """Return the `!debug` dry run: request line, headers (secrets masked), body."""
+        lines = [f"\n\nPOST {self.url} HTTP/1.1\n"]
+        lines.extend(f"{name}: {value}\n" for name, value in self.headers.shown())
+        lines.append(f"\n{jsonwire.encode(self.body)}\n\n")
+        return "".join(lines)
+
+
+def build(buffer: buf.Buffer, env: Mapping[str, str]) -> Request:
+    """Return the request for BUFFER."""
+    body = dict(buffer.body)
+    try:
+        url = templates.interpolate(buffer.api, body)
+    except templates.TemplateError as e:
+        raise SetupError(f"interpolating URL: {e}") from None
+
+    literal = len(url) > 2 and url[0] == '"' and url[-1] == '"'
+    if literal:
+        url = url[1:-1]
+    elif not url.endswith("/"):
+        url += "/"
+
+    template = buffer.mode == buf.INFILL and buffer.fim_template is not None
+    if not literal:
+        url += ENDPOINTS[buf.COMPLETION if template else buffer.mode]
+
+    if buffer.mode == buf.CHAT:
+        body["messages"] = [jsonwire.Ordered(role=m.role, content=m.content) for m in buffer.messages]
+    elif buffer.mode == buf.COMPLETION:
+        if not buffer.messages:
+            raise BufferError("!completion: there is no text to complete")
+        body["prompt"] = buffer.messages[0].content
+    else:
+        prefix = buffer.infill_prefix + "\n"
+        suffix = "" if buffer.infill_suffix is None else "\n" + buffer.infill_suffix
+        if template:
+            try:
+                body["prompt"] = templates.render(buffer.fim_template, prefix, suffix, env, buffer.infill_files)
+            except templates.TemplateError as e:
+                raise SetupError(f"!infill: {e}") from None
+        else:
+            body["prompt"] = ""  # llama.cpp requires the key
+            body["input_prefix"] = prefix
+            body["input_suffix"] = suffix
+    body.pop("stream", None)
+    body["stream"] = True
+    return Request(url=url, body=body, headers=buffer.headers, mode=buffer.mode, template=template)

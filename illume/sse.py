@@ -1,0 +1,79 @@
+"""An incremental Server-Sent Events decoder (the WHATWG HTML spec, section 9.2.6).
+
+`Decoder.feed` takes bytes as they arrive, in pieces of any size, and
+returns the events they complete. Lines end in LF, CR or CRLF, even when a
+CRLF is split across two pieces; text is decoded only once a line is whole,
+so a UTF-8 character split across pieces survives. Pure: no I/O.
+"""
+
+from typing import NamedTuple
+
+
+class Event(NamedTuple):
+    type: str  # "message" unless an `event:` line said otherwise
+    data: str
+
+
+class Decoder:
+    def __init__(self):
+        self._tail = b""  # an incomplete line
+        self._data: list[bytes] = []
+        self._type = b""
+        self._has_data = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        """Return the events that CHUNK completes."""
+        if self._tail:
+            chunk = self._tail + chunk
+        held_cr = False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                # It may be the first half of a CRLF: decide with the next chunk.
+                chunk = chunk[:-1]
+                held_cr = True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        self._tail = lines.pop() + (b"\r" if held_cr else b"")
+        events = []
+        for line in lines:
+            if line:
+                self._field(line)
+            elif self._has_data:
+                events.append(self._dispatch())
+            else:
+                self._type = b""
+        return events
+
+    def close(self) -> list[Event]:
+        """Return what the end of the stream completes: a last line without its newline."""
+        events = self.feed(b"\n") if self._tail else []
+        # The spec drops an event that never saw its blank line; a reply
+        # that ends that way is still text the user is owed.
+        if self._has_data:
+            events.append(self._dispatch())
+        return events
+
+    def _field(self, line: bytes) -> None:
+        if line.startswith(b"data:"):
+            value = line[5:]
+        elif line[0] == 0x3A:  # ":" starts a comment
+            return
+        else:
+            name, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if name == b"event":
+                self._type = value
+            return  # id and retry mean nothing to a one-shot reader
+        if value.startswith(b" "):
+            value = value[1:]
+        self._data.append(value)
+        self._has_data = True
+
+    def _dispatch(self) -> Event:
+        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+        event = Event(self._type.decode("utf-8", "replace") or "message", data.decode("utf-8", "replace"))
+        self._data = []
+        self._type = b""
+        self._has_data = False
+        return event

@@ -1,0 +1,47 @@
+"""The `!stats` note, worded and formatted as the original prints it (Go's %.3g and time.Duration)."""
+
+import math
+
+
+def go_duration(seconds: float) -> str:
+    """Return SECONDS as Go's time.Duration prints it: 350.2µs, 1.5ms, 2.25s, 1m3s."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        if ns < 1000:
+            return f"{sign}{ns}ns"
+        unit, digits = ("µs", 3) if ns < 1_000_000 else ("ms", 6)
+        return sign + _fixed(ns, digits) + unit
+    whole, fraction = divmod(ns, 1_000_000_000)
+    text = _fixed(whole % 60 * 1_000_000_000 + fraction, 9) + "s"
+    minutes = whole // 60
+    if minutes:
+        text = f"{minutes % 60}m{text}"
+        if minutes >= 60:
+            text = f"{minutes // 60}h{text}"
+    return sign + text
+
+
+def _fixed(value: int, digits: int) -> str:
+    whole, fraction = divmod(value, 10**digits)
+    if not fraction:
+        return str(whole)
+    return f"{whole}." + f"{fraction:0{digits}d}".rstrip("0")
+
+
+def go_general(number: float) -> str:
+    """Return NUMBER as Go's %.3g prints it."""
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return "%.3g" % number
+
+
+def note(events: int, seconds_to_headers: float, seconds_streaming: float) -> str:
+    """Return the `!stats` line: stream rate, streamed events, time to the response headers."""
+    rate = events / seconds_streaming if seconds_streaming > 0 else math.inf
+    return f"\n\n!note {go_general(rate)} tok/s, {events} toks, {go_duration(seconds_to_headers)}"

@@ -1,0 +1,87 @@
+"""FIM templates: how a prefix and a suffix become one completion prompt (SPEC A6).
+
+A template is one of
+- the original's one-line form, `<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>`;
+- an inline Jinja template (it holds `{{` or `{%`);
+- the name of a Jinja file ending in `.jinja`: built in (`fim_templates/`),
+  a path, or in the user's folder `$XDG_CONFIG_HOME/illume/fim_templates`.
+
+Jinja templates see `prefix`, `suffix` and `files` (the `!context` files
+before the hole, a list of `{filename, text}`), and run sandboxed with
+undefined names as errors. jinja2 is imported only when one is rendered.
+"""
+
+from collections.abc import Mapping
+
+from illume.documents import DocumentError, read_text
+from illume.errors import IllumeError
+from illume.resources import builtin_dir, user_dir
+
+
+class TemplateError(IllumeError):
+    """A FIM template could not be found or rendered."""
+
+
+def render(template: str, prefix: str, suffix: str, env: Mapping[str, str], files=()) -> str:
+    """Return the prompt that TEMPLATE makes of PREFIX and SUFFIX."""
+    name = template.strip()
+    if name.endswith(".jinja"):
+        return _render_jinja(_load(name, env), name, prefix, suffix, files)
+    if "{{" in template or "{%" in template:
+        return _render_jinja(template, "!infill", prefix, suffix, files)
+    return interpolate(template, {"prefix": prefix, "suffix": suffix})
+
+
+def interpolate(text: str, values: Mapping) -> str:
+    """Return TEXT with each `{key}` replaced by VALUES[key], as the original fills `!api` and `!infill`.
+
+    Non-string values appear as compact JSON. Raises KeyError-free
+    TemplateError naming a missing key or an unclosed brace.
+    """
+    from illume.jsonwire import encode
+
+    out = []
+    rest = text
+    while True:
+        before, brace, after = rest.partition("{")
+        out.append(before)
+        if not brace:
+            return "".join(out)
+        key, close, rest = after.partition("}")
+        if not close:
+            raise TemplateError("unmatched '{'")
+        if key not in values:
+            raise TemplateError(f"missing key: {key}")
+        value = values[key]
+        out.append(value if isinstance(value, str) else encode(value))
+
+
+def _load(name: str, env: Mapping[str, str]) -> str:
+    candidates = []
+    if "/" not in name:
+        candidates.append(builtin_dir("fim_templates") / name)
+    candidates.append(name)
+    if "/" not in name:
+        candidates.append(user_dir("fim_templates", env) / name)
+    for candidate in candidates:
+        try:
+            return read_text(str(candidate))
+        except DocumentError:
+            continue
+    raise TemplateError(f"FIM template not found: {name}")
+
+
+def _render_jinja(source: str, name: str, prefix: str, suffix: str, files) -> str:
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    environment = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        template = environment.from_string(source)
+        return template.render(prefix=prefix, suffix=suffix, files=list(files))
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateError(f"{name}:{e.lineno}: template syntax error: {e.message}") from None
+    except jinja2.UndefinedError as e:
+        raise TemplateError(f"{name}: {e.message}") from None
+    except jinja2.exceptions.SecurityError as e:
+        raise TemplateError(f"{name}: unsafe template: {e}") from None

@@ -1,0 +1,2 @@
+!infill codellama.jinja
+!:stop ["<EOT>"]

@@ -1,0 +1,1 @@
+!infill granite.jinja

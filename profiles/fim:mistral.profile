@@ -1,0 +1,1 @@
+!infill mistral.jinja

@@ -1,0 +1,3 @@
+!api http://localhost:8080/
+!:cache_prompt true
+!:stop ["<|im_end|>"]
