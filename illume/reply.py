@@ -11,6 +11,9 @@ import json
 
 from illume.errors import StreamError
 
+# json.loads without its per-call checks: this runs once per streamed token.
+_scan = json.scanner.make_scanner(json.JSONDecoder())
+
 DONE = "[DONE]"
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "\n</think>\n\n"
@@ -57,13 +60,24 @@ class Reply:
             return ""
         self.events += 1
         try:
-            event = json.loads(data)
-        except ValueError:
+            event, end = _scan(data, 0)
+            if end != len(data) and data[end:].strip():
+                raise ValueError("extra data")
+        except (ValueError, StopIteration):
             self.malformed.append(_excerpt(data, 80))
             return ""
         if not isinstance(event, dict):
             self.malformed.append(_excerpt(data, 80))
             return ""
+        try:
+            # The common case first: an OpenAI-style chat delta.
+            choice = event["choices"][0]
+            content = choice["delta"]["content"]
+            if content and content.__class__ is str and choice.get("finish_reason") is None \
+                    and "error" not in event and event_type == "message":
+                return content
+        except (KeyError, IndexError, TypeError):
+            pass
         if event.get("error") or event_type == "error":
             raise StreamError(f"the server reported an error: {error_message(event.get('error', event))}")
 
@@ -131,8 +145,10 @@ class GptOss:
         while self._pending:
             start = self._pending.find("<|")
             if start < 0:
-                self._emit(out, self._pending)
-                self._pending = ""
+                # A "<" at the very end may be the first half of a token.
+                held = "<" if self._pending.endswith("<") else ""
+                self._emit(out, self._pending[: len(self._pending) - len(held)])
+                self._pending = held
                 break
             self._emit(out, self._pending[:start])
             end = self._pending.find("|>", start + 2)

@@ -19,7 +19,6 @@ class Decoder:
         self._tail = b""  # an incomplete line
         self._data: list[bytes] = []
         self._type = b""
-        self._has_data = False
 
     def feed(self, chunk: bytes) -> list[Event]:
         """Return the events that CHUNK completes."""
@@ -35,11 +34,16 @@ class Decoder:
         lines = chunk.split(b"\n")
         self._tail = lines.pop() + (b"\r" if held_cr else b"")
         events = []
+        data = self._data
         for line in lines:
-            if line:
+            if line[:6] == b"data: ":
+                # The common case, kept inline: it runs once per token.
+                data.append(line[6:])
+            elif line:
                 self._field(line)
-            elif self._has_data:
+            elif data:
                 events.append(self._dispatch())
+                data = self._data
             else:
                 self._type = b""
         return events
@@ -49,31 +53,26 @@ class Decoder:
         events = self.feed(b"\n") if self._tail else []
         # The spec drops an event that never saw its blank line; a reply
         # that ends that way is still text the user is owed.
-        if self._has_data:
+        if self._data:
             events.append(self._dispatch())
         return events
 
     def _field(self, line: bytes) -> None:
-        if line.startswith(b"data:"):
-            value = line[5:]
-        elif line[0] == 0x3A:  # ":" starts a comment
+        if line[0] == 0x3A:  # ":" starts a comment
             return
-        else:
-            name, _, value = line.partition(b":")
-            if value.startswith(b" "):
-                value = value[1:]
-            if name == b"event":
-                self._type = value
-            return  # id and retry mean nothing to a one-shot reader
+        name, _, value = line.partition(b":")
         if value.startswith(b" "):
             value = value[1:]
-        self._data.append(value)
-        self._has_data = True
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._type = value
+        # id and retry mean nothing to a one-shot reader.
 
     def _dispatch(self) -> Event:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = Event(self._type.decode("utf-8", "replace") or "message", data.decode("utf-8", "replace"))
+        kind = self._type.decode("utf-8", "replace") if self._type else "message"
+        event = Event(kind, data.decode("utf-8", "replace"))
         self._data = []
         self._type = b""
-        self._has_data = False
         return event

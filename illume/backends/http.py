@@ -104,16 +104,36 @@ class HTTPBackend:
             raise StreamError(f"expected an event stream but got {kind}: {excerpt}")
         decoder = sse.Decoder()
         for chunk in response.iter_raw():
-            for event in decoder.feed(chunk):
-                text = reply.text(event.data, event.type)
-                if text:
-                    yield text
-                if event.data == "[DONE]":
-                    return
-        for event in decoder.close():
-            text = reply.text(event.data, event.type)
+            text, done, error = _pass_on(decoder.feed(chunk), reply)
             if text:
                 yield text
+            if error:
+                raise error
+            if done:
+                return
+        text, _, error = _pass_on(decoder.close(), reply)
+        if text:
+            yield text
+        if error:
+            raise error
+
+
+def _pass_on(events, reply: Reply) -> tuple[str, bool, StreamError | None]:
+    """Return the text of EVENTS as one piece, whether the end marker came, and an error event.
+
+    All the events of one network read go out in one write: still flushed as
+    they arrive, without a system call per token. Text that came before an
+    error event is returned with the error, so it is shown before it.
+    """
+    texts = []
+    try:
+        for event in events:
+            texts.append(reply.text(event.data, event.type))
+            if event.data == "[DONE]":
+                return "".join(texts), True, None
+    except StreamError as error:
+        return "".join(texts), False, error
+    return "".join(texts), False, None
 
 
 def _whole_reply(data: str, reply: Reply) -> str:
