@@ -90,7 +90,12 @@ class _Reader:
         self.exclude = ""
         self.excluding = False
         self.in_error = False  # inside an `!error` section that illume printed
-        self.infill_line: int | None = None
+        self.infill_line: int | None = None  # where the bare !infill was, for errors
+        self.line_number = 0
+        # Whether a FIM template was stored when the bare !infill came: the
+        # original picks the endpoint there, so a template stored later (a
+        # profile below the hole, the default profile) does not switch to it.
+        self.template_at_split: bool | None = None
         self._new_builder()
 
     # --- messages -------------------------------------------------------
@@ -104,7 +109,8 @@ class _Reader:
     def close_message(self, next_role: str) -> None:
         content = "".join(self.parts).strip("\r\n")
         if self.role == INFILL:
-            if self.out.infill_suffix is None:
+            # Empty, it is dropped like any message: the original then sends "" as the suffix.
+            if self.out.infill_suffix is None and content:
                 self.out.infill_suffix = content
         elif content:
             self.messages.append(Message(self.role or "system", content))
@@ -117,6 +123,7 @@ class _Reader:
         if lines and lines[-1] == "":
             lines.pop()
         for number, line in enumerate(lines, 1):
+            self.line_number = number
             try:
                 if not self.line(line, depth):
                     break
@@ -208,6 +215,8 @@ class _Reader:
         if self.split:
             raise BufferError(f"!infill: the buffer is already split at line {self.infill_line}; use one !infill")
         self.out.mode = INFILL
+        self.template_at_split = self.out.fim_template is not None
+        self.infill_line = self.line_number
         self.out.infill_prefix = "".join(self.parts).strip("\r\n")
         self.out.infill_files = list(self.files_before_hole)
         self.split = True
@@ -273,6 +282,7 @@ def parse(text: str, sources: Sources, default_profile: str | None = None) -> Bu
     reader.close_message("")
     out = reader.out
     messages = reader.messages
+    split = reader.split  # loading the default profile below starts a fresh builder
 
     if out.profile is None:
         name = default_profile or sources.env.get("ILLUME_PROFILE") or profiles.DEFAULT
@@ -289,7 +299,9 @@ def parse(text: str, sources: Sources, default_profile: str | None = None) -> Bu
                 messages.insert(0, Message("system", system))
 
     out.messages = messages
-    if out.mode == INFILL and not reader.split:
+    if out.mode == INFILL and not reader.template_at_split:
+        out.fim_template = None  # stored after the hole: llama.cpp's /infill, as the original
+    if out.mode == INFILL and not split:
         # !begin after !infill discarded the split: everything left is prefix.
         out.infill_prefix = messages[0].content if messages else ""
         out.infill_suffix = None

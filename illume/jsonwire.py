@@ -117,9 +117,29 @@ def parse_value(text: str):
     Raises ValueError when Go's decoder would refuse it (the caller then
     sends the text as a string). Numbers become floats, as in Go.
     """
-    return json.loads(
+    value = json.loads(
         text,
         parse_int=_go_float,
         parse_float=_go_float,
         parse_constant=_reject_constant,
     )
+    return _valid_strings(value)
+
+
+_surrogate = re.compile("[\ud800-\udfff]")
+
+
+def _valid_strings(value):
+    """Return VALUE with lone surrogates in its strings replaced by U+FFFD.
+
+    Go's decoder turns an unpaired `\\ud800` escape and invalid UTF-8 bytes
+    (our surrogate escapes) into U+FFFD, which it then sends as the real
+    character; Python would keep the surrogate and fail to encode it.
+    """
+    if isinstance(value, str):
+        return _surrogate.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_valid_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {_valid_strings(key): _valid_strings(item) for key, item in value.items()}
+    return value

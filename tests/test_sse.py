@@ -1,0 +1,73 @@
+"""The incremental SSE decoder (WHATWG HTML 9.2.6), by input/expected tables as httpx-sse tests its decoder."""
+
+import pytest
+
+from illume.sse import Decoder, Event
+
+
+def decode(chunks: list[bytes]) -> list[Event]:
+    decoder = Decoder()
+    events = []
+    for chunk in chunks:
+        events.extend(decoder.feed(chunk))
+    events.extend(decoder.close())
+    return events
+
+
+M = "message"
+
+CASES = [
+    # (name, chunks as they arrive, events)
+    ("lf", [b"data: a\n\ndata: b\n\n"], [Event(M, "a"), Event(M, "b")]),
+    ("crlf", [b"data: a\r\n\r\ndata: b\r\n\r\n"], [Event(M, "a"), Event(M, "b")]),
+    ("cr", [b"data: a\r\rdata: b\r\r"], [Event(M, "a"), Event(M, "b")]),
+    ("mixed line ends", [b"data: a\r\n\rdata: b\n\r\n"], [Event(M, "a"), Event(M, "b")]),
+    ("crlf split across chunks", [b"data: a\r", b"\n\r", b"\n"], [Event(M, "a")]),
+    ("cr then a new line in the next chunk", [b"data: a\r", b"\rdata: b\r", b"\r"], [Event(M, "a"), Event(M, "b")]),
+    ("one byte at a time", [bytes([c]) for c in b"data: hi\r\n\r\n"], [Event(M, "hi")]),
+    ("line split across chunks", [b"da", b"ta: he", b"llo\n", b"\n"], [Event(M, "hello")]),
+    ("utf-8 split across chunks", [b"data: caf\xc3", b"\xa9 \xe2\x82", b"\xac\n\n"], [Event(M, "café €")]),
+    ("four-byte character split", [b"data: \xf0\x9f", b"\x98", b"\x80\n\n"], [Event(M, "😀")]),
+    ("invalid utf-8 is replaced", [b"data: a\xffb\n\n"], [Event(M, "a\ufffdb")]),
+    ("comment", [b": keep-alive\n\ndata: a\n\n"], [Event(M, "a")]),
+    ("comment inside an event", [b"data: a\n: note\ndata: b\n\n"], [Event(M, "a\nb")]),
+    ("multi-line data", [b"data: a\ndata: b\ndata: c\n\n"], [Event(M, "a\nb\nc")]),
+    ("no space after colon", [b"data:a\n\n"], [Event(M, "a")]),
+    ("only one space is removed", [b"data:  a \n\n"], [Event(M, " a ")]),
+    ("empty data", [b"data:\n\n"], [Event(M, "")]),
+    ("empty data line in the middle", [b"data: a\ndata:\ndata: b\n\n"], [Event(M, "a\n\nb")]),
+    ("event type", [b"event: content_block_delta\ndata: {}\n\n"], [Event("content_block_delta", "{}")]),
+    ("event type without space", [b"event:error\ndata: x\n\n"], [Event("error", "x")]),
+    ("event type resets after dispatch", [b"event: e\ndata: 1\n\ndata: 2\n\n"], [Event("e", "1"), Event(M, "2")]),
+    ("event type without data is dropped", [b"event: ping\n\ndata: 2\n\n"], [Event(M, "2")]),
+    ("id and retry are ignored", [b"id: 7\nretry: 100\ndata: a\n\n"], [Event(M, "a")]),
+    ("unknown fields are ignored", [b"foo: bar\ndata: a\n\n"], [Event(M, "a")]),
+    ("blank lines without data dispatch nothing", [b"\n\n\r\n\r\r"], []),
+    ("final line without newline", [b"data: [DONE]"], [Event(M, "[DONE]")]),
+    ("final event without blank line", [b"data: a\n"], [Event(M, "a")]),
+    ("final crlf held back then closed", [b"data: a\r"], [Event(M, "a")]),
+    ("nothing", [], []),
+    ("llama.cpp chat stream", [
+        b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
+        b'data: {"choices":[{"delta":{"content":"!"}}]}\n\ndata: [DONE]\n\n',
+    ], [
+        Event(M, '{"choices":[{"delta":{"content":"Hi"}}]}'),
+        Event(M, '{"choices":[{"delta":{"content":"!"}}]}'),
+        Event(M, "[DONE]"),
+    ]),
+]
+
+
+@pytest.mark.parametrize("chunks, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_decode(chunks, expected):
+    assert decode(chunks) == expected
+
+
+def test_events_come_out_as_soon_as_their_blank_line_arrives():
+    decoder = Decoder()
+    assert decoder.feed(b"data: a\n") == []
+    assert decoder.feed(b"\n") == [Event(M, "a")]
+    assert decoder.feed(b"data: b\r") == []
+    assert decoder.feed(b"\n\r") == []  # the CR may be half of a CRLF
+    assert decoder.feed(b"\n") == [Event(M, "b")]
+    assert decoder.close() == []
