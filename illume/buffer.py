@@ -8,7 +8,6 @@ replace.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from illume import documents, profiles
 from illume.errors import BufferError, IllumeError
@@ -22,31 +21,46 @@ INVALID_URL = "http://invalid./"
 CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 
 
-@dataclass
 class Message:
-    role: str
-    content: str
+    """One message of the conversation."""
+
+    __slots__ = ("role", "content")
+
+    def __init__(self, role: str, content: str):
+        self.role = role
+        self.content = content
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Message) and (self.role, self.content) == (other.role, other.content)
+
+    def __repr__(self) -> str:
+        return f"Message({self.role!r}, {self.content!r})"
 
 
-@dataclass
 class Buffer:
-    """What a buffer asks for."""
+    """What a buffer asks for.
+
+    A plain class, not a dataclass: importing dataclasses (and inspect) is
+    a tenth of illume's start-up.
+    """
 
     api: str = INVALID_URL
     mode: str = CHAT
-    messages: list[Message] = field(default_factory=list)
     infill_prefix: str = ""
     infill_suffix: str | None = None  # None: nothing follows the hole
-    infill_files: list[dict] = field(default_factory=list)  # !context files before the hole
     fim_template: str | None = None
-    body: dict = field(default_factory=lambda: {"max_tokens": 2000})
-    headers: Headers = field(default_factory=Headers.default)
     prepend: str = ""
     debug: bool = False
     stats: bool = False
     gpt_oss: bool = False
     stop_rules: str | None = None  # argument of !stop-rules, checked by the infill guard
     profile: str | None = None  # the last profile loaded
+
+    def __init__(self):
+        self.messages: list[Message] = []
+        self.infill_files: list[dict] = []  # !context files before the hole
+        self.body: dict = {"max_tokens": 2000}
+        self.headers = Headers.default()
 
 
 class Sources:

@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import BinaryIO
 
 import click
@@ -28,12 +27,15 @@ class Interrupted(Exception):
         self.status = status
 
 
-@dataclass
 class Options:
-    profile: str | None = None
-    debug: bool = False
-    filter: bool = False
-    timeout: float = DEFAULT_TIMEOUT
+    """The command-line options that shape one run."""
+
+    def __init__(self, profile: str | None = None, debug: bool = False, filter: bool = False,
+                 timeout: float = DEFAULT_TIMEOUT):
+        self.profile = profile
+        self.debug = debug
+        self.filter = filter
+        self.timeout = timeout
 
 
 class Output:

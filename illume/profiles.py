@@ -21,20 +21,20 @@ def _is_bare(name: str) -> bool:
 def resolve(name: str, env: Mapping[str, str]) -> tuple[str, str]:
     """Return (identity, text) of the profile NAME; identity tells two loads of one file apart."""
     if _is_bare(name) and name not in ("", ".", ".."):
-        builtin = builtin_dir("profiles") / f"{name}.profile"
-        if builtin.is_file():
-            return str(builtin), read_text(str(builtin))
+        builtin = os.path.join(builtin_dir("profiles"), f"{name}.profile")
+        if os.path.isfile(builtin):
+            return builtin, read_text(builtin)
     try:
         return os.path.abspath(name), read_text(name)
     except DocumentError as first:
         if not _is_bare(name) or not name:
             raise
-        users = user_dir("profiles", env) / f"{name}.profile"
-        if users.is_file():
-            return str(users), read_text(str(users))
+        users = os.path.join(user_dir("profiles", env), f"{name}.profile")
+        if os.path.isfile(users):
+            return users, read_text(users)
         raise first  # the original's words: "open NAME: no such file or directory"
 
 
 def builtin_names() -> list[str]:
     """Return the names of the built-in profiles."""
-    return sorted(p.name[: -len(".profile")] for p in builtin_dir("profiles").glob("*.profile"))
+    return sorted(n[: -len(".profile")] for n in os.listdir(builtin_dir("profiles")) if n.endswith(".profile"))

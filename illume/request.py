@@ -1,7 +1,6 @@
 """From a parsed buffer to the HTTP request: URL, JSON body, headers (SPEC A6)."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from illume import buffer as buf
 from illume import jsonwire, templates
@@ -11,15 +10,15 @@ from illume.headers import Headers
 ENDPOINTS = {buf.CHAT: "chat/completions", buf.COMPLETION: "completions", buf.INFILL: "infill"}
 
 
-@dataclass
 class Request:
     """One request, ready to send."""
 
-    url: str
-    body: dict
-    headers: Headers
-    mode: str  # chat, completion or infill
-    template: bool = False  # infill through a FIM template and /completions
+    def __init__(self, url: str, body: dict, headers: Headers, mode: str, template: bool = False):
+        self.url = url
+        self.body = body
+        self.headers = headers
+        self.mode = mode  # chat, completion or infill
+        self.template = template  # infill through a FIM template and /completions
 
     def body_bytes(self) -> bytes:
         """Return the body as the original sends it: Go's JSON and a trailing newline."""

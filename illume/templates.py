@@ -11,6 +11,7 @@ before the hole, a list of `{filename, text}`), and run sandboxed with
 undefined names as errors. jinja2 is imported only when one is rendered.
 """
 
+import os
 from collections.abc import Mapping
 
 from illume.documents import DocumentError, read_text
@@ -59,10 +60,10 @@ def interpolate(text: str, values: Mapping) -> str:
 def _load(name: str, env: Mapping[str, str]) -> str:
     candidates = []
     if "/" not in name:
-        candidates.append(builtin_dir("fim_templates") / name)
+        candidates.append(os.path.join(builtin_dir("fim_templates"), name))
     candidates.append(name)
     if "/" not in name:
-        candidates.append(user_dir("fim_templates", env) / name)
+        candidates.append(os.path.join(user_dir("fim_templates", env), name))
     for candidate in candidates:
         try:
             return read_text(str(candidate))

@@ -24,6 +24,24 @@ MAX_REDIRECTS = 5
 ERROR_BODY_LIMIT = 2000
 
 
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _verify(url: str):
+    """Return httpx's `verify` for URL: certificates are only loaded when TLS can be involved.
+
+    Loading the CA bundle costs about 20 ms of every start; a plain-HTTP
+    request to a local server needs none. A proxy may speak TLS, and
+    `_open` refuses a redirect from http to https, so neither slips through
+    unverified.
+    """
+    import os
+
+    if url.startswith("http://") and not any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARIABLES):
+        return False
+    return True
+
+
 def _origin(url) -> tuple:
     return (url.scheme, url.host, url.port)
 
@@ -40,7 +58,7 @@ class HTTPBackend:
 
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 30.0))
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            with httpx.Client(timeout=timeout, follow_redirects=False, verify=_verify(request.url)) as client:
                 self.started = time.perf_counter()
                 response = self._open(client, request)
                 try:
@@ -80,6 +98,8 @@ class HTTPBackend:
             if status in (307, 308) and "location" in response.headers:
                 target = url.join(response.headers["location"])
                 response.close()
+                if target.scheme != url.scheme:
+                    raise RequestError(f"the server redirected {url} to {target}: put that URL in !api")
                 if _origin(target) != _origin(url):
                     # Credentials stay with the host they were meant for.
                     headers = dict(request.headers.public_items())
