@@ -91,10 +91,10 @@ def program(raw: bytes, out: Output, env: Mapping[str, str], options: Options) -
             out.write("\n\n!assistant\n\n" + parsed.prepend)
         for text in stream:
             out.write(translate.feed(text) if translate else text)
-        if translate:
-            out.write(translate.finish())
     finally:
         stream.close()  # on a stop or an interrupt: the server stops generating
+        if translate:
+            out.write(translate.finish())  # text held back for a token, even before an error
     _check_ending(reply)
     if reply.limit:
         out.write(f"\n\n!note the reply stopped at {reply.limit} (raise !:max_tokens for more)")

@@ -373,8 +373,6 @@ def test_text_is_flushed_as_it_arrives():
     assert out.flushed[-1] == b"\n\n!assistant\n\nHi"
 
 
-@pytest.mark.xfail(strict=True, reason="backends/http.py reads response.iter_raw(), which does not undo the "
-                                       "Content-Encoding that httpx itself asked for (Go's client decodes gzip)")
 def test_gzip_encoded_stream():
     import gzip
 

@@ -123,7 +123,7 @@ class HTTPBackend:
             excerpt = " ".join(response.read()[:300].decode("utf-8", "replace").split())
             raise StreamError(f"expected an event stream but got {kind}: {excerpt}")
         decoder = sse.Decoder()
-        for chunk in response.iter_raw():
+        for chunk in response.iter_bytes():  # undoes gzip/deflate, as Go's client does
             text, done, error = _pass_on(decoder.feed(chunk), reply)
             if text:
                 yield text
