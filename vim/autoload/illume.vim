@@ -1,0 +1,251 @@
+" illume: stream a language model's reply into the buffer (see :help illume).
+"
+" A reply is written at its *insertion line*, counted from the end of the
+" buffer (`lines_after` lines below it), so edits above it while it streams
+" never misplace it. Text above the insertion line is never changed.
+
+let s:replies = {}   " bufnr -> the running reply of that buffer
+let s:stop_wait_s = 3.0
+
+" Commands --------------------------------------------------------------------
+
+function! illume#chat() abort
+  let l:buf = bufnr('%')
+  call s:stop_and_wait(l:buf)
+  call s:start(l:buf, 'chat', getline(1, '$'), 0, '', 0)
+endfunction
+
+function! illume#infill(lnum) abort
+  let l:buf = bufnr('%')
+  call s:stop_and_wait(l:buf)
+  let l:lines = getline(1, '$')
+  let l:sent = copy(l:lines)
+  if l:lines[a:lnum - 1] =~# '^\s*$'
+    " A blank line is the hole itself: the middle replaces it.
+    let l:sent[a:lnum - 1] = '!infill'
+    let [l:head, l:replace] = ['', 1]
+  else
+    " Any other line ends the prefix: the middle goes on new lines below it.
+    call insert(l:sent, '!infill', a:lnum)
+    let [l:head, l:replace] = ["\n", 0]
+  endif
+  call s:start(l:buf, 'infill', l:sent, len(l:lines) - a:lnum, l:head, l:replace)
+endfunction
+
+function! illume#stop(...) abort
+  let l:buf = a:0 ? a:1 : bufnr('%')
+  let l:reply = get(s:replies, l:buf, {})
+  if empty(l:reply)
+    echo 'illume: no reply is running in this buffer'
+    return
+  endif
+  let l:reply.stopped = 1
+  call illume#job#stop(l:reply.job)
+endfunction
+
+function! illume#user() abort
+  let l:last = line('$')
+  let l:reply = get(s:replies, bufnr('%'), {})
+  if empty(l:reply) && l:last == 1 && getline(1) ==# ''
+    call setline(1, ['!user', ''])
+  else
+    " While a reply streams, its last line stays its own: always separate.
+    let l:lines = (empty(l:reply) && getline(l:last) =~# '^\s*$') ? ['!user', ''] : ['', '!user', '']
+    call append(l:last, l:lines)
+    if !empty(l:reply)
+      let l:reply.lines_after += len(l:lines)
+    endif
+  endif
+  call cursor(line('$'), 1)
+endfunction
+
+" Returns 1 while a reply streams into buffer BUF (default: the current one).
+function! illume#running(...) abort
+  return has_key(s:replies, a:0 ? a:1 : bufnr('%'))
+endfunction
+
+" The job ------------------------------------------------------------------
+
+function! s:command() abort
+  let l:command = get(b:, 'illume_command', get(g:, 'illume_command', ['illume']))
+  let l:argv = type(l:command) == v:t_list ? copy(l:command) : split(l:command)
+  if get(l:argv, 0, '') =~# '^[~$]'
+    let l:argv[0] = expand(l:argv[0])
+  endif
+  let l:profile = get(b:, 'illume_profile', get(g:, 'illume_profile', ''))
+  if !empty(l:profile)
+    call extend(l:argv, ['--profile', l:profile])
+  endif
+  return l:argv + get(b:, 'illume_args', get(g:, 'illume_args', []))
+endfunction
+
+function! s:start(buf, mode, lines, lines_after, head, replace) abort
+  let l:reply = {'buf': a:buf, 'mode': a:mode, 'lines_after': a:lines_after,
+        \ 'head': a:head, 'replace': a:replace, 'tick': -1, 'newlines': 0,
+        \ 'tail': '', 'failed': 0, 'err': '', 'stopped': 0, 'detached': 0}
+  try
+    let l:reply.job = illume#job#start(s:command(), {
+          \ 'input': join(a:lines, "\n") . "\n",
+          \ 'on_out': function('s:on_out', [l:reply]),
+          \ 'on_err': function('s:on_err', [l:reply]),
+          \ 'on_exit': function('s:on_exit', [l:reply]),
+          \ })
+  catch /^illume#job:/
+    echohl ErrorMsg
+    echomsg 'illume: ' . substitute(v:exception, '^illume#job: ', '', '') . ' (see :help g:illume_command)'
+    echohl None
+    return
+  endtry
+  let s:replies[a:buf] = l:reply
+  augroup illume
+    execute 'autocmd! * <buffer=' . a:buf . '>'
+    execute 'autocmd BufUnload <buffer=' . a:buf . '> call illume#_unloaded(' . a:buf . ')'
+  augroup END
+endfunction
+
+function! s:stop_and_wait(buf) abort
+  " A second request stops the first; its last words (the !note) land first.
+  let l:reply = get(s:replies, a:buf, {})
+  if empty(l:reply)
+    return
+  endif
+  let l:reply.stopped = 1
+  call illume#job#stop(l:reply.job)
+  let l:start = reltime()
+  while illume#job#running(l:reply.job) && reltimefloat(reltime(l:start)) < s:stop_wait_s
+    sleep 10m
+  endwhile
+  call s:detach(l:reply)
+endfunction
+
+function! s:detach(reply) abort
+  " From here on the job's output goes nowhere (it is being stopped).
+  let a:reply.detached = 1
+  if get(s:replies, a:reply.buf, {}) is a:reply
+    call remove(s:replies, a:reply.buf)
+    if bufexists(a:reply.buf)
+      execute 'autocmd! illume * <buffer=' . a:reply.buf . '>'
+    endif
+  endif
+endfunction
+
+function! illume#_unloaded(buf) abort
+  let l:reply = get(s:replies, a:buf, {})
+  if !empty(l:reply)
+    let l:reply.stopped = 1
+    call illume#job#stop(l:reply.job)
+    call s:detach(l:reply)
+  endif
+endfunction
+
+function! s:on_out(reply, id, text) abort
+  if a:reply.detached
+    return
+  endif
+  " Remember whether illume reported a failure itself (the chunk may cut it).
+  let l:seen = a:reply.tail . a:text
+  let a:reply.failed = a:reply.failed || l:seen =~# '\n!error\n'
+  let a:reply.tail = strpart(l:seen, len(l:seen) - 8)
+  let l:text = a:reply.head . a:text
+  let a:reply.head = ''
+  call s:change(a:reply, function('s:insert', [a:reply, l:text]))
+endfunction
+
+function! s:on_err(reply, id, text) abort
+  let l:err = a:reply.err . a:text
+  let a:reply.err = strpart(l:err, len(l:err) - 4000)
+endfunction
+
+function! s:on_exit(reply, id, status) abort
+  if a:reply.detached
+    return
+  endif
+  if a:status != 0 && !a:reply.stopped && !a:reply.failed
+    " illume itself failed to report (it crashed, or is not illume).
+    let l:why = matchstr(a:reply.err, '\S[^\n]*\ze\n*$')
+    call s:on_out(a:reply, a:id, "\n\n!error\n\nillume exited with status " . a:status
+          \ . (empty(l:why) ? '' : ': ' . l:why) . "\n")
+  endif
+  if a:reply.mode ==# 'infill' && a:reply.newlines > 0
+    " The line below the hole already starts the suffix.
+    call s:change(a:reply, function('s:drop_empty_last', [a:reply]))
+  endif
+  call s:detach(a:reply)
+endfunction
+
+" Changing the buffer ---------------------------------------------------------
+
+function! s:line_count(buf) abort
+  return has('nvim') ? nvim_buf_line_count(a:buf) : getbufinfo(a:buf)[0].linecount
+endfunction
+
+function! s:insertion_line(reply) abort
+  return max([1, s:line_count(a:reply.buf) - a:reply.lines_after])
+endfunction
+
+function! s:insert(reply, text) abort
+  let l:parts = split(a:text, "\n", 1)
+  let l:lnum = s:insertion_line(a:reply)
+  let l:line = a:reply.replace ? '' : get(getbufline(a:reply.buf, l:lnum), 0, '')
+  let a:reply.replace = 0
+  call setbufline(a:reply.buf, l:lnum, l:line . l:parts[0])
+  if len(l:parts) > 1
+    call appendbufline(a:reply.buf, l:lnum, l:parts[1:])
+    let a:reply.newlines += len(l:parts) - 1
+  endif
+endfunction
+
+function! s:drop_empty_last(reply) abort
+  let l:lnum = s:insertion_line(a:reply)
+  if get(getbufline(a:reply.buf, l:lnum), 0, 'x') ==# ''
+    call deletebufline(a:reply.buf, l:lnum)
+  endif
+endfunction
+
+" Runs Fn to change the reply's buffer, joined to the reply's previous change
+" as one undo step when nothing else changed the buffer in between. :undojoin
+" acts on the current buffer, so the change runs in a window showing it.
+function! s:change(reply, Fn) abort
+  let l:buf = a:reply.buf
+  if !bufloaded(l:buf)
+    call illume#_unloaded(l:buf)
+    return
+  endif
+  let l:join = getbufvar(l:buf, 'changedtick') == a:reply.tick
+  try
+    if bufnr('%') == l:buf
+      call s:apply(l:join, a:Fn)
+    elseif !empty(win_findbuf(l:buf))
+      let s:pending = [l:join, a:Fn]
+      call win_execute(win_findbuf(l:buf)[0], 'call illume#_apply_pending()')
+    else
+      call a:Fn()
+    endif
+  catch
+    let a:reply.stopped = 1
+    call illume#job#stop(a:reply.job)
+    call s:detach(a:reply)
+    echohl ErrorMsg
+    echomsg 'illume: reply stopped, cannot change buffer ' . l:buf . ': ' . v:exception
+    echohl None
+    return
+  endtry
+  let a:reply.tick = getbufvar(l:buf, 'changedtick')
+endfunction
+
+function! s:apply(join, Fn) abort
+  if a:join
+    try
+      undojoin
+    catch /^Vim\%((\a\+)\)\=:E790:/
+      " right after an undo: start a new step
+    endtry
+  endif
+  call a:Fn()
+endfunction
+
+function! illume#_apply_pending() abort
+  let [l:join, l:Fn] = s:pending
+  unlet s:pending
+  call s:apply(l:join, l:Fn)
+endfunction

@@ -1,0 +1,27 @@
+" illume: talk to a language model from the buffer (see :help illume).
+if exists('g:loaded_illume') || &compatible || !(has('nvim') || has('job') && has('timers'))
+  finish
+endif
+let g:loaded_illume = 1
+
+command! -bar Illume call illume#chat()
+command! -bar -range IllumeInfill call illume#infill(<line1>)
+command! -bar IllumeStop call illume#stop()
+command! -bar IllumeUser call illume#user()
+
+nnoremap <silent> <Plug>(illume) :<C-U>Illume<CR>
+nnoremap <silent> <Plug>(illume-infill) :<C-U>IllumeInfill<CR>
+nnoremap <silent> <Plug>(illume-stop) :<C-U>IllumeStop<CR>
+nnoremap <silent> <Plug>(illume-user) :<C-U>IllumeUser<CR>
+
+if !get(g:, 'illume_no_mappings', 0)
+  for [s:lhs, s:plug] in [['<Leader>a', '<Plug>(illume)'],
+        \ ['<Leader>f', '<Plug>(illume-infill)'],
+        \ ['<Leader>s', '<Plug>(illume-stop)'],
+        \ ['<Leader>u', '<Plug>(illume-user)']]
+    if !hasmapto(s:plug, 'n') && maparg(s:lhs, 'n') ==# ''
+      execute 'nmap' s:lhs s:plug
+    endif
+  endfor
+  unlet s:lhs s:plug
+endif
