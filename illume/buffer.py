@@ -53,7 +53,9 @@ class Buffer:
     debug: bool = False
     stats: bool = False
     gpt_oss: bool = False
-    stop_rules: str | None = None  # argument of !stop-rules, checked by the infill guard
+    stop_rules: str | None = None  # argument of !stop-rules (illume.stopping); None: the default rules
+    language: str | None = None  # !language NAME: the infill's language, for its stopping rules
+    branches: int = 1  # !branches N: how many alternative replies (illume.branches)
     profile: str | None = None  # the last profile loaded
 
     def __init__(self):
@@ -205,8 +207,18 @@ class _Reader:
                 out.fim_template = args
             else:
                 self.split_for_infill()
+        elif command == "!branches":
+            out.branches = _branches(args)
         elif command == "!stop-rules":
+            from illume.stopping import parse_rules
+
+            try:
+                parse_rules(args.strip())
+            except ValueError as e:
+                raise BufferError(f"!stop-rules: {e}") from None
             out.stop_rules = args.strip()
+        elif command == "!language":
+            out.language = args.strip() or None
         elif command == "!error":
             # illume's own report of a failed turn: not for the model's eyes.
             self.in_error = True
@@ -271,6 +283,17 @@ class _Reader:
         finally:
             self.loading.pop()
             self.loading_names.pop()
+
+
+MAX_BRANCHES = 32
+
+
+def _branches(args: str) -> int:
+    """Return the N of `!branches N`; raise BufferError unless it is a whole number from 1 to MAX_BRANCHES."""
+    text = args.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_BRANCHES:
+        raise BufferError(f"!branches: expected a number of replies from 1 to {MAX_BRANCHES}, got {text!r}")
+    return int(text)
 
 
 def _prepend(args: str) -> str:

@@ -71,12 +71,18 @@ def program(raw: bytes, out: Output, env: Mapping[str, str], options: Options) -
     if options.debug:
         parsed.debug = True
     request = req.build(parsed, env)
+    if parsed.branches > 1:
+        from illume import branches
+
+        request = branches.first_request(parsed, request)
     out.secrets = parsed.headers.secrets()
     if parsed.debug:
         out.write(request.debug_text())
         return EXIT_OK
     if request.url.startswith(buf.INVALID_URL):
         raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
+    if parsed.branches > 1:
+        return branches.answer(parsed, request, out, env, options.timeout)
 
     from illume.backends import for_request
     from illume.reply import GptOss, Reply
@@ -84,18 +90,28 @@ def program(raw: bytes, out: Output, env: Mapping[str, str], options: Options) -
     backend = for_request(request, env, options.timeout)
     reply = Reply()
     translate = GptOss() if parsed.gpt_oss else None
+    guard = _infill_guard(parsed) if request.mode == buf.INFILL else None
     stream = backend.stream(request, reply)
     try:
         next(stream)  # the request was accepted
         if request.mode == buf.CHAT:
             out.write("\n\n!assistant\n\n" + parsed.prepend)
         for text in stream:
-            out.write(translate.feed(text) if translate else text)
+            if translate:
+                text = translate.feed(text)
+            if guard:
+                text = guard.feed(text)
+            out.write(text)
+            if guard and guard.stopped:
+                break  # the middle left its hole; closing the stream stops the server
     finally:
         stream.close()  # on a stop or an interrupt: the server stops generating
-        if translate:
-            out.write(translate.finish())  # text held back for a token, even before an error
-    _check_ending(reply)
+        held = translate.finish() if translate else ""  # text held back for a token, even before an error
+        if guard:
+            held = guard.feed(held) + guard.finish()
+        out.write(held)
+    if not (guard and guard.stopped):
+        _check_ending(reply)
     if reply.limit:
         out.write(f"\n\n!note the reply stopped at {reply.limit} (raise !:max_tokens for more)")
     if parsed.stats:
@@ -105,13 +121,32 @@ def program(raw: bytes, out: Output, env: Mapping[str, str], options: Options) -
     return EXIT_OK
 
 
+# Off unless the buffer asks (`!stop-rules all`, `!stop-rules echo,scope`):
+# the original prints every byte of the middle, and buffers and scripts that
+# rely on that keep getting it.
+DEFAULT_STOP_RULES = frozenset()
+
+
+def _infill_guard(parsed):
+    """Return the guard that ends an infill middle once it leaves its hole, or None when turned off."""
+    from illume.stopping import InfillGuard, parse_rules
+
+    rules = DEFAULT_STOP_RULES if parsed.stop_rules is None else parse_rules(parsed.stop_rules)
+    if not rules:
+        return None
+    prefix = parsed.infill_prefix + "\n"
+    suffix = "" if parsed.infill_suffix is None else "\n" + parsed.infill_suffix
+    hint = parsed.language or (parsed.infill_files[-1]["filename"] if parsed.infill_files else None)
+    return InfillGuard(prefix, suffix, rules=rules, language=hint)
+
+
 def _check_ending(reply) -> None:
     from illume.errors import StreamError
 
+    if not reply.finished:  # the graver fault: a cut inside an event also leaves it malformed
+        raise StreamError("the reply was cut off: the stream ended before its end marker")
     if reply.malformed:
         raise StreamError(f"the server sent {len(reply.malformed)} malformed event(s), first: {reply.malformed[0]}")
-    if not reply.finished:
-        raise StreamError("the reply was cut off: the stream ended before its end marker")
 
 
 def _scrub(message: str, secrets: list[str]) -> str:
@@ -122,7 +157,23 @@ def _scrub(message: str, secrets: list[str]) -> str:
     return message
 
 
+def _error_section(message: str) -> str:
+    """Return the `!error` section for MESSAGE, its later lines unable to act as directives.
+
+    The section goes back to illume with the buffer on the next turn; a line
+    of a server's error body such as `!api URL` must stay text there, so it
+    gets the `!!` escape (SPEC A2), and text inside `!error` is never sent.
+    """
+    first, *rest = message.split("\n")
+    rest = ["!" + line if line.startswith("!") else line for line in rest]
+    return "\n\n!error\n\n" + "\n".join([first, *rest]) + "\n"
+
+
 def _raise_interrupted(signum, frame):
+    # A second signal (Vim may send one after the other) must not break into
+    # the handling of the first: the note and the exit status still follow.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted(EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT)
 
 
@@ -130,13 +181,13 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
     """Run the program on RAW with every failure reported on STDOUT; return the exit status."""
     out = Output(stdout)
     out.secrets = []
-    if options.filter:
-        stdout.write(raw)
-        stdout.flush()
     try:
+        if options.filter:
+            stdout.write(raw)
+            stdout.flush()
         return program(raw, out, env, options)
     except IllumeError as e:
-        out.write(f"\n\n!error\n\n{_scrub(str(e), out.secrets)}\n")
+        out.write(_error_section(_scrub(str(e), out.secrets)))
         return EXIT_ERROR
     except Interrupted as e:
         out.write("\n\n!note interrupted\n")
@@ -147,34 +198,66 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
     except BrokenPipeError:
         return EXIT_ERROR
     except Exception as e:  # a bug of ours: still no traceback, still the user's text intact
-        out.write(f"\n\n!error\n\nillume failed unexpectedly: {type(e).__name__}: {_scrub(str(e), out.secrets)}"
-                  " (please report this)\n")
+        out.write(_error_section(f"illume failed unexpectedly: {type(e).__name__}: {_scrub(str(e), out.secrets)}"
+                                 " (please report this)"))
         return EXIT_ERROR
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("file", required=False, type=click.File("rb"))
+@click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-p", "--profile", metavar="NAME", help="Profile to load when the buffer loads none (as $ILLUME_PROFILE).")
 @click.option("--debug", is_flag=True, help="Dry run: print the request instead of sending it (as !debug).")
 @click.option("--filter", "filter_", is_flag=True,
               help="Print the buffer itself before the reply, so `:%!illume --filter` never loses text.")
 @click.option("--timeout", type=float, envvar="ILLUME_TIMEOUT", default=DEFAULT_TIMEOUT, show_default=True,
               metavar="SECONDS", help="Give up when the server sends nothing for this long ($ILLUME_TIMEOUT).")
+@click.option("--batch", is_flag=True,
+              help="Answer each FILE on its own, several at once, appending each reply to its file.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
+              help="With --batch: how many buffers to answer at once (default 4).")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="With --batch: write each reply to DIR/NAME instead of appending it to NAME.")
+@click.option("--skip-done", is_flag=True, help="With --batch: skip the buffers that already end with a reply.")
 @click.version_option(__version__, "-V", "--version", prog_name="illume")
-def command(file, profile, debug, filter_, timeout):
+def command(files, profile, debug, filter_, timeout, batch, jobs, output_dir, skip_done):
     """Send a buffer (FILE or standard input) to a language model and stream its reply to standard output.
 
     Lines such as !user, !assistant, !completion, !infill, !api URL, !:KEY JSON
     and !>HEADER VALUE in the buffer say who speaks and how to call the model.
+
+    With --batch, answer every FILE as `illume < FILE >> FILE` would, several at once.
     """
     signal.signal(signal.SIGTERM, _raise_interrupted)
-    stdin = file or sys.stdin.buffer
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout)
+    if batch:
+        from illume import batch as batches
+
+        problem = batches.check(list(files), output_dir, options)
+        if problem:
+            raise click.UsageError(problem)
+        sys.exit(batches.main(list(files), os.environ, options, jobs, output_dir, skip_done))
+    for given, name in ((jobs, "--jobs"), (output_dir, "--output-dir"), (skip_done, "--skip-done")):
+        if given:
+            raise click.UsageError(f"{name} goes with --batch")
+    if len(files) > 1:
+        raise click.UsageError("several FILEs: answer them one by one with --batch")
     try:
-        raw = stdin.read()
+        if files and files[0] != "-":
+            with open(files[0], "rb") as f:
+                raw = f.read()
+        else:
+            raw = sys.stdin.buffer.read()
+    except OSError as e:
+        raise click.BadParameter(f"{files[0]!r}: {e.strerror}", param_hint="'[FILE]...'") from None
     except KeyboardInterrupt:
         sys.exit(EXIT_SIGINT)
-    options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout)
-    status = run(raw, sys.stdout.buffer, os.environ, options)
+    except Interrupted as e:  # while reading the buffer: nothing to keep yet
+        sys.exit(e.status)
+    try:
+        status = run(raw, sys.stdout.buffer, os.environ, options)
+    except Interrupted as e:  # one that came while an error was being printed
+        status = e.status
     sys.exit(status)
 
 
