@@ -48,6 +48,7 @@ class Buffer:
     mode: str = CHAT
     infill_prefix: str = ""
     infill_suffix: str | None = None  # None: nothing follows the hole
+    infill_prefix_without_files: str = ""  # the prefix less its !context files, for input_extra
     fim_template: str | None = None
     prepend: str = ""
     debug: bool = False
@@ -119,6 +120,7 @@ class _Reader:
         self.messages: list[Message] = []
         self.role = ""
         self.parts: list[str] = []
+        self.file_parts: set[int] = set()  # indexes in `parts` of !context insertions
         self.split = False  # the bare !infill has been seen
         self.files_before_hole: list[dict] = []
 
@@ -132,6 +134,7 @@ class _Reader:
             self.messages.append(Message(self.role or "system", content))
         self.role = next_role
         self.parts = []
+        self.file_parts = set()
 
     # --- lines ----------------------------------------------------------
     def load(self, name: str, text: str, depth: int) -> None:
@@ -181,6 +184,7 @@ class _Reader:
             out.mode = COMPLETION
         elif command == "!context":
             text, files = self.sources.context(line.split()[1:])
+            self.file_parts.add(len(self.parts))
             self.parts.append(text)
             self.files_before_hole.extend(files)
         elif command in ("!reddit", "!reddit!"):
@@ -204,6 +208,7 @@ class _Reader:
             self.close_message(command[1:])
         elif command == "!infill":
             if args:
+                _check_inline_template(args)
                 out.fim_template = args
             else:
                 self.split_for_infill()
@@ -244,18 +249,26 @@ class _Reader:
         self.template_at_split = self.out.fim_template is not None
         self.infill_line = self.line_number
         self.out.infill_prefix = "".join(self.parts).strip("\r\n")
+        self.out.infill_prefix_without_files = "".join(
+            part for i, part in enumerate(self.parts) if i not in self.file_parts).strip("\r\n")
         self.out.infill_files = list(self.files_before_hole)
         self.split = True
         self.parts = []
+        self.file_parts = set()
         self.role = INFILL
 
     def header(self, name: str, value: str) -> None:
+        if not set(name) <= _TOKEN_CHARS:
+            raise BufferError(f"!>{name}: not a valid header name (RFC 9110 allows letters, digits and !#$%&'*+-.^_`|~)")
         if not value:
             self.out.headers.delete(name)
         else:
             expanded, from_env = expand(value, self.sources.env)
+            # A line break from a $VAR would inject a header of its own choosing.
             if "\n" in expanded or "\r" in expanded:
                 raise BufferError(f"!>{name}: a header value cannot hold a line break")
+            if any(c < " " and c != "\t" or c == "\x7f" for c in expanded):
+                raise BufferError(f"!>{name}: a header value cannot hold a control character")
             self.out.headers.set(name, expanded, from_env)
 
     def key(self, key: str, value: str, depth: int) -> None:
@@ -283,6 +296,35 @@ class _Reader:
         finally:
             self.loading.pop()
             self.loading_names.pop()
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+# What a FIM template sees (illume.templates).
+_TEMPLATE_NAMES = frozenset({"prefix", "suffix", "files"})
+
+
+def _check_inline_template(template: str) -> None:
+    """Raise BufferError for an inline Jinja template that cannot compile or names an unknown variable.
+
+    Checked here, where the line is known; rendering happens after parsing.
+    Only the inline form is checked: a `.jinja` file is found at render time.
+    """
+    if template.strip().endswith(".jinja") or ("{{" not in template and "{%" not in template):
+        return
+    import jinja2
+    import jinja2.meta
+    from jinja2.sandbox import SandboxedEnvironment
+
+    environment = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        tree = environment.parse(template)
+    except jinja2.TemplateSyntaxError as e:
+        raise BufferError(f"!infill: template syntax error: {e.message}") from None
+    unknown = jinja2.meta.find_undeclared_variables(tree) - _TEMPLATE_NAMES - set(environment.globals)
+    if unknown:
+        raise BufferError(f"!infill: the template names {', '.join(sorted(unknown))}, "
+                          "but only prefix, suffix and files are defined")
 
 
 MAX_BRANCHES = 32

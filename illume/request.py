@@ -32,6 +32,20 @@ class Request:
         return "".join(lines)
 
 
+def hole_indent(prefix: str, suffix: str) -> int:
+    """Return the hole's indentation: that of the suffix's first non-blank line, else the prefix's last.
+
+    llama-server's `n_indent` (README, "POST /infill") keeps the middle at
+    least this far in, so it cannot wander out of the block it fills.
+    """
+    lines = [line for line in suffix.split("\n") if line.strip()]
+    if not lines:
+        lines = [line for line in reversed(prefix.split("\n")) if line.strip()]
+    if not lines:
+        return 0
+    return len(lines[0]) - len(lines[0].lstrip(" \t"))
+
+
 def build(buffer: buf.Buffer, env: Mapping[str, str]) -> Request:
     """Return the request for BUFFER."""
     body = dict(buffer.body)
@@ -59,6 +73,15 @@ def build(buffer: buf.Buffer, env: Mapping[str, str]) -> Request:
     else:
         prefix = buffer.infill_prefix + "\n"
         suffix = "" if buffer.infill_suffix is None else "\n" + buffer.infill_suffix
+        if body.get("input_extra") == "auto":
+            # The !context files above the hole travel on their own, not in the prefix.
+            prefix = buffer.infill_prefix_without_files + "\n"
+            body["input_extra"] = [jsonwire.Ordered(filename=f["filename"], text=f["text"])
+                                   for f in buffer.infill_files]
+            if template:
+                del body["input_extra"]  # a template places the files itself (`files`)
+        if body.get("n_indent") == "auto":
+            body["n_indent"] = hole_indent(buffer.infill_prefix, buffer.infill_suffix or "")
         if template:
             try:
                 body["prompt"] = templates.render(buffer.fim_template, prefix, suffix, env, buffer.infill_files)
