@@ -8,6 +8,7 @@ file or directory"), which the buffer parser locates by line.
 import errno
 import json
 import os
+import re
 import stat
 
 from illume.errors import IllumeError
@@ -30,27 +31,38 @@ def _os_message(op: str, path: str, error: OSError) -> str:
 def read_text(path: str) -> str:
     """Return the text of the file at PATH, its invalid UTF-8 bytes kept as surrogate escapes."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_FILE_BYTES:
-                raise DocumentError(f"{path}: file too large ({size} bytes, the limit is {MAX_FILE_BYTES})")
-            data = f.read()
-    except IsADirectoryError as e:
-        raise DocumentError(_os_message("read", path, e)) from None
+        # Non-blocking, so that a FIFO cannot hang the open; it is refused below.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise DocumentError(_os_message("open", path, e)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise DocumentError(_os_message("read", path, IsADirectoryError(errno.EISDIR, "")))
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO, socket or device may block or never end (/dev/zero).
+            raise DocumentError(f"{path}: not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise DocumentError(f"{path}: file too large ({info.st_size} bytes, the limit is {MAX_FILE_BYTES})")
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read()
+    except OSError as e:
+        raise DocumentError(_os_message("read", path, e)) from None
+    finally:
+        os.close(fd)
     if b"\0" in data:
         raise DocumentError(f"{path}: binary file (it holds NUL bytes)")
     return data.decode("utf-8", "surrogateescape")
 
 
+# Runs of backticks that start a line (found without splitting a big file into lines).
+_LEADING_BACKTICKS = re.compile(r"^`+", re.MULTILINE)
+
+
 def fenced(name: str, text: str) -> str:
     """Return TEXT under a bold NAME inside a fence that no line of it can close."""
-    longest = 2
-    for line in text.split("\n"):
-        run = len(line) - len(line.lstrip("`"))
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
+    longest = max((len(run) for run in _LEADING_BACKTICKS.findall(text)), default=0)
+    fence = "`" * (max(longest, 2) + 1)
     newline = "" if text.endswith("\n") else "\n"
     return f"**`{name}`**\n{fence}\n{text}{newline}{fence}\n\n"
 
