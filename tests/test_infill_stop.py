@@ -62,3 +62,13 @@ def test_unknown_rule_is_an_error_naming_the_line():
 def test_language_directive_is_accepted(language):
     result = run_illume(f"!language {language}\n!debug\nx\n!infill\ny\n")
     assert result.returncode == 0
+
+
+def test_rules_from_the_default_profile(tmp_path):
+    profile = tmp_path / "fim.profile"
+    with FakeServer() as server:
+        profile.write_text(f"!api {server.url}\n!stop-rules echo,scope\n")
+        server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
+        result = run_illume(NORM.replace("!stop-rules echo,scope\n", ""), env={"ILLUME_PROFILE": str(profile)})
+    assert result.returncode == 0, result.stdout
+    assert result.stdout == b"    r = math.sqrt(sum(x * x for x in v))"
