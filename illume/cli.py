@@ -75,7 +75,9 @@ def program(raw: bytes, out: Output, env: Mapping[str, str], options: Options) -
         from illume import branches
 
         request = branches.first_request(parsed, request)
-    out.secrets = parsed.headers.secrets()
+    from illume.headers import proxy_secrets
+
+    out.secrets = parsed.headers.secrets() + proxy_secrets(env)
     if parsed.debug:
         out.write(request.debug_text())
         return EXIT_OK

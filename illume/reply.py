@@ -84,7 +84,7 @@ class Reply:
         choices = event.get("choices")
         if isinstance(choices, list) and choices:
             choice = choices[0] if isinstance(choices[0], dict) else {}
-            self._note_finish(choice.get("finish_reason"))
+            self.note_finish(choice.get("finish_reason"))
             delta = choice.get("delta")
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str) and content:
@@ -94,7 +94,7 @@ class Reply:
 
         delta = event.get("delta")
         if isinstance(delta, dict):  # Anthropic
-            self._note_finish(delta.get("stop_reason"))
+            self.note_finish(delta.get("stop_reason"))
             thinking = delta.get("thinking")
             if isinstance(thinking, str) and thinking:
                 opening = "" if self._thinking else THINK_OPEN
@@ -118,7 +118,8 @@ class Reply:
         content = event.get("content")
         return content if isinstance(content, str) else ""
 
-    def _note_finish(self, reason) -> None:
+    def note_finish(self, reason) -> None:
+        """Remember a finish reason that means the token limit cut the reply."""
         if reason in ("length", "max_tokens"):
             self.limit = "the token limit"
 

@@ -16,8 +16,9 @@ from illume.errors import HTTPStatusError, RequestError, StreamError
 from illume.reply import Reply, error_message
 
 # A 429 or 503 before any reply text is retried this many times, waiting
-# what the server asks (Retry-After, Hugging Face's estimated_time) up to
-# MAX_WAIT seconds a time.
+# what the server asks. A Retry-After over MAX_WAIT seconds is reported at
+# once rather than retried early; Hugging Face's estimated_time is only an
+# estimate, so its wait is cut to MAX_WAIT.
 RETRIES = 3
 MAX_WAIT = 20.0
 MAX_REDIRECTS = 5
@@ -63,6 +64,7 @@ class HTTPBackend:
                 response = self._open(client, request)
                 try:
                     self.answered = time.perf_counter()
+                    _check_kind(response)  # before "", so an HTML page gets no `!assistant` line
                     yield ""
                     yield from self._read(response, reply)
                 finally:
@@ -77,6 +79,9 @@ class HTTPBackend:
         except httpx.ConnectError as e:
             raise RequestError(f"cannot connect to {_where(request.url)}: {_reason(e)}") from None
         except httpx.UnsupportedProtocol:
+            if request.url.lower().startswith(("http://", "https://")):
+                # httpx says "missing an 'http://' or 'https://' protocol" when the host is what is missing.
+                raise RequestError(f"invalid URL {request.url}: it names no host") from None
             raise RequestError(f"unsupported URL: {request.url} (it must start with http:// or https://)") from None
         except httpx.InvalidURL as e:
             raise RequestError(f"invalid URL {request.url}: {e}") from None
@@ -88,7 +93,7 @@ class HTTPBackend:
         import httpx
 
         url = httpx.URL(request.url)
-        headers = dict(request.headers.items())
+        headers = _encoded(request.headers.items())
         body = request.body_bytes()
         for attempt in range(RETRIES + 1 + MAX_REDIRECTS):
             response = client.send(client.build_request("POST", url, content=body, headers=headers), stream=True)
@@ -102,26 +107,26 @@ class HTTPBackend:
                     raise RequestError(f"the server redirected {url} to {target}: put that URL in !api")
                 if _origin(target) != _origin(url):
                     # Credentials stay with the host they were meant for.
-                    headers = dict(request.headers.public_items())
+                    headers = _encoded(request.headers.public_items())
                 url = target
                 continue
             text = _error_text(response)
+            summary = _error_summary(text) or response.reason_phrase
             wait = _retry_wait(response, text) if status in (429, 503) else None
+            if wait is not None and wait > MAX_WAIT:
+                # Retrying sooner than asked would not honour Retry-After; waiting longer would hang an editor.
+                raise HTTPStatusError(status, f"{summary} (the server asks to retry after {wait:g} s)")
             if wait is None or attempt >= RETRIES:
-                raise HTTPStatusError(status, _error_summary(text))
+                raise HTTPStatusError(status, summary)
             self.sleep(wait)
         raise RequestError(f"too many redirects from {_where(request.url)}")
 
     def _read(self, response, reply: Reply) -> Iterator[str]:
-        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "application/json":
+        if _kind(response) == "application/json":
             # A server that ignored "stream": the whole reply at once.
             data = response.read().decode("utf-8", "replace")
             yield _whole_reply(data, reply)
             return
-        if kind and kind != "text/event-stream" and not kind.startswith("text/plain"):
-            excerpt = " ".join(response.read()[:300].decode("utf-8", "replace").split())
-            raise StreamError(f"expected an event stream but got {kind}: {excerpt}")
         decoder = sse.Decoder()
         for chunk in response.iter_bytes():  # undoes gzip/deflate, as Go's client does
             text, done, error = _pass_on(decoder.feed(chunk), reply)
@@ -136,6 +141,23 @@ class HTTPBackend:
             yield text
         if error:
             raise error
+
+
+def _kind(response) -> str:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _check_kind(response) -> None:
+    """Raise StreamError unless RESPONSE may hold a reply: an event stream, JSON, plain text or untyped."""
+    kind = _kind(response)
+    if kind and kind not in ("text/event-stream", "application/json") and not kind.startswith("text/plain"):
+        excerpt = " ".join(response.read()[:300].decode("utf-8", "replace").split())
+        raise StreamError(f"expected an event stream but got {kind}: {excerpt}")
+
+
+def _encoded(headers) -> dict[str, bytes]:
+    """Return HEADERS with UTF-8 values: Go sends a header's bytes as they are, httpx would insist on ASCII."""
+    return {name: value.encode("utf-8", "surrogateescape") for name, value in headers}
 
 
 def _pass_on(events, reply: Reply) -> tuple[str, bool, StreamError | None]:
@@ -167,6 +189,7 @@ def _whole_reply(data: str, reply: Reply) -> str:
         choice = event["choices"][0]
         message = choice.get("message") if isinstance(choice, dict) else None
         if isinstance(message, dict) and isinstance(message.get("content"), str):
+            reply.note_finish(choice.get("finish_reason"))
             reply.finished = True
             reply.events += 1
             return message["content"]
@@ -176,8 +199,10 @@ def _whole_reply(data: str, reply: Reply) -> str:
 
 
 def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc or url
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:  # "http://[bad/": the message still names what was asked for
+        return url
 
 
 def _reason(error: Exception) -> str:
@@ -226,10 +251,17 @@ def _retry_wait(response, text: str) -> float | None:
 
     after = response.headers.get("retry-after", "").strip()
     if after:
+        # Seconds or an HTTP date (RFC 9110, 10.2.3).
         try:
-            return min(max(float(after), 0.0), MAX_WAIT)
+            return max(float(after), 0.0)
         except ValueError:
-            return None  # an HTTP date: too far to wait for here
+            pass
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(parsedate_to_datetime(after).timestamp() - time.time(), 0.0)
+        except (TypeError, ValueError, IndexError):
+            return None
     try:
         estimated = json.loads(text).get("estimated_time")
     except (ValueError, AttributeError):
