@@ -86,7 +86,8 @@ def build(buffer: buf.Buffer, env: Mapping[str, str]) -> Request:
             try:
                 body["prompt"] = templates.render(buffer.fim_template, prefix, suffix, env, buffer.infill_files)
             except templates.TemplateError as e:
-                raise SetupError(f"!infill: {e}") from None
+                message = str(e)  # an inline template's errors already start with "!infill"
+                raise SetupError(message if message.startswith("!infill") else f"!infill: {message}") from None
         else:
             body["prompt"] = ""  # llama.cpp requires the key
             body["input_prefix"] = prefix

@@ -86,3 +86,5 @@ def _render_jinja(source: str, name: str, prefix: str, suffix: str, files) -> st
         raise TemplateError(f"{name}: {e.message}") from None
     except jinja2.exceptions.SecurityError as e:
         raise TemplateError(f"{name}: unsafe template: {e}") from None
+    except Exception as e:  # the template's own code failed: {{ 1/0 }}, a bad filter argument
+        raise TemplateError(f"{name} failed: {type(e).__name__}: {e}") from None

@@ -187,3 +187,13 @@ INTERPOLATIONS = [
 @pytest.mark.parametrize("url, values, expected", INTERPOLATIONS)
 def test_interpolate(url, values, expected):
     assert templates.interpolate(url, values) == expected
+
+
+def test_a_template_that_fails_while_rendering_is_a_clear_error():
+    from illume.cli import Options, run
+    import io
+
+    out = io.BytesIO()
+    status = run(b"!infill {{ 1/0 }}{{ prefix }}\nx\n!infill\ny\n!debug\n", out, {}, Options())
+    assert status == 1
+    assert out.getvalue() == b"\n\n!error\n\n!infill failed: ZeroDivisionError: division by zero\n"
