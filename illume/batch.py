@@ -1,0 +1,360 @@
+"""Batch runs: `illume --batch [-j N] [-o DIR] [--skip-done] FILE...`.
+
+Each FILE is answered exactly as `illume < FILE` would answer it (through
+`cli.run`), N at a time on worker threads: the work is waiting on a
+server, and a local llama-server serves as many requests at once as it
+has slots (`--parallel`, 4 by default in this project's setups).
+
+Where the reply goes:
+
+- by default it is appended to FILE, as `illume < FILE >> FILE` would;
+- with `-o DIR`, DIR/NAME holds what `illume < FILE > DIR/NAME` would
+  print (the reply alone; with `--filter`, the buffer and then the reply).
+
+Only a complete reply is written, and atomically: a temporary file in the
+same folder, then a rename over the target, keeping the target's mode. A
+buffer that fails, or is interrupted, leaves its file as it was, so a
+later run picks it up again; its failure is reported on stderr with its
+name. The threads only compute replies; the main thread owns every write,
+so an interrupt never stops one halfway.
+
+`--skip-done` skips a buffer that already ends with a reply (`answered`):
+in chat mode, its last message is the assistant's and no `!error` line
+follows the last `!assistant` line; with `-o DIR`, DIR/NAME exists. A
+completion buffer appended to carries no mark of where its reply began, so
+`--skip-done` without `-o` refuses it, as a failure, rather than guess.
+
+The embedded backend holds one model and redirects file descriptor 2 while
+it runs: buffers that use it are answered one at a time (a lock), whatever
+N is.
+"""
+
+import os
+import queue
+import stat
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+
+from illume import cli
+
+DEFAULT_JOBS = 4
+GRACE = 5.0  # seconds an interrupted batch waits for its requests to stop
+PROGRESS_EVERY = 0.5  # seconds between redraws of the progress bar
+BAR = 24  # cells
+
+ANSWERED, FAILED, SKIPPED = "answered", "failed", "skipped"
+
+
+class Refused(Exception):
+    """A file that --skip-done cannot judge, with the reason."""
+
+
+def check(paths: list[str], output_dir: str | None, options: cli.Options) -> str | None:
+    """Return what is wrong with this batch's command line, or None."""
+    if not paths:
+        return "--batch needs at least one FILE"
+    if "-" in paths:
+        return "--batch answers files, not standard input (-)"
+    if options.filter and output_dir is None:
+        return "--filter would append each buffer to itself: use it with --output-dir"
+    seen: dict[str, str] = {}
+    for path in paths:
+        key = os.path.basename(path) if output_dir is not None else os.path.realpath(path)
+        if key in seen:
+            where = f"DIR/{key}" if output_dir is not None else "the same file"
+            return f"{seen[key]} and {path} would both be written to {where}"
+        seen[key] = path
+    return None
+
+
+def answered(raw: bytes, env: Mapping[str, str], profile: str | None) -> bool:
+    """Return whether the buffer RAW already ends with a reply; raise Refused when it cannot be told."""
+    from illume import buffer as buf
+    from illume.errors import IllumeError
+
+    text = raw.decode("utf-8", "surrogateescape")
+    try:
+        parsed = buf.parse(text, buf.Sources(env), default_profile=profile)
+    except IllumeError:
+        return False  # it fails again when run, and says why
+    if parsed.mode != buf.CHAT:
+        raise Refused(f"--skip-done cannot tell whether a {parsed.mode} buffer was answered "
+                      "(the reply appended to it carries no mark); use --output-dir")
+    if not parsed.messages or parsed.messages[-1].role != "assistant":
+        return False
+    last = None
+    for line in text.split("\n"):
+        command = line.partition(" ")[0].rstrip("\r")
+        if command == "!end":
+            break
+        if command in ("!assistant", "!error"):
+            last = command
+    return last == "!assistant"
+
+
+class Result:
+    """One file's outcome, computed on a worker thread and written by the main thread."""
+
+    def __init__(self, path: str, outcome: str, raw: bytes = b"", output: bytes = b"", message: str = "",
+                 status: int = 0):
+        self.path = path
+        self.outcome = outcome
+        self.raw = raw
+        self.output = output
+        self.message = message
+        self.status = status
+
+
+class _Collector:
+    """A reply's output, kept in memory; once the batch is cancelled, the next write stops the run."""
+
+    def __init__(self, cancel: threading.Event, status: list):
+        self.parts: list[bytes] = []
+        self.cancel = cancel
+        self.status = status  # [exit status of the interrupt], shared
+        self.stopped = False
+
+    def write(self, data: bytes) -> int:
+        if self.cancel.is_set() and not self.stopped:
+            self.stopped = True
+            raise cli.Interrupted(self.status[0])  # run() catches it: the request is closed, the note goes here
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _error_message(output: bytes, status: int) -> str:
+    """Return the message of the `!error` section that ends OUTPUT."""
+    if status in (cli.EXIT_SIGINT, cli.EXIT_SIGTERM):
+        return "interrupted"
+    head, marker, message = output.rpartition(b"\n\n!error\n\n")
+    if not marker:
+        return f"failed with exit status {status}"
+    return message.decode("utf-8", "replace").strip()
+
+
+class Batch:
+    """One batch run: the files, the workers, the writes, the report."""
+
+    def __init__(self, paths: list[str], env: Mapping[str, str], options: cli.Options, jobs: int,
+                 output_dir: str | None, skip_done: bool, stderr=None):
+        self.paths = paths
+        self.env = env
+        self.options = options
+        self.jobs = jobs
+        self.output_dir = output_dir
+        self.skip_done = skip_done
+        self.stderr = stderr or sys.stderr
+        self.progress = self.stderr.isatty()
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.results: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancel = threading.Event()
+        self.interrupt_status = [cli.EXIT_SIGINT]
+        self.embedded = threading.Lock()
+        self.counts = {ANSWERED: 0, FAILED: 0, SKIPPED: 0}
+        self.failures: list[tuple[str, str]] = []
+        self.started = time.monotonic()
+        umask = os.umask(0)
+        os.umask(umask)
+        self.new_mode = 0o666 & ~umask
+
+    # --- workers ------------------------------------------------------
+    def work(self) -> None:
+        while not self.cancel.is_set():
+            try:
+                path = self.todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                result = self.answer(path)
+            except Exception as e:  # a bug of ours: reported for this file, the others go on
+                result = Result(path, FAILED, message=f"illume failed unexpectedly: {type(e).__name__}: {e}")
+            self.results.put(result)
+
+    def answer(self, path: str) -> Result:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            return Result(path, FAILED, message=f"cannot read it: {e.strerror or e}")
+        if self.skip_done:
+            try:
+                if self.done(raw, path):
+                    return Result(path, SKIPPED)
+            except Refused as e:
+                return Result(path, FAILED, message=str(e))
+        output = _Collector(self.cancel, self.interrupt_status)
+        if self.uses_embedded(raw):
+            with self.embedded:
+                status = cli.run(raw, output, self.env, self.options)
+        else:
+            status = cli.run(raw, output, self.env, self.options)
+        data = output.getvalue()
+        if status != cli.EXIT_OK:
+            return Result(path, FAILED, raw, data, _error_message(data, status), status)
+        return Result(path, ANSWERED, raw, data)
+
+    def done(self, raw: bytes, path: str) -> bool:
+        if self.output_dir is not None:
+            return os.path.exists(self.target(path))
+        return answered(raw, self.env, self.options.profile)
+
+    def uses_embedded(self, raw: bytes) -> bool:
+        from illume import buffer as buf
+        from illume import request as req
+        from illume.errors import IllumeError
+
+        try:
+            parsed = buf.parse(raw.decode("utf-8", "surrogateescape"), buf.Sources(self.env),
+                               default_profile=self.options.profile)
+            return req.build(parsed, self.env).url.startswith("embedded:")
+        except IllumeError:
+            return False  # it fails again in run() and says why
+
+    # --- the main thread ----------------------------------------------
+    def run(self) -> int:
+        """Answer every file; return the exit status."""
+        if self.output_dir is not None:
+            os.makedirs(self.output_dir, exist_ok=True)
+        for path in self.paths:
+            self.todo.put(path)
+        workers = [threading.Thread(target=self.work, daemon=True) for _ in range(min(self.jobs, len(self.paths)))]
+        for worker in workers:
+            worker.start()
+        finished = 0
+        try:
+            while finished < len(self.paths):
+                self.draw()
+                try:
+                    result = self.results.get(timeout=PROGRESS_EVERY)
+                except queue.Empty:
+                    continue
+                finished += 1
+                self.commit(result)
+        except (KeyboardInterrupt, cli.Interrupted) as e:
+            status = e.status if isinstance(e, cli.Interrupted) else cli.EXIT_SIGINT
+            self.interrupt_status[0] = status
+            self.cancel.set()
+            self.stop(workers, finished)
+            self.report(interrupted=True)
+            return status
+        self.report()
+        return cli.EXIT_ERROR if self.counts[FAILED] else cli.EXIT_OK
+
+    def stop(self, workers: list, finished: int) -> None:
+        """Let the running requests stop (each at its next piece); write the replies that were complete."""
+        deadline = time.monotonic() + GRACE
+        while any(worker.is_alive() for worker in workers) and time.monotonic() < deadline:
+            try:
+                result = self.results.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.commit(result)
+        while True:
+            try:
+                self.commit(self.results.get_nowait())
+            except queue.Empty:
+                break
+
+    def target(self, path: str) -> str:
+        if self.output_dir is None:
+            return os.path.realpath(path)  # through a symbolic link, not over it
+        return os.path.join(self.output_dir, os.path.basename(path))
+
+    def commit(self, result: Result) -> None:
+        if result.outcome == ANSWERED:
+            try:
+                self.write(result)
+            except OSError as e:
+                result.outcome, result.message = FAILED, f"cannot write the reply: {e.strerror or e}"
+            except _Changed as e:
+                result.outcome, result.message = FAILED, str(e)
+        if result.outcome == FAILED and result.status in (cli.EXIT_SIGINT, cli.EXIT_SIGTERM) and self.cancel.is_set():
+            return  # stopped by this interrupt: counted as not run
+        self.counts[result.outcome] += 1
+        if result.outcome == FAILED:
+            self.failures.append((result.path, result.message))
+
+    def write(self, result: Result) -> None:
+        target = self.target(result.path)
+        if self.output_dir is None:
+            with open(target, "rb") as f:
+                if f.read() != result.raw:
+                    raise _Changed("it changed while illume was answering it; the reply was not written")
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+            data = result.raw + result.output
+        else:
+            try:
+                mode = stat.S_IMODE(os.stat(target).st_mode)
+            except FileNotFoundError:
+                mode = self.new_mode
+            data = result.output
+        write_atomically(target, data, mode)
+
+    # --- stderr -------------------------------------------------------
+    def draw(self) -> None:
+        if not self.progress:
+            return
+        total = len(self.paths)
+        finished = sum(self.counts.values())
+        cells = BAR * finished // total
+        failed = f", {self.counts[FAILED]} failed" if self.counts[FAILED] else ""
+        self.stderr.write(f"\r\033[Killume: [{'#' * cells}{'.' * (BAR - cells)}] {finished}/{total}{failed}"
+                          f" {self.elapsed()}")
+        self.stderr.flush()
+
+    def elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:.1f} s"
+
+    def report(self, interrupted: bool = False) -> None:
+        if self.progress:
+            self.stderr.write("\r\033[K")
+        for path, message in self.failures:
+            self.stderr.write(f"illume: {path}: {message}\n")
+        total = len(self.paths)
+        parts = [f"{self.counts[ANSWERED]} answered", f"{self.counts[FAILED]} failed", f"{self.counts[SKIPPED]} skipped"]
+        not_run = total - sum(self.counts.values())
+        if not_run:
+            parts.append(f"{not_run} not run")
+        ending = ", interrupted" if interrupted else ""
+        files = "file" if total == 1 else "files"
+        self.stderr.write(f"illume: {total} {files} in {self.elapsed()}{ending}: {', '.join(parts)}\n")
+        self.stderr.flush()
+
+
+class _Changed(Exception):
+    """The file changed on disk while its reply was being computed."""
+
+
+def write_atomically(path: str, data: bytes, mode: int) -> None:
+    """Replace PATH by DATA with permission bits MODE, so that a reader sees the old file or the new one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".illume")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def main(paths: list[str], env: Mapping[str, str], options: cli.Options, jobs: int | None,
+         output_dir: str | None, skip_done: bool) -> int:
+    """Run the batch the command line asks for; return the exit status (usage errors are the caller's)."""
+    batch = Batch(paths, env, options, jobs or DEFAULT_JOBS, output_dir, skip_done)
+    return batch.run()
