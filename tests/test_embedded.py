@@ -126,3 +126,17 @@ def test_without_llama_cpp_python_it_says_how_to_install():
                             capture_output=True, cwd=REPO, timeout=60)
     assert result.returncode == 1
     assert b"pip install 'illume[embedded]'" in result.stdout
+
+
+def test_same_buffer_same_reply_within_one_process():
+    # Batch runs and branches answer many buffers in one process: no cached prefix may change a reply.
+    import io
+
+    from illume.cli import Options, run
+
+    replies = []
+    for _ in range(3):
+        out = io.BytesIO()
+        assert run(b"!profile embedded\n!:temperature 0\n!:max_tokens 12\n!user\nSay hi.\n", out, {}, Options()) == 0
+        replies.append(out.getvalue())
+    assert replies[0] == replies[1] == replies[2]

@@ -158,6 +158,9 @@ class EmbeddedBackend:
         model = _load(path, load_options)
         if "grammar" in sampling:
             sampling["grammar"] = _grammar(sampling["grammar"])
+        # Forget the previous reply's tokens: llama-cpp-python would reuse them
+        # as a cached prefix, and the same buffer must give the same reply.
+        model.reset()
         self.answered = time.perf_counter()
         yield ""
         try:
