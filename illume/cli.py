@@ -43,6 +43,7 @@ class Output:
 
     def __init__(self, stream: BinaryIO):
         self.stream = stream
+        self.secrets: list[str] = []  # values to mask in anything printed about a failure
 
     def write(self, text: str) -> None:
         try:
@@ -182,7 +183,6 @@ def _raise_interrupted(signum, frame):
 def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) -> int:
     """Run the program on RAW with every failure reported on STDOUT; return the exit status."""
     out = Output(stdout)
-    out.secrets = []
     try:
         if options.filter:
             stdout.write(raw)
