@@ -75,9 +75,9 @@ class Sources:
     def profile(self, name: str) -> tuple[str, str]:
         return profiles.resolve(name, self.env)
 
-    def context(self, arguments: list[str]) -> tuple[str, list[dict]]:
-        """Return the text to insert and the files it holds ({filename, text} each)."""
-        return documents.context(arguments)
+    def context(self, arguments: list[str]) -> tuple[str | list[str], list[dict]]:
+        """Return the text to insert, whole or in pieces, and the files it holds ({filename, text} each)."""
+        return documents.context_parts(arguments)
 
     def reddit(self, path: str, with_comments: bool) -> str:
         return documents.reddit(path, with_comments)
@@ -152,7 +152,7 @@ class _Reader:
             number += 1
             if text.startswith("!", start, end) or self.exclude or self.in_error:
                 if run >= 0:
-                    self.parts.append(text[run:start])
+                    self.add_run(text, run, start)
                     run = -1
                 self.line_number = number
                 try:
@@ -166,8 +166,23 @@ class _Reader:
                 run = start
             start = end + 1
         if run >= 0:
-            self.parts.append(text[run:end])
+            self.add_run(text, run, end)
             self.parts.append("\n")  # every line ends in one, the last included
+
+    def add_run(self, text: str, start: int, end: int) -> None:
+        """Append TEXT[START:END] as parts, its leading and trailing line breaks apart from the rest.
+
+        `_trimmed_join` drops the line breaks at a message's ends; kept
+        apart, they are dropped without copying the text between them.
+        """
+        first, last = start, end
+        while first < last and text[first] in "\r\n":
+            first += 1
+        while last > first and text[last - 1] in "\r\n":
+            last -= 1
+        for piece_start, piece_end in ((start, first), (first, last), (last, end)):
+            if piece_start < piece_end:
+                self.parts.append(text[piece_start:piece_end])
 
     def line(self, line: str, depth: int) -> bool:
         """Carry out one line; return False at `!end`."""
@@ -202,8 +217,9 @@ class _Reader:
             out.mode = COMPLETION
         elif command == "!context":
             text, files = self.sources.context(line.split()[1:])
-            self.file_parts.add(len(self.parts))
-            self.parts.append(text)
+            pieces = [text] if isinstance(text, str) else text
+            self.file_parts.update(range(len(self.parts), len(self.parts) + len(pieces)))
+            self.parts.extend(pieces)
             self.files_before_hole.extend(files)
         elif command in ("!reddit", "!reddit!"):
             self.parts.append(self.sources.reddit(args.strip(), command == "!reddit"))

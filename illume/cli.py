@@ -62,12 +62,11 @@ def _escaped_only(text: str) -> bool:
         return False
 
 
-def program(raw: bytes, out: Output, env: Mapping[str, str], options: Options) -> int:
-    """Answer the buffer RAW on OUT; return the exit status. Raises IllumeError."""
+def program(text: str, out: Output, env: Mapping[str, str], options: Options) -> int:
+    """Answer the buffer TEXT on OUT; return the exit status. Raises IllumeError."""
     from illume import buffer as buf
     from illume import request as req
 
-    text = raw.decode("utf-8", "surrogateescape")
     parsed = buf.parse(text, buf.Sources(env), default_profile=options.profile)
     if options.debug:
         parsed.debug = True
@@ -187,7 +186,10 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
         if options.filter:
             stdout.write(raw)
             stdout.flush()
-        return program(raw, out, env, options)
+        # Invalid UTF-8 is kept as surrogate escapes, to go out as Go sends it (jsonwire).
+        text = raw.decode("utf-8", "surrogateescape")
+        del raw  # a big buffer's bytes need not stay for the whole reply
+        return program(text, out, env, options)
     except IllumeError as e:
         out.write(_error_section(_scrub(str(e), out.secrets)))
         return EXIT_ERROR
@@ -245,22 +247,26 @@ def command(files, profile, debug, filter_, timeout, batch, jobs, output_dir, sk
     if len(files) > 1:
         raise click.UsageError("several FILEs: answer them one by one with --batch")
     try:
+        # Passed on, not kept in a variable here: `run` lets go of the bytes once decoded.
+        status = run(_read_buffer(files), sys.stdout.buffer, os.environ, options)
+    except Interrupted as e:  # one that came while an error was being printed
+        status = e.status
+    sys.exit(status)
+
+
+def _read_buffer(files) -> bytes:
+    """Return the buffer: the FILE given, else standard input."""
+    try:
         if files and files[0] != "-":
             with open(files[0], "rb") as f:
-                raw = f.read()
-        else:
-            raw = sys.stdin.buffer.read()
+                return f.read()
+        return sys.stdin.buffer.read()
     except OSError as e:
         raise click.BadParameter(f"{files[0]!r}: {e.strerror}", param_hint="'[FILE]...'") from None
     except KeyboardInterrupt:
         sys.exit(EXIT_SIGINT)
     except Interrupted as e:  # while reading the buffer: nothing to keep yet
         sys.exit(e.status)
-    try:
-        status = run(raw, sys.stdout.buffer, os.environ, options)
-    except Interrupted as e:  # one that came while an error was being printed
-        status = e.status
-    sys.exit(status)
 
 
 def main() -> None:

@@ -61,10 +61,15 @@ _LEADING_BACKTICKS = re.compile(r"^`+", re.MULTILINE)
 
 def fenced(name: str, text: str) -> str:
     """Return TEXT under a bold NAME inside a fence that no line of it can close."""
+    return "".join(fenced_parts(name, text))
+
+
+def fenced_parts(name: str, text: str) -> list[str]:
+    """Return `fenced(NAME, TEXT)` in pieces, TEXT itself one of them rather than copied."""
     longest = max((len(run) for run in _LEADING_BACKTICKS.findall(text)), default=0)
     fence = "`" * (max(longest, 2) + 1)
     newline = "" if text.endswith("\n") else "\n"
-    return f"**`{name}`**\n{fence}\n{text}{newline}{fence}\n\n"
+    return [f"**`{name}`**\n{fence}\n", text, f"{newline}{fence}\n\n"]
 
 
 def context(arguments: list[str]) -> tuple[str, list[dict]]:
@@ -73,12 +78,18 @@ def context(arguments: list[str]) -> tuple[str, list[dict]]:
     ARGUMENTS are the words after the directive; each file comes back as
     `{"filename": NAME, "text": TEXT}` too, for llama.cpp's `input_extra`.
     """
+    parts, files = context_parts(arguments)
+    return "".join(parts), files
+
+
+def context_parts(arguments: list[str]) -> tuple[list[str], list[dict]]:
+    """Return `context(ARGUMENTS)` with its text in pieces: a big file is then not copied into a second string."""
     if not arguments:
         raise DocumentError("!context: wrong number of fields")
     if len(arguments) == 1:
         path = arguments[0]
         text = read_text(path)
-        return fenced(path, text), [{"filename": path, "text": text}]
+        return fenced_parts(path, text), [{"filename": path, "text": text}]
 
     directory, suffixes = arguments[0], arguments[1:]
     # The last element of DIR names the files unless DIR ends with a slash.
@@ -97,11 +108,11 @@ def context(arguments: list[str]) -> tuple[str, list[dict]]:
             else:
                 name = f"{label}/{relative}"
             text = read_text(path)
-            parts.append(fenced(name, text))
+            parts.extend(fenced_parts(name, text))
             files.append({"filename": name, "text": text})
     if not parts:
         raise DocumentError(f"!context: no file under {directory} ends with {' or '.join(suffixes)}")
-    return "".join(parts), files
+    return parts, files
 
 
 def _walk(directory: str):

@@ -14,6 +14,7 @@ Invalid input bytes reach us as lone surrogates (the buffer is decoded with
 import json
 import math
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 
 _escape_string = json.encoder.encode_basestring  # ensure_ascii=False flavour
@@ -30,7 +31,9 @@ def _go_escape(match: re.Match) -> str:
 def encode_string(text: str) -> str:
     """Return TEXT as a JSON string literal, escaped as Go escapes it."""
     literal = _escape_string(text)
-    if _go_only_escapes.search(literal):
+    # All of Go's extra escapes are of non-ASCII characters: an ASCII text
+    # (most prompts) is spared a scan of its whole length.
+    if not literal.isascii() and _go_only_escapes.search(literal):
         literal = _go_only_escapes.sub(_go_escape, literal)
     return literal
 
@@ -56,42 +59,75 @@ def encode_number(number: float) -> str:
     return text
 
 
+# A string longer than this is escaped and encoded a slice at a time, so a
+# big buffer never has a second whole copy. Escaping is per character, so a
+# slice may end anywhere. A slice lives in about four forms at once (itself,
+# escaped, unquoted, UTF-8): a quarter of a million characters keeps that
+# near a megabyte while still sending in large writes.
+PIECE = 1 << 18
+
+
 def encode(value) -> str:
     """Return VALUE as compact JSON with Go's key order and number format."""
-    parts: list[str] = []
-    _encode_into(value, parts)
-    return "".join(parts)
+    return "".join(_pieces(value))
 
 
-def _encode_into(value, parts: list) -> None:
+def encode_utf8(value, end: str = "") -> Iterator[bytes]:
+    """Yield VALUE's JSON followed by END in UTF-8, in pieces of about PIECE characters.
+
+    A small value comes out as one piece; together the pieces are
+    `(encode(value) + end).encode("utf-8")`.
+    """
+    batch: list[str] = []
+    size = 0
+    for piece in _pieces(value):
+        batch.append(piece)
+        size += len(piece)
+        if size >= PIECE:
+            yield "".join(batch).encode("utf-8")
+            batch, size = [], 0
+    batch.append(end)
+    last = "".join(batch)
+    if last:
+        yield last.encode("utf-8")
+
+
+def _pieces(value) -> Iterator[str]:
+    """Yield VALUE's compact JSON in pieces, a long string in escaped slices of PIECE characters."""
     if isinstance(value, str):
-        parts.append(encode_string(value))
+        if len(value) <= PIECE:
+            yield encode_string(value)
+        else:
+            yield '"'
+            for start in range(0, len(value), PIECE):
+                yield encode_string(value[start : start + PIECE])[1:-1]
+            yield '"'
     elif value is True:
-        parts.append("true")
+        yield "true"
     elif value is False:
-        parts.append("false")
+        yield "false"
     elif value is None:
-        parts.append("null")
+        yield "null"
     elif isinstance(value, (int, float)):
-        parts.append(encode_number(value))
+        yield encode_number(value)
     elif isinstance(value, dict):
         # Go sorts map keys by their bytes; UTF-8 byte order is code point order.
         keys = sorted(value) if not isinstance(value, Ordered) else list(value)
-        parts.append("{")
+        yield "{"
         for i, key in enumerate(keys):
             if i:
-                parts.append(",")
-            parts.append(encode_string(key))
-            parts.append(":")
-            _encode_into(value[key], parts)
-        parts.append("}")
+                yield ","
+            yield encode_string(key)
+            yield ":"
+            yield from _pieces(value[key])
+        yield "}"
     elif isinstance(value, (list, tuple)):
-        parts.append("[")
+        yield "["
         for i, item in enumerate(value):
             if i:
-                parts.append(",")
-            _encode_into(item, parts)
-        parts.append("]")
+                yield ","
+            yield from _pieces(item)
+        yield "]"
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 

@@ -1,6 +1,6 @@
 """From a parsed buffer to the HTTP request: URL, JSON body, headers (SPEC A6)."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from illume import buffer as buf
 from illume import jsonwire, templates
@@ -20,9 +20,17 @@ class Request:
         self.mode = mode  # chat, completion or infill
         self.template = template  # infill through a FIM template and /completions
 
+    def body_pieces(self) -> Iterator[bytes]:
+        """Yield the body as the original sends it, Go's JSON and a trailing newline, in pieces.
+
+        Pieces of jsonwire.PIECE characters or so, so that sending a big
+        buffer needs no whole copy of it; a small body is one piece.
+        """
+        return jsonwire.encode_utf8(self.body, end="\n")
+
     def body_bytes(self) -> bytes:
         """Return the body as the original sends it: Go's JSON and a trailing newline."""
-        return (jsonwire.encode(self.body) + "\n").encode("utf-8")
+        return b"".join(self.body_pieces())
 
     def debug_text(self) -> str:
         """Return the `!debug` dry run: request line, headers (secrets masked), body."""

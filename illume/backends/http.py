@@ -93,8 +93,8 @@ class HTTPBackend:
         import httpx
 
         url = httpx.URL(request.url)
-        headers = _encoded(request.headers.items())
-        body = request.body_bytes()
+        body = _Body(request)
+        headers = _with_length(_encoded(request.headers.items()), body.length)
         for attempt in range(RETRIES + 1 + MAX_REDIRECTS):
             response = client.send(client.build_request("POST", url, content=body, headers=headers), stream=True)
             status = response.status_code
@@ -107,7 +107,7 @@ class HTTPBackend:
                     raise RequestError(f"the server redirected {url} to {target}: put that URL in !api")
                 if _origin(target) != _origin(url):
                     # Credentials stay with the host they were meant for.
-                    headers = _encoded(request.headers.public_items())
+                    headers = _with_length(_encoded(request.headers.public_items()), body.length)
                 url = target
                 continue
             text = _error_text(response)
@@ -158,6 +158,31 @@ def _check_kind(response) -> None:
 def _encoded(headers) -> dict[str, bytes]:
     """Return HEADERS with UTF-8 values: Go sends a header's bytes as they are, httpx would insist on ASCII."""
     return {name: value.encode("utf-8", "surrogateescape") for name, value in headers}
+
+
+class _Body:
+    """REQUEST's body for httpx: its pieces, encoded anew each time it is sent (a retry, a redirect).
+
+    httpx sends an iterable piece by piece, so a big buffer never has to
+    exist as one bytes object, nor h11 join one into another; bytes would
+    cost two whole copies of the buffer. The length, found by one encoding
+    pass up front, goes in Content-Length, without which httpx would send
+    the body chunked (Go sends Content-Length).
+    """
+
+    def __init__(self, request):
+        self.request = request
+        self.length = sum(len(piece) for piece in request.body_pieces())
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.request.body_pieces()
+
+
+def _with_length(headers: dict[str, bytes], length: int) -> dict[str, bytes]:
+    """Return HEADERS with the Content-Length that httpx itself would add for a bytes body (last, unless set)."""
+    if not any(name.lower() == "content-length" for name in headers):
+        headers["Content-Length"] = str(length).encode()
+    return headers
 
 
 def _pass_on(events, reply: Reply) -> tuple[str, bool, StreamError | None]:
