@@ -262,7 +262,8 @@ def _read_buffer(files) -> bytes:
                 return f.read()
         return sys.stdin.buffer.read()
     except OSError as e:
-        raise click.BadParameter(f"{files[0]!r}: {e.strerror}", param_hint="'[FILE]...'") from None
+        name = files[0] if files else "<stdin>"
+        raise click.BadParameter(f"{name!r}: {e.strerror}", param_hint="'[FILE]...'") from None
     except KeyboardInterrupt:
         sys.exit(EXIT_SIGINT)
     except Interrupted as e:  # while reading the buffer: nothing to keep yet
