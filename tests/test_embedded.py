@@ -140,3 +140,11 @@ def test_same_buffer_same_reply_within_one_process():
         assert run(b"!profile embedded\n!:temperature 0\n!:max_tokens 12\n!user\nSay hi.\n", out, {}, Options()) == 0
         replies.append(out.getvalue())
     assert replies[0] == replies[1] == replies[2]
+
+
+def test_flash_attention_can_be_turned_off_and_wants_a_boolean():
+    off = run_illume(SETTINGS + "!:flash_attn false\n!completion\nHello")
+    assert off.returncode == 0, off.stdout
+    wrong = run_illume(SETTINGS + "!:flash_attn 1\n!completion\nHello")
+    assert wrong.returncode == 1
+    assert wrong.stdout == b"\n\n!error\n\n!:flash_attn: expected true or false, got 1.0\n"
