@@ -14,7 +14,7 @@ from typing import BinaryIO
 import click
 
 from illume import __version__
-from illume.errors import IllumeError
+from illume.errors import IllumeError, StreamError
 
 EXIT_OK, EXIT_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 130, 143
 DEFAULT_TIMEOUT = 300.0
@@ -112,8 +112,12 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
         if guard:
             held = guard.feed(held) + guard.finish()
         out.write(held)
-    if not (guard and guard.stopped):
-        _check_ending(reply)
+    if not (guard and guard.stopped) and not reply.finished:
+        raise StreamError("the reply was cut off: the stream ended before its end marker")
+    if reply.malformed:
+        # The original skips them without a word; a note keeps them from passing unseen.
+        out.write(f"\n\n!note skipped {len(reply.malformed)} malformed event(s) from the server, "
+                  f"first: {reply.malformed[0]}")
     if reply.limit:
         out.write(f"\n\n!note the reply stopped at {reply.limit} (raise !:max_tokens for more)")
     if parsed.stats:
@@ -140,15 +144,6 @@ def _infill_guard(parsed):
     suffix = "" if parsed.infill_suffix is None else "\n" + parsed.infill_suffix
     hint = parsed.language or (parsed.infill_files[-1]["filename"] if parsed.infill_files else None)
     return InfillGuard(prefix, suffix, rules=rules, language=hint)
-
-
-def _check_ending(reply) -> None:
-    from illume.errors import StreamError
-
-    if not reply.finished:  # the graver fault: a cut inside an event also leaves it malformed
-        raise StreamError("the reply was cut off: the stream ended before its end marker")
-    if reply.malformed:
-        raise StreamError(f"the server sent {len(reply.malformed)} malformed event(s), first: {reply.malformed[0]}")
 
 
 def _scrub(message: str, secrets: list[str]) -> str:

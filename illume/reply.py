@@ -64,8 +64,11 @@ class Reply:
             if end != len(data) and data[end:].strip():
                 raise ValueError("extra data")
         except (ValueError, StopIteration):
-            self.malformed.append(_excerpt(data, 80))
-            return ""
+            try:
+                event = json.loads(data)  # the slow way: it allows whitespace around the value
+            except ValueError:
+                self.malformed.append(_excerpt(data, 80))
+                return ""
         if not isinstance(event, dict):
             self.malformed.append(_excerpt(data, 80))
             return ""

@@ -4,8 +4,14 @@
 returns the events they complete. Lines end in LF, CR or CRLF, even when a
 CRLF is split across two pieces; text is decoded only once a line is whole,
 so a UTF-8 character split across pieces survives. Pure: no I/O.
+
+One leniency: a `data:` line that follows a complete JSON value (or
+`[DONE]`) without the blank line between starts a new event, as the
+original reads every `data: ` line on its own (SPEC A8) and some servers
+and scripts never send the blank lines.
 """
 
+import json
 from typing import NamedTuple
 
 
@@ -38,9 +44,13 @@ class Decoder:
         for line in lines:
             if line[:6] == b"data: ":
                 # The common case, kept inline: it runs once per token.
+                if data and _starts_event(data, line[6:]):
+                    events.append(self._dispatch())
+                    data = self._data
                 data.append(line[6:])
             elif line:
-                self._field(line)
+                self._field(line, events)
+                data = self._data
             elif data:
                 events.append(self._dispatch())
                 data = self._data
@@ -57,13 +67,15 @@ class Decoder:
             events.append(self._dispatch())
         return events
 
-    def _field(self, line: bytes) -> None:
+    def _field(self, line: bytes, events: list) -> None:
         if line[0] == 0x3A:  # ":" starts a comment
             return
         name, _, value = line.partition(b":")
         if value.startswith(b" "):
             value = value[1:]
         if name == b"data":
+            if self._data and _starts_event(self._data, value):
+                events.append(self._dispatch())
             self._data.append(value)
         elif name == b"event":
             self._type = value
@@ -76,3 +88,17 @@ class Decoder:
         self._data = []
         self._type = b""
         return event
+
+
+def _starts_event(data: list[bytes], value: bytes) -> bool:
+    """Return whether the data line VALUE starts an event of its own after DATA, the data lines so far."""
+    if value.strip() == b"[DONE]":
+        return True
+    text = data[0] if len(data) == 1 else b"\n".join(data)
+    if text.strip() == b"[DONE]":
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

@@ -71,3 +71,25 @@ def test_events_come_out_as_soon_as_their_blank_line_arrives():
     assert decoder.feed(b"\n\r") == []  # the CR may be half of a CRLF
     assert decoder.feed(b"\n") == [Event(M, "b")]
     assert decoder.close() == []
+
+
+# Servers and scripts that leave out the blank line between events: the
+# original reads each `data: ` line on its own, so a complete JSON value or
+# [DONE] ends the event before the next data line.
+LENIENT = [
+    ("two JSON events, no blank line", [b'data: {"a":1}\ndata: {"b":2}\n\n'],
+     [Event("message", '{"a":1}'), Event("message", '{"b":2}')]),
+    ("[DONE] right after an event", [b'data: {"a":1}\ndata: [DONE]\n'],
+     [Event("message", '{"a":1}'), Event("message", "[DONE]")]),
+    ("[DONE] after text that is not JSON", [b"data: x\ndata: [DONE]\n"],
+     [Event("message", "x"), Event("message", "[DONE]")]),
+    ("a JSON value split over data lines still joins", [b'data: {"a":\ndata: 1}\n\n'],
+     [Event("message", '{"a":\n1}')]),
+    ("no blank line, split across chunks", [b'data: {"a":1}\nda', b'ta: {"b":2}\n'],
+     [Event("message", '{"a":1}'), Event("message", '{"b":2}')]),
+]
+
+
+@pytest.mark.parametrize("chunks, expected", [c[1:] for c in LENIENT], ids=[c[0] for c in LENIENT])
+def test_data_lines_without_blank_lines(chunks, expected):
+    assert decode(chunks) == expected
