@@ -279,7 +279,7 @@ class _Choices:
 
 def _print(branches: list, parsed: buf.Buffer, mode: str, out) -> tuple[list[str], float]:
     """Print BRANCHES in order; return the failures and when the first was accepted."""
-    from illume.cli import _check_ending
+    from illume.cli import _after_reply, _check_ending
 
     count = len(branches)
     failures = []
@@ -307,6 +307,5 @@ def _print(branches: list, parsed: buf.Buffer, mode: str, out) -> tuple[list[str
                 out.write(note(number, count))
             failures.append(f"branch {number} of {count}: {e}")
             continue
-        if branch.reply.limit:
-            out.write(f"\n\n!note the reply stopped at {branch.reply.limit} (raise !:max_tokens for more)")
+        out.write(_after_reply(branch.reply))
     return failures, answered

@@ -292,11 +292,14 @@ class _Reader:
         self.role = INFILL
 
     def header(self, name: str, value: str) -> None:
-        if not set(name) <= _TOKEN_CHARS:
-            raise BufferError(f"!>{name}: not a valid header name (RFC 9110 allows letters, digits and !#$%&'*+-.^_`|~)")
         if not value:
+            # A delete sends nothing, so any name will do: `!>x-use-cache\r` in a
+            # CRLF profile deletes nothing, as in the original, and is no error.
             self.out.headers.delete(name)
         else:
+            if not set(name) <= _TOKEN_CHARS:
+                raise BufferError(f"!>{name}: not a valid header name "
+                                  "(RFC 9110 allows letters, digits and !#$%&'*+-.^_`|~)")
             expanded, from_env = expand(value, self.sources.env)
             # A line break from a $VAR would inject a header of its own choosing.
             if "\n" in expanded or "\r" in expanded:
@@ -429,7 +432,8 @@ def parse(text: str, sources: Sources, default_profile: str | None = None) -> Bu
     if out.mode == INFILL and not reader.template_at_split:
         out.fim_template = None  # stored after the hole: llama.cpp's /infill, as the original
     if out.mode == INFILL and not split:
-        # !begin after !infill discarded the split: everything left is prefix.
+        # !begin after !infill discarded the split: as in the original, the
+        # first two messages left are the prefix and the suffix.
         out.infill_prefix = messages[0].content if messages else ""
-        out.infill_suffix = None
+        out.infill_suffix = messages[1].content if len(messages) > 1 else None
     return out

@@ -6,6 +6,7 @@ edge where every error becomes the `!error` section and an exit status.
 """
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping
@@ -49,17 +50,17 @@ class Output:
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:
-            data = text.encode("utf-8", "surrogateescape") if _escaped_only(text) else text.encode("utf-8", "replace")
+            try:
+                # Bytes of the user's own that were not UTF-8 go back out as they came.
+                data = text.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                # A lone surrogate from a reply's JSON ("\ud800"): U+FFFD, as Go's decoder gives.
+                data = _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
         self.stream.write(data)
         self.stream.flush()
 
 
-def _escaped_only(text: str) -> bool:
-    try:
-        text.encode("utf-8", "surrogateescape")
-        return True
-    except UnicodeEncodeError:
-        return False
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def program(text: str, out: Output, env: Mapping[str, str], options: Options) -> int:
@@ -112,14 +113,9 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
         if guard:
             held = guard.feed(held) + guard.finish()
         out.write(held)
-    if not (guard and guard.stopped) and not reply.finished:
-        raise StreamError("the reply was cut off: the stream ended before its end marker")
-    if reply.malformed:
-        # The original skips them without a word; a note keeps them from passing unseen.
-        out.write(f"\n\n!note skipped {len(reply.malformed)} malformed event(s) from the server, "
-                  f"first: {reply.malformed[0]}")
-    if reply.limit:
-        out.write(f"\n\n!note the reply stopped at {reply.limit} (raise !:max_tokens for more)")
+    if not (guard and guard.stopped):
+        _check_ending(reply)
+    out.write(_after_reply(reply))
     if parsed.stats:
         from illume.stats import note
 
@@ -144,6 +140,24 @@ def _infill_guard(parsed):
     suffix = "" if parsed.infill_suffix is None else "\n" + parsed.infill_suffix
     hint = parsed.language or (parsed.infill_files[-1]["filename"] if parsed.infill_files else None)
     return InfillGuard(prefix, suffix, rules=rules, language=hint)
+
+
+def _check_ending(reply) -> None:
+    """Raise StreamError when the reply ended before its end marker."""
+    if not reply.finished:
+        raise StreamError("the reply was cut off: the stream ended before its end marker")
+
+
+def _after_reply(reply) -> str:
+    """Return the notes that follow a whole reply: skipped malformed events, a stop at the token limit."""
+    notes = ""
+    if reply.malformed:
+        # The original skips them without a word; a note keeps them from passing unseen.
+        notes += f"\n\n!note skipped {len(reply.malformed)} malformed event(s) from the server, " \
+                 f"first: {reply.malformed[0]}"
+    if reply.limit:
+        notes += f"\n\n!note the reply stopped at {reply.limit} (raise !:max_tokens for more)"
+    return notes
 
 
 def _scrub(message: str, secrets: list[str]) -> str:

@@ -68,7 +68,8 @@ def fenced_parts(name: str, text: str) -> list[str]:
     """Return `fenced(NAME, TEXT)` in pieces, TEXT itself one of them rather than copied."""
     longest = max((len(run) for run in _LEADING_BACKTICKS.findall(text)), default=0)
     fence = "`" * (max(longest, 2) + 1)
-    newline = "" if text.endswith("\n") else "\n"
+    # The closing fence must start a line; an empty file leaves it there already.
+    newline = "" if not text or text.endswith("\n") else "\n"
     return [f"**`{name}`**\n{fence}\n", text, f"{newline}{fence}\n\n"]
 
 
@@ -162,11 +163,15 @@ def _lines(text: str) -> list[str]:
 
 
 def _load_json(path: str):
-    text = read_text(path)
+    # Go's decoder reads each byte that is not UTF-8 as U+FFFD itself.
+    text = _ESCAPED_BYTE.sub("\ufffd", read_text(path))
     try:
         return json.loads(text)
     except ValueError:
         raise DocumentError(f"failed to parse JSON: {path}") from None
+
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def _field(data, key: str) -> str:

@@ -50,7 +50,7 @@ def interpolate(text: str, values: Mapping) -> str:
             return "".join(out)
         key, close, rest = after.partition("}")
         if not close:
-            raise TemplateError("unmatched '{'")
+            raise TemplateError("unmatched '}'")  # the original's words for a '{' left open
         if key not in values:
             raise TemplateError(f"missing key: {key}")
         value = values[key]

@@ -265,7 +265,7 @@ def test_url_with_a_missing_key(here):
 
 
 def test_url_with_an_unclosed_brace(here):
-    assert illume("!api http://x/{model\n!user\nhi\n", cwd=here) == error("interpolating URL: unmatched '{'")
+    assert illume("!api http://x/{model\n!user\nhi\n", cwd=here) == error("interpolating URL: unmatched '}'")
 
 
 @pytest.mark.parametrize("url, message", [

@@ -35,7 +35,7 @@ FENCES = [
     ("hello\n", "**`f`**\n```\nhello\n```\n\n"),
     ("hello", "**`f`**\n```\nhello\n```\n\n"),  # a newline is added before the closing fence
     ("a\n\n", "**`f`**\n```\na\n\n```\n\n"),
-    ("", "**`f`**\n```\n\n```\n\n"),
+    ("", "**`f`**\n```\n```\n\n"),  # an empty file: the closing fence already starts a line
     ("x\r\n", "**`f`**\n```\nx\r\n```\n\n"),
     ("```py\ncode\n```\n", "**`f`**\n````\n```py\ncode\n```\n````\n\n"),
     ("````\n`\n", "**`f`**\n`````\n````\n`\n`````\n\n"),

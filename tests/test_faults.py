@@ -110,11 +110,11 @@ STATUS_CASES = [
      "HTTP 401: Incorrect API key provided (invalid_request_error)"),
     ("Hugging Face", 400, '{"error":"Model meta-llama/x does not exist"}', "application/json",
      "HTTP 400: Model meta-llama/x does not exist"),
-    ("raw text", 500, "upstream exploded\n", "text/plain", "HTTP 500: upstream exploded"),
+    ("raw text, as it came", 500, "upstream exploded\n", "text/plain", "HTTP 500: upstream exploded\n"),
     ("an HTML proxy page", 502, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html",
      "HTTP 502: <html><body><h1>502 Bad Gateway</h1></body></html>"),
     ("a long body is cut", 500, LONG, "text/plain", "HTTP 500: " + "x" * 2000 + "…"),
-    ("an empty body: the reason phrase", 404, "", "text/plain", "HTTP 404: Whatever"),
+    ("an empty body, as the original prints it", 404, "", "text/plain", "HTTP 404: "),
     ("JSON without a known shape", 500, '{"detail": {"oops": 1}}', "application/json",
      'HTTP 500: {"detail": {"oops": 1}}'),
 ]

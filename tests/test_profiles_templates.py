@@ -154,7 +154,7 @@ def test_builtin_template_beats_a_local_file(in_tmp):
 
 TEMPLATE_ERRORS = [
     ("{x}", "missing key: x"),
-    ("A{prefix", "unmatched '{'"),
+    ("A{prefix", "unmatched '}'"),
     ("nope.jinja", "FIM template not found: nope.jinja"),
     ("{{ nope }}", "!infill: 'nope' is undefined"),
     ("{{ prefix", "!infill:1: template syntax error: unexpected end of template, expected 'end of print statement'."),

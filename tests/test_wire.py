@@ -294,7 +294,7 @@ FAILURES = [
                                          "n_ctx": 4096}}),
      b"\n\n!error\n\nHTTP 400: the prompt is 5000 tokens but the context holds 4096 (exceed_context_size_error)\n"),
     ("HTTP 404 in completion mode", "!completion\nx\n", {}, httpx.Response(404, text="Not Found\n"),
-     b"\n\n!error\n\nHTTP 404: Not Found\n"),
+     b"\n\n!error\n\nHTTP 404: Not Found\n\n"),  # the body as it came, its newline included
     ("a key echoed in an error is masked", "!>authorization Bearer $KEY\n!user\nhi\n",
      {"KEY": "sk-abcdefghijklmnop1234"}, httpx.Response(401, text="invalid key sk-abcdefghijklmnop1234"),
      b"\n\n!error\n\nHTTP 401: invalid key ***1234\n"),

@@ -111,7 +111,7 @@ class HTTPBackend:
                 url = target
                 continue
             text = _error_text(response)
-            summary = _error_summary(text) or response.reason_phrase
+            summary = _error_summary(text)
             wait = _retry_wait(response, text) if status in (429, 503) else None
             if wait is not None and wait > MAX_WAIT:
                 # Retrying sooner than asked would not honour Retry-After; waiting longer would hang an editor.
@@ -245,7 +245,7 @@ def _reason(error: Exception) -> str:
 def _error_text(response) -> str:
     data = response.read()
     response.close()
-    return data.decode("utf-8", "replace")
+    return data.decode("utf-8", "surrogateescape")  # bytes that are not UTF-8 are printed as they came
 
 
 def _error_summary(text: str) -> str:
@@ -267,7 +267,7 @@ def _error_summary(text: str) -> str:
         if isinstance(parsed.get("estimated_time"), (int, float)):
             message += f" (estimated time {parsed['estimated_time']:g} s)"
         return message
-    text = text.strip()
+    # Anything else as the original prints it, byte for byte (SPEC A8), only cut short.
     return text if len(text) <= ERROR_BODY_LIMIT else text[:ERROR_BODY_LIMIT] + "…"
 
 
