@@ -137,7 +137,7 @@ def _load(path: Path, options: dict):
         with open(path, "rb") as f:
             if f.read(4) != b"GGUF":
                 raise SetupError(f"not a GGUF model file: {path}")
-        # Flash attention: about a tenth faster on the CPU here (bench/README.md), as llama-server's default.
+        # Flash attention: about a tenth faster on the CPU here (bench/README.md).
         arguments = {"n_ctx": DEFAULT_CONTEXT, "n_threads": os.cpu_count() or 1, "flash_attn": True, "verbose": False}
         arguments.update(options)
         try:
