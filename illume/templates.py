@@ -36,8 +36,8 @@ def render(template: str, prefix: str, suffix: str, env: Mapping[str, str], file
 def interpolate(text: str, values: Mapping) -> str:
     """Return TEXT with each `{key}` replaced by VALUES[key], as the original fills `!api` and `!infill`.
 
-    Non-string values appear as compact JSON. Raises KeyError-free
-    TemplateError naming a missing key or an unclosed brace.
+    Non-string values appear as compact JSON. Raises TemplateError naming a
+    missing key or an unclosed brace.
     """
     from illume.jsonwire import encode
 
