@@ -65,6 +65,11 @@ class Buffer:
         self.body: dict = {"max_tokens": 2000}
         self.headers = Headers.default()
 
+    def hole(self) -> tuple[str, str]:
+        """Return the infill prefix and suffix as sent (SPEC A6): the hole is a line of its own."""
+        suffix = "" if self.infill_suffix is None else "\n" + self.infill_suffix
+        return self.infill_prefix + "\n", suffix
+
 
 class Sources:
     """The outside world as the buffer sees it: profiles and documents."""
@@ -283,8 +288,8 @@ class _Reader:
         self.template_at_split = self.out.fim_template is not None
         self.infill_line = self.line_number
         self.out.infill_prefix = _trimmed_join(self.parts)
-        self.out.infill_prefix_without_files = "".join(
-            part for i, part in enumerate(self.parts) if i not in self.file_parts).strip("\r\n")
+        self.out.infill_prefix_without_files = _trimmed_join(
+            [part for i, part in enumerate(self.parts) if i not in self.file_parts])
         self.out.infill_files = list(self.files_before_hole)
         self.split = True
         self.parts = []

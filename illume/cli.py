@@ -136,8 +136,7 @@ def _infill_guard(parsed):
     rules = DEFAULT_STOP_RULES if parsed.stop_rules is None else parse_rules(parsed.stop_rules)
     if not rules:
         return None
-    prefix = parsed.infill_prefix + "\n"
-    suffix = "" if parsed.infill_suffix is None else "\n" + parsed.infill_suffix
+    prefix, suffix = parsed.hole()
     hint = parsed.language or (parsed.infill_files[-1]["filename"] if parsed.infill_files else None)
     return InfillGuard(prefix, suffix, rules=rules, language=hint)
 

@@ -79,8 +79,7 @@ def build(buffer: buf.Buffer, env: Mapping[str, str]) -> Request:
             raise BufferError("!completion: there is no text to complete")
         body["prompt"] = buffer.messages[0].content
     else:
-        prefix = buffer.infill_prefix + "\n"
-        suffix = "" if buffer.infill_suffix is None else "\n" + buffer.infill_suffix
+        prefix, suffix = buffer.hole()
         if body.get("input_extra") == "auto":
             # The !context files above the hole travel on their own, not in the prefix.
             prefix = buffer.infill_prefix_without_files + "\n"
