@@ -63,10 +63,16 @@ def expand(value: str, env: Mapping[str, str]) -> tuple[str, bool]:
     return "".join(out), used
 
 
+def _credential(value: str) -> tuple[str, str]:
+    """Return (auth scheme, credential) of VALUE: ("Bearer", "sk-...") or ("", the whole value)."""
+    scheme, space, credential = value.partition(" ")
+    return (scheme, credential) if space and scheme.isalpha() else ("", value)
+
+
 def mask(value: str) -> str:
     """Return VALUE with its credential hidden: an auth scheme word stays, the secret does not."""
-    scheme, space, credential = value.partition(" ")
-    if space and scheme.isalpha():
+    scheme, credential = _credential(value)
+    if scheme:
         return f"{scheme} {mask(credential)}" if credential else value
     if not value:
         return value
@@ -113,11 +119,7 @@ class Headers:
 
     def secrets(self) -> list[str]:
         """Return the secret values, so that messages can be scrubbed of them."""
-        found = []
-        for _, value, secret in self._entries.values():
-            if secret:
-                scheme, space, credential = value.partition(" ")
-                found.append(credential if space and scheme.isalpha() else value)
+        found = [_credential(value)[1] for _, value, secret in self._entries.values() if secret]
         return [s for s in found if len(s) >= 4]
 
     def copy(self) -> "Headers":
