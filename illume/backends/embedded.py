@@ -7,6 +7,7 @@ llama-server (its README, "POST /completion" options), so one buffer runs
 on either. llama_cpp is imported here, when a reply is asked for.
 """
 
+import atexit
 import importlib.util
 import os
 import time
@@ -123,7 +124,16 @@ def _quiet():
         os.close(devnull)
 
 
-_models: dict = {}
+_models: dict = {}  # loaded once a process: batch runs and branches reuse them
+
+
+@atexit.register
+def _free_models() -> None:
+    # Free them while llama.cpp is still loaded: left to interpreter teardown,
+    # llama-cpp-python's own clean-up can fail and print a traceback on
+    # stderr (seen at the end of a pytest run that had loaded a model).
+    while _models:
+        _models.popitem()[1].close()
 
 
 def _load(path: Path, options: dict):
