@@ -54,7 +54,9 @@ def test_infill_endpoint_refusal_is_a_clear_error(llama_server):
 
 
 def test_stats_and_token_limit_notes(llama_server):
-    result = run_illume(f"!api {llama_server}\n!:max_tokens 5\n!stats\n!user\nCount to twenty.\n")
+    # ignore_eos: the model may not end its turn before the limit, so the limit is sure to be reached.
+    result = run_illume(f"!api {llama_server}\n!:max_tokens 5\n!:ignore_eos true\n!:temperature 0\n"
+                        "!stats\n!user\nCount to twenty.\n")
     assert result.returncode == 0, result.stdout
     text = result.stdout.decode()
     assert "\n\n!note the reply stopped at the token limit" in text
