@@ -32,11 +32,13 @@ class Options:
     """The command-line options that shape one run."""
 
     def __init__(self, profile: str | None = None, debug: bool = False, filter: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = DEFAULT_TIMEOUT, stop_rules: str | None = None, file_name: str | None = None):
         self.profile = profile
         self.debug = debug
         self.filter = filter
         self.timeout = timeout
+        self.stop_rules = stop_rules  # infill stopping rules when the buffer sets none (!stop-rules wins)
+        self.file_name = file_name  # the name the buffer is edited under: a hint for the language, never opened
 
 
 class Output:
@@ -93,7 +95,7 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
     backend = for_request(request, env, options.timeout)
     reply = Reply()
     translate = GptOss() if parsed.gpt_oss else None
-    guard = _infill_guard(parsed) if request.mode == buf.INFILL else None
+    guard = _infill_guard(parsed, options) if request.mode == buf.INFILL else None
     stream = backend.stream(request, reply)
     try:
         next(stream)  # the request was accepted
@@ -129,15 +131,18 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
 DEFAULT_STOP_RULES = frozenset()
 
 
-def _infill_guard(parsed):
+def _infill_guard(parsed, options):
     """Return the guard that ends an infill middle once it leaves its hole, or None when turned off."""
     from illume.stopping import InfillGuard, parse_rules
 
-    rules = DEFAULT_STOP_RULES if parsed.stop_rules is None else parse_rules(parsed.stop_rules)
+    chosen = parsed.stop_rules if parsed.stop_rules is not None else options.stop_rules
+    rules = DEFAULT_STOP_RULES if chosen is None else parse_rules(chosen)
     if not rules:
         return None
     prefix, suffix = parsed.hole()
-    hint = parsed.language or (parsed.infill_files[-1]["filename"] if parsed.infill_files else None)
+    # The buffer's own word first, then the file the editor has open, then a !context file before the hole.
+    hint = parsed.language or options.file_name or (
+        parsed.infill_files[-1]["filename"] if parsed.infill_files else None)
     return InfillGuard(prefix, suffix, rules=rules, language=hint)
 
 
@@ -223,6 +228,10 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
               help="Print the buffer itself before the reply, so `:%!illume --filter` never loses text.")
 @click.option("--timeout", type=float, envvar="ILLUME_TIMEOUT", default=DEFAULT_TIMEOUT, show_default=True,
               metavar="SECONDS", help="Give up when the server sends nothing for this long ($ILLUME_TIMEOUT).")
+@click.option("--stop-rules", metavar="RULES", callback=lambda ctx, param, value: _check_rules(value),
+              help="Infill stopping rules when the buffer sets none (as !stop-rules: all, none, echo,scope,...).")
+@click.option("--file-name", metavar="NAME",
+              help="The name of the file the buffer is edited as: tells infill its language (never opened).")
 @click.option("--batch", is_flag=True,
               help="Answer each FILE on its own, several at once, appending each reply to its file.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
@@ -231,7 +240,7 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
               help="With --batch: write each reply to DIR/NAME instead of appending it to NAME.")
 @click.option("--skip-done", is_flag=True, help="With --batch: skip the buffers that already end with a reply.")
 @click.version_option(__version__, "-V", "--version", prog_name="illume")
-def command(files, profile, debug, filter_, timeout, batch, jobs, output_dir, skip_done):
+def command(files, profile, debug, filter_, timeout, stop_rules, file_name, batch, jobs, output_dir, skip_done):
     """Send a buffer (FILE or standard input) to a language model and stream its reply to standard output.
 
     Lines such as !user, !assistant, !completion, !infill, !api URL, !:KEY JSON
@@ -241,7 +250,8 @@ def command(files, profile, debug, filter_, timeout, batch, jobs, output_dir, sk
     """
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
-    options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout)
+    options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout,
+                      stop_rules=stop_rules, file_name=file_name)
     if batch:
         from illume import batch as batches
 
@@ -260,6 +270,21 @@ def command(files, profile, debug, filter_, timeout, batch, jobs, output_dir, sk
     except Interrupted as e:  # one that came while an error was being printed
         status = e.status
     sys.exit(status)
+
+
+def _check_rules(value: str | None) -> str | None:
+    """Return the --stop-rules VALUE as given ('' meaning none); raise click.BadParameter when unknown."""
+    if value is None:
+        return None
+    if not value.strip():
+        return "none"  # an editor passes '' to mean "no rules"
+    from illume.stopping import parse_rules
+
+    try:
+        parse_rules(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
 
 
 def _read_buffer(files) -> bytes:

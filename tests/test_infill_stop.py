@@ -77,3 +77,49 @@ def test_rules_from_the_default_profile(tmp_path):
         result = run_illume(NORM.replace("!stop-rules echo,scope\n", ""), env={"ILLUME_PROFILE": str(profile)})
     assert result.returncode == 0, result.stdout
     assert result.stdout == b"    r = math.sqrt(sum(x * x for x in v))"
+
+
+def test_stop_rules_option_applies_when_the_buffer_sets_none():
+    buffer = NORM.replace("!stop-rules echo,scope\n", "")
+    with FakeServer() as server:
+        server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
+        result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "echo,scope")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout == b"    r = math.sqrt(sum(x * x for x in v))"
+
+
+def test_the_buffer_rules_win_over_the_option():
+    buffer = NORM.replace("!stop-rules echo,scope", "!stop-rules off")
+    with FakeServer() as server:
+        server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
+        result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "all")
+    assert result.stdout == "".join(OVERRUN[:5]).encode()
+
+
+def test_an_empty_stop_rules_option_means_none():
+    buffer = NORM.replace("!stop-rules echo,scope\n", "")
+    with FakeServer() as server:
+        server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
+        result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "")
+    assert result.stdout == "".join(OVERRUN[:5]).encode()
+
+
+def test_an_unknown_rule_in_the_option_is_a_usage_error():
+    result = run_illume("!debug\nx\n!infill\ny\n", "--stop-rules", "telepathy")
+    assert result.returncode == 2
+    assert b"unknown stopping rule 'telepathy'" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_file_name_option_tells_the_language():
+    # `#` opens a comment in Python, not in C: read as C, the `(` stays open
+    # and the scope rule never sees the new function; read as Python it does.
+    buffer = "!stop-rules echo,scope\ndef f(x):\n!infill\n    return y\n"
+    middle = ["    y = x  # (\n", "    return y\n\n\ndef g(x):\n    return 2\n"]
+    results = {}
+    for name in ("src/f.py", "src/f.c"):
+        with FakeServer() as server:
+            server.respond(Reply(infill_events(middle)), path="/infill")
+            results[name] = run_illume(f"!api {server.url}\n{buffer}", "--file-name", name).stdout
+    assert results["src/f.py"] == b"    y = x  # ("
+    assert results["src/f.c"] == "".join(middle).encode()
