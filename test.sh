@@ -22,8 +22,9 @@ export LLAMA_CPP_BUILD_JOBS=2 CMAKE_BUILD_PARALLEL_LEVEL=2
 # Neovim for the plugin tests (Vim 9 is on the machine already).
 if ! command -v nvim >/dev/null; then
     { apt-get update -qq && apt-get install -y -qq neovim; } >/dev/null 2>&1 \
-        || echo "test.sh: could not install neovim; its tests will be skipped" >&2
+        || echo "test.sh: could not install neovim; its tests will fail" >&2
 fi
 
-export ILLUME_REQUIRE_SERVER=1
+# Every part is required: a missing one fails the tests that need it, naming it.
+export ILLUME_REQUIRE_ALL=1
 exec "$python" -m pytest "$@"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, require_program
 from faultserver import DONE, FaultServer, chat, head
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,13 +22,14 @@ from illume import request as req
 from illume.errors import IllumeError
 
 
-def illume(buffer: str | bytes, *args: str, cwd=None, env: dict | None = None, timeout: float = 60):
-    """Run the real CLI on BUFFER in CWD; return (status, stdout), asserting stderr is empty."""
+def illume(buffer: str | bytes, *args: str, cwd=None, env: dict | None = None, timeout: float = 60,
+           prefix: tuple[str, ...] = ()):
+    """Run the real CLI (after the command PREFIX) on BUFFER in CWD; return (status, stdout), asserting stderr is empty."""
     data = buffer.encode() if isinstance(buffer, str) else buffer
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
     full_env.update(env or {})
     full_env["PYTHONPATH"] = str(REPO)
-    result = subprocess.run([sys.executable, "-m", "illume", *args], input=data, capture_output=True,
+    result = subprocess.run([*prefix, sys.executable, "-m", "illume", *args], input=data, capture_output=True,
                             env=full_env, timeout=timeout, cwd=cwd or REPO)
     assert result.stderr == b"", result.stderr.decode(errors="replace")
     return result.returncode, result.stdout
@@ -141,13 +142,16 @@ def test_context_missing_file(here):
         "<stdin>:3: open notes.md: no such file or directory")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root reads a chmod 000 file anyway; the directory and FIFO cases cover unreadable files")
 def test_context_unreadable_file(here):
     secret = here / "secret.txt"
     secret.write_text("x")
     secret.chmod(0)
-    assert illume("!context secret.txt\n", cwd=here) == error(
+    # Root reads a chmod 000 file anyway, unless it runs without the capabilities that allow it.
+    prefix = ()
+    if os.geteuid() == 0:
+        prefix = (require_program("setpriv", "apt-get install util-linux"),
+                  "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search")
+    assert illume("!context secret.txt\n", cwd=here, prefix=prefix) == error(
         "<stdin>:1: open secret.txt: permission denied")
 
 

