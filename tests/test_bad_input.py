@@ -5,6 +5,7 @@ request where a case should work. A property-based test feeds the parser
 arbitrary buffers: it must return a request or raise IllumeError, nothing else.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -311,15 +312,24 @@ FIFTY_MB = 50 * 1024 * 1024
 
 
 def big_buffer() -> bytes:
-    line = b"The quick brown fox jumps over the lazy dog, again and again and again.\n"
-    return b"!user\n" + line * (FIFTY_MB // len(line))
+    """Return a 50 MB chat buffer whose lines are numbered, so that no two pieces of it are alike."""
+    line = "{:08d} The quick brown fox jumps over the lazy dog, again and again.\n"
+    return b"!user\n" + "".join(line.format(i) for i in range(FIFTY_MB // len(line.format(0)))).encode()
+
+
+def assert_sent_whole(body: bytes, buffer: bytes) -> None:
+    """Assert BODY carries the message of the big BUFFER exactly: a character lost where a piece ends fails it."""
+    sent = json.loads(body)["messages"][-1]
+    wanted = buffer[len(b"!user\n"):].rstrip(b"\n")
+    assert sent["role"] == "user"
+    assert hashlib.sha256(sent["content"].encode()).hexdigest() == hashlib.sha256(wanted).hexdigest()
 
 
 def test_fifty_megabytes_with_debug_finishes(here):
     data = big_buffer()
     status, out = illume(data, "--debug", cwd=here, timeout=120)
     assert status == 0
-    assert len(out) > FIFTY_MB
+    assert_sent_whole(out.split(b"\n\n")[-2], data)
 
 
 def test_fifty_megabytes_are_sent(here):
@@ -332,7 +342,7 @@ def test_fifty_megabytes_are_sent(here):
         (here / "big.profile").write_text(f"!api {server.url}\n")
         status, out = illume(data, "--filter", "--profile", str(here / "big.profile"), cwd=here, timeout=120)
     assert (status, out) == (0, data + b"\n\n!assistant\n\nThat is a lot.")
-    assert len(server.requests[0].body) > FIFTY_MB
+    assert_sent_whole(server.requests[0].body, data)
 
 
 # --- property: the parser returns a request or raises IllumeError ------------

@@ -10,6 +10,8 @@ import time
 import pytest
 
 from conftest import REPO, closed_url, embedded_model, run_illume
+from faultserver import DONE, FaultServer, head
+from faultserver import chat as chat_event
 from illume import batch
 from illume.cli import Options
 
@@ -215,6 +217,46 @@ def test_usage_errors(args, message):
     result = run_illume(b"", *args)
     assert result.returncode == 2
     assert message in result.stderr, result.stderr
+
+
+# --- written whole: to a temporary file, then renamed over the target ---
+
+@pytest.mark.parametrize("into_folder", [False, True], ids=["appended", "output folder"])
+def test_a_reader_never_sees_a_half_written_file(tmp_path, into_folder):
+    # A reader that opened the file before the reply sees the old text whole;
+    # an in-place write would truncate what it reads. The new file is another inode.
+    with FaultServer() as server:
+        server.script([head(), chat_event("Hello"), DONE])
+        data = f"!api {server.url}\n!user\nhi\n".encode()
+        path = write(tmp_path, "a.txt", data)
+        folder = tmp_path / "out"
+        options = ["-o", folder] if into_folder else []
+        if into_folder:
+            folder.mkdir()
+            old_text, target = b"an older reply\n", write(folder, "a.txt", b"an older reply\n")
+        else:
+            old_text, target = data, path
+        old_inode = target.stat().st_ino
+        with open(target, "rb") as reader:
+            result = run_batch(*options, path)
+            assert reader.read() == old_text
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == (b"" if into_folder else data) + b"\n\n!assistant\n\nHello"
+    assert target.stat().st_ino != old_inode
+    assert os.listdir(target.parent) == ["a.txt"]  # no temporary left behind
+
+
+def test_a_failed_write_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    # The disk fills up (or the machine stops) in the middle of the write: the user's file is untouched.
+    path = write(tmp_path, "a.txt", b"!user\nhi\n")
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError):
+        batch.write_atomically(str(path), b"!user\nhi\n\n!assistant\n\nHello", 0o644)
+    assert path.read_bytes() == b"!user\nhi\n"
+    assert os.listdir(tmp_path) == ["a.txt"]  # no temporary left behind
 
 
 def test_a_file_that_changed_meanwhile_is_not_overwritten(tmp_path):

@@ -342,6 +342,13 @@ def test_html_page_with_status_200(server):
            b"<body>Please sign in to the proxy</body> </html>\n")
 
 
+def test_data_lines_without_space_or_blank_lines_lose_no_text(server):
+    # Some servers and scripts write `data:{...}` lines back to back; each is an event of its own.
+    server.script([head(), b"".join(b'data:{"choices":[{"delta":{"content":"%s"}}]}\n' % piece
+                                    for piece in (b"One", b", two", b", three.")) + b"data:[DONE]\n"])
+    assert illume(ask(server)) == (0, b"\n\n!assistant\n\nOne, two, three.")
+
+
 def test_sse_without_content_type_still_works(server):
     server.script([b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", chat("Hi"), DONE])
     assert illume(ask(server)) == (0, b"\n\n!assistant\n\nHi")

@@ -1,5 +1,7 @@
 """Go-exact JSON: the bytes the original's json.Encoder puts on the wire (encoding/json, encode.go)."""
 
+import json
+
 import pytest
 
 from illume import jsonwire
@@ -84,6 +86,19 @@ VALUES = [
 @pytest.mark.parametrize("value, expected", VALUES)
 def test_encode_value(value, expected):
     assert jsonwire.encode(value) == expected
+
+
+@pytest.mark.parametrize("length", [jsonwire.PIECE - 1, jsonwire.PIECE, jsonwire.PIECE + 1, 3 * jsonwire.PIECE + 17])
+def test_a_long_string_goes_out_in_pieces_without_losing_a_character(length):
+    # Numbered words, quotes, backslashes, newlines and non-ASCII: every character is unique enough to be missed.
+    words = (f'{i} "é\\\n' for i in range(length))
+    text = "".join(words)[:length]
+    body = {"messages": [{"role": "user", "content": text}], "stream": True}
+    pieces = list(jsonwire.encode_utf8(body, end="\n"))
+    expected = json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+    assert b"".join(pieces) == expected
+    assert jsonwire.encode(body) + "\n" == expected.decode()
+    assert len(pieces) >= length // jsonwire.PIECE  # a big body is never held whole
 
 
 def test_encode_refuses_other_types():

@@ -8,6 +8,7 @@ the next turn. HTTP_PROXY, HTTPS_PROXY and NO_PROXY are honoured.
 (SSL_CERT_FILE and SSL_CERT_DIR are proven in test_faults.py.)
 """
 
+import base64
 import json
 
 import pytest
@@ -206,6 +207,19 @@ def test_proxy_credentials_are_sent_to_the_proxy_and_not_shown(server):
     assert server.requests[0].headers["proxy-authorization"].startswith("Basic ")
     assert b"s3cr3t" not in out
     assert server.requests[0].headers["proxy-authorization"].split()[1].encode() not in out
+
+
+def test_a_percent_encoded_proxy_password_is_not_shown_in_any_form(server):
+    # The URL holds `p%40ss%2Fw0rd-s3cret`; the proxy sees, and may echo, `p@ss/w0rd-s3cret`.
+    def refuse(request):
+        basic = request.headers["proxy-authorization"]
+        user, password = base64.b64decode(basic.split()[1]).decode().split(":")
+        return response(407, f"user {user} password {password} ({basic}) refused", "text/plain")[0]
+    server.script([refuse])
+    env = proxy_env("HTTP_PROXY", f"http://alice:p%40ss%2Fw0rd-s3cret@127.0.0.1:{server.port}")
+    status, out = illume("!api http://model.example.invalid/\n!user\nhi\n", env=env)
+    assert server.requests[0].headers["proxy-authorization"] == "Basic YWxpY2U6cEBzcy93MHJkLXMzY3JldA=="
+    assert (status, out) == (1, b"\n\n!error\n\nHTTP 407: user alice password ***cret (Basic ***dA==) refused\n")
 
 
 def test_no_proxy_is_honoured(server):

@@ -87,6 +87,13 @@ LENIENT = [
      [Event("message", '{"a":\n1}')]),
     ("no blank line, split across chunks", [b'data: {"a":1}\nda', b'ta: {"b":2}\n'],
      [Event("message", '{"a":1}'), Event("message", '{"b":2}')]),
+    ("no space after the colon, no blank lines", [b'data:{"a":1}\ndata:{"b":2}\ndata:{"c":3}\ndata:[DONE]\n'],
+     [Event("message", '{"a":1}'), Event("message", '{"b":2}'), Event("message", '{"c":3}'),
+      Event("message", "[DONE]")]),
+    ("no space, no blank lines, one byte at a time", [bytes([c]) for c in b'data:{"a":1}\ndata:{"b":2}\n'],
+     [Event("message", '{"a":1}'), Event("message", '{"b":2}')]),
+    ("spaces mixed, no blank lines", [b'data:{"a":1}\ndata: {"b":2}\ndata:{"c":3}\n\n'],
+     [Event("message", '{"a":1}'), Event("message", '{"b":2}'), Event("message", '{"c":3}')]),
 ]
 
 
