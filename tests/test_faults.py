@@ -354,6 +354,28 @@ def test_sse_without_content_type_still_works(server):
     assert illume(ask(server)) == (0, b"\n\n!assistant\n\nHi")
 
 
+# --- !stats against a server whose pace the test sets ---------------------------
+
+STATS = re.compile(rb"\n\n!note ([0-9.e+]+) tok/s, (\d+) toks, ([0-9.]+)(ns|\xc2\xb5s|ms|s)$")
+SECONDS = {b"ns": 1e-9, "µs".encode(): 1e-6, b"ms": 1e-3, b"s": 1.0}
+
+
+def test_stats_rate_is_tokens_per_second_not_seconds_per_token(server):
+    # Two events over at least 2.2 s of streaming, after at least 0.3 s before the headers.
+    # However slow the machine, the rate is at most 2 / 2.2 = 0.91 tok/s (upside down it would be
+    # at least 1.1) and the time to the headers at least 0.3 s: bounds, not timings.
+    server.script([0.3, head(), 1.1, chat("Hel"), 1.1, chat("lo"), DONE])
+    status, out = illume(f"!api {server.url}\n!stats\n!user\nhi\n")
+    assert status == 0, out
+    assert out.startswith(b"\n\n!assistant\n\nHello\n\n!note ")
+    match = STATS.search(out)
+    assert match, out
+    rate, tokens, wait = float(match[1]), int(match[2]), float(match[3]) * SECONDS[match[4]]
+    assert tokens == 2
+    assert 0 < rate <= 2 / 2.2
+    assert wait >= 0.3
+
+
 # --- 8. context overflow on a real llama-server --------------------------------
 
 def test_context_overflow_on_real_llama_server():
