@@ -1,9 +1,12 @@
-"""The command line itself, as a real subprocess: options, FILE, `python -m illume`."""
+"""The command line itself, as a real subprocess: options, FILE, `python -m illume`, the installed `illume`."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import REPO, run_illume
+from conftest import missing, run_illume
+from faultserver import DONE, FaultServer, chat, head
 
 from illume import __version__
 
@@ -22,10 +25,31 @@ def test_version():
     assert result.stdout == f"illume, version {__version__}\n".encode()
 
 
-def test_console_script_and_module_agree():
-    script = subprocess.run([sys.executable, "-c", "from illume.cli import main; main()", "--version"],
-                            capture_output=True, cwd=REPO)
-    assert script.stdout == run_illume(b"", "--version").stdout
+def console_script() -> str:
+    """Return the `illume` command that pip installed beside this Python ([project.scripts] in pyproject.toml)."""
+    path = Path(sys.executable).parent / "illume"
+    if not path.is_file():
+        missing(f"the illume console script ({path})", "pip install -e .")
+    return str(path)
+
+
+def test_the_illume_command_itself(tmp_path):
+    # The entry point as a user runs it: by name on PATH, from another folder, on a FILE and on stdin.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
+    env["PATH"] = f"{Path(console_script()).parent}{os.pathsep}{env.get('PATH', '')}"
+    with FaultServer() as server:
+        server.script([head(), chat("Hello"), chat(" there."), DONE])
+        buffer = f"!api {server.url}\n!user\nhi\n"
+        (tmp_path / "chat.md").write_text(buffer)
+        answered = subprocess.run(["illume", "chat.md"], capture_output=True, cwd=tmp_path, env=env, timeout=60)
+        assert (answered.returncode, answered.stdout, answered.stderr) == (0, b"\n\n!assistant\n\nHello there.", b"")
+        assert server.requests[0].json()["messages"] == [{"role": "user", "content": "hi"}]
+    version = subprocess.run(["illume", "--version"], capture_output=True, cwd=tmp_path, env=env, timeout=60)
+    assert version.stdout == f"illume, version {__version__}\n".encode()
+    failed = subprocess.run(["illume"], input=b"!profile nowhere\n", capture_output=True, cwd=tmp_path, env=env,
+                            timeout=60)
+    assert (failed.returncode, failed.stdout, failed.stderr) == (
+        1, b"\n\n!error\n\n<stdin>:1: open nowhere: no such file or directory\n", b"")
 
 
 def test_debug_option_is_the_debug_directive():

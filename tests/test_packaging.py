@@ -41,3 +41,7 @@ def test_installed_wheel_finds_its_builtins(wheel, tmp_path):
                             env=env, capture_output=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stdout
     assert b'"prompt":"<|fim_prefix|>x\\n<|fim_suffix|>\\ny<|fim_middle|>"' in result.stdout
+    # The wheel's console script: the `illume` command a user gets from `pip install`.
+    script = subprocess.run([str(target / "bin" / "illume"), "--debug"], input=b"!profile fim:qwen\nx\n!infill\ny\n",
+                            env=env, capture_output=True, cwd=tmp_path, timeout=60)
+    assert (script.returncode, script.stdout, script.stderr) == (0, result.stdout, b"")
