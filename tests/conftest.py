@@ -12,6 +12,7 @@ never through pytest.skip or importorskip directly.
 """
 
 import importlib
+import json
 import os
 import shutil
 import socket
@@ -150,3 +151,74 @@ def run_illume(buffer: str | bytes, *args: str, env: dict | None = None, timeout
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "illume", *args], input=data, capture_output=True,
                           env=full_env, timeout=timeout, cwd=REPO)
+
+
+LIMIT_NOTE = "\n\n!note the reply stopped at the token limit (raise !:max_tokens for more)"
+
+
+class ServerAnswer:
+    """What llama-server itself answers to a buffer's request, asked directly, not streamed."""
+
+    def __init__(self, text: str, limit: bool, whole: dict):
+        self.text = text  # the reply's text
+        self.limit = limit  # whether it stopped at the token limit
+        self.whole = whole  # the JSON as the server sent it (`timings`, `tokens_predicted`, ...)
+
+    def printed(self, header: str = "") -> bytes:
+        """Return what illume should print for this answer: HEADER, the text, the token-limit note."""
+        return (header + self.text + (LIMIT_NOTE if self.limit else "")).encode()
+
+
+def ask_llama_server(buffer: str) -> ServerAnswer:
+    """Return llama-server's own answer to the request illume makes of BUFFER: the oracle for real-model tests.
+
+    The request line and body come from illume's dry run (`--debug`; their
+    bytes are tested on their own in test_wire.py), sent with `"stream":
+    false` by httpx: no illume code reads the answer.
+    """
+    import httpx
+
+    dry = run_illume(buffer, "--debug")
+    assert dry.returncode == 0, dry.stdout
+    _, head, body, _ = dry.stdout.decode().split("\n\n", 3)
+    method, url, _ = head.splitlines()[0].split(" ")
+    request = json.loads(body)
+    request["stream"] = False
+    whole = httpx.request(method, url, json=request, timeout=300).raise_for_status().json()
+    if "choices" in whole:  # /chat/completions, OpenAI's shape
+        choice = whole["choices"][0]
+        text = choice["message"]["content"] if "message" in choice else choice["text"]
+        return ServerAnswer(text, choice["finish_reason"] == "length", whole)
+    return ServerAnswer(whole["content"], whole.get("stop_type") == "limit" or whole.get("truncated") is True, whole)
+
+
+_llama_cpp_models: dict = {}
+
+
+def ask_llama_cpp(buffer: str) -> ServerAnswer:
+    """Return llama-cpp-python's own answer, not streamed, to the request the embedded backend makes of BUFFER.
+
+    The oracle of the embedded tests: the body comes from illume's dry run;
+    the model is loaded here, in the test process, with the settings the
+    embedded backend documents (4096 tokens of context, flash attention).
+    """
+    import llama_cpp
+
+    dry = run_illume(buffer, "--debug")
+    assert dry.returncode == 0, dry.stdout
+    request = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
+    path = str(request.get("model") or embedded_model())
+    if path not in _llama_cpp_models:
+        _llama_cpp_models[path] = llama_cpp.Llama(model_path=path, n_ctx=4096, n_threads=os.cpu_count() or 1,
+                                                  flash_attn=True, verbose=False)
+    model = _llama_cpp_models[path]
+    sampling = {key: request[key] for key in ("max_tokens", "temperature", "seed", "stop") if key in request}
+    assert set(request) <= {"messages", "prompt", "stream", "model", *sampling}, f"the oracle does not know {request}"
+    model.reset()
+    if "messages" in request:
+        whole = model.create_chat_completion(messages=request["messages"], **sampling)
+        text = whole["choices"][0]["message"]["content"]
+    else:
+        whole = model.create_completion(prompt=request["prompt"], **sampling)
+        text = whole["choices"][0]["text"]
+    return ServerAnswer(text, whole["choices"][0]["finish_reason"] == "length", whole)

@@ -1,4 +1,9 @@
-"""The embedded backend: the real SmolLM2 model in the illume process, through the real CLI."""
+"""The embedded backend: the real SmolLM2 model in the illume process, through the real CLI.
+
+At temperature 0 the reply is fixed: tests compare illume's output with what
+llama-cpp-python itself returns for the same request, asked directly and not
+streamed (conftest.ask_llama_cpp), the token-limit note included.
+"""
 
 import re
 import subprocess
@@ -6,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, embedded_model, run_illume
+from conftest import REPO, ask_llama_cpp, embedded_model, run_illume
 
 pytestmark = pytest.mark.embedded
 
@@ -24,22 +29,32 @@ def reply_text(stdout: bytes) -> str:
 
 
 def test_chat_turn_uses_the_models_chat_template():
-    result = run_illume(SETTINGS + "!user\nName a fruit.\n")
+    buffer = SETTINGS + "!user\nName a fruit.\n"
+    answer = ask_llama_cpp(buffer)
+    assert answer.text.strip(), answer.whole
+    result = run_illume(buffer)
     assert result.returncode == 0, result.stdout
     assert result.stderr == b"", "llama.cpp logging leaked to stderr"
-    assert result.stdout.startswith(b"\n\n!assistant\n\n")
-    text = reply_text(result.stdout)[len("\n\n!assistant\n\n"):]
-    assert text.strip()
+    assert result.stdout == answer.printed("\n\n!assistant\n\n")
     # The chat template ends the turn; raw template tokens never reach the reply.
-    assert "<|im_start|>" not in text and "<|im_end|>" not in text
+    assert b"<|im_start|>" not in result.stdout and b"<|im_end|>" not in result.stdout
+
+
+def test_a_reply_cut_at_the_token_limit_says_so():
+    buffer = SETTINGS.replace("16", "5") + "!user\nTell me a long story about a cat.\n"
+    answer = ask_llama_cpp(buffer)
+    assert answer.limit, answer.whole  # five tokens cannot hold the story
+    result = run_illume(buffer)
+    assert (result.returncode, result.stdout) == (0, answer.printed("\n\n!assistant\n\n"))
 
 
 def test_completion_continues_raw_text():
-    result = run_illume(SETTINGS + "!completion\nThe quick brown fox")
-    assert result.returncode == 0, result.stdout
-    assert result.stderr == b""
-    assert not result.stdout.startswith(b"\n\n!assistant")
-    assert reply_text(result.stdout).strip()
+    buffer = SETTINGS + "!completion\nThe quick brown fox"
+    answer = ask_llama_cpp(buffer)
+    assert answer.text.strip() and answer.limit, answer.whole
+    result = run_illume(buffer)
+    assert (result.returncode, result.stderr) == (0, b""), result.stdout
+    assert result.stdout == answer.printed()
 
 
 def test_same_seed_same_text():
@@ -55,9 +70,10 @@ def test_template_fim_renders_the_same_prompt_as_for_a_server():
     buffer = SETTINGS + "!profile fim:qwen\ndef norm(v):\n!infill\n    return r\n"
     debug = run_illume(buffer + "!debug\n")
     assert b'"prompt":"<|fim_prefix|>def norm(v):\\n<|fim_suffix|>\\n    return r<|fim_middle|>"' in debug.stdout
+    answer = ask_llama_cpp(buffer)
+    assert answer.text.strip(), answer.whole
     result = run_illume(buffer)
-    assert result.returncode == 0, result.stdout
-    assert reply_text(result.stdout).strip()
+    assert (result.returncode, result.stdout) == (0, answer.printed())
 
 
 def test_stop_ends_the_reply_before_the_stop_string():
@@ -72,12 +88,17 @@ def test_stop_ends_the_reply_before_the_stop_string():
 
 
 def test_stats_reports_real_token_counts():
-    result = run_illume(SETTINGS + "!stats\n!completion\nOne, two,")
+    buffer = SETTINGS + "!completion\nOne, two,"
+    answer = ask_llama_cpp(buffer)
+    assert answer.limit, answer.whole
+    result = run_illume("!stats\n" + buffer)
     assert result.returncode == 0
-    match = re.search(r"\n\n!note ([0-9.e+]+) tok/s, (\d+) toks, ", result.stdout.decode())
+    match = re.search(r"\n\n!note ([0-9.e+]+) tok/s, (\d+) toks, [0-9.]+(ns|µs|ms|s)$", result.stdout.decode())
     assert match, result.stdout
-    assert 1 <= int(match.group(2)) <= 17  # at most max_tokens, plus the final event
-    assert float(match.group(1)) > 0
+    assert result.stdout[:-len(match[0].encode())] == answer.printed()
+    # One event per token, and llama-cpp-python's last one, which carries the finish reason.
+    assert int(match[2]) == answer.whole["usage"]["completion_tokens"] + 1
+    assert float(match[1]) > 0
 
 
 def test_unknown_key_is_an_error_naming_it():
