@@ -34,6 +34,7 @@ CASES = [
     ("multi-line data", [b"data: a\ndata: b\ndata: c\n\n"], [Event(M, "a\nb\nc")]),
     ("no space after colon", [b"data:a\n\n"], [Event(M, "a")]),
     ("only one space is removed", [b"data:  a \n\n"], [Event(M, " a ")]),
+    ("only one space is removed from any field", [b"event:  e\ndata:x\n\n"], [Event(" e", "x")]),
     ("empty data", [b"data:\n\n"], [Event(M, "")]),
     ("empty data line in the middle", [b"data: a\ndata:\ndata: b\n\n"], [Event(M, "a\n\nb")]),
     ("event type", [b"event: content_block_delta\ndata: {}\n\n"], [Event("content_block_delta", "{}")]),
