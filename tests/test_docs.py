@@ -51,9 +51,10 @@ def test_there_are_examples():
     assert len(examples()) >= 10
 
 
-# A repository path: a top folder of the repository, then a path in it.
+# A repository path: a top folder of the repository, then a file with a suffix or a folder
+# (`vim/`). Not `illume/profiles`: the README means that one under $XDG_CONFIG_HOME.
 _TOP = r"(?:docs|bench|illume|tests|examples|profiles|fim_templates|vim|emacs)"
-_BACKTICKED = re.compile(rf"`({_TOP}/[^`\s]*)`")
+_BACKTICKED = re.compile(rf"`({_TOP}/(?:[^`\s]*\.\w+|[^`\s]*/)?)`")
 _LINKED = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 
 
