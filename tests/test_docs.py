@@ -1,9 +1,11 @@
 """The reference in docs/: its examples print what it says, and the docs cite only what is in the repository.
 
 Each `illume` block of a docs/ page is a buffer, and the `output` block
-after it what the real CLI prints for it (docs/README.md, "The examples").
+after it what the real CLI prints for it, or the `prompt` block after it
+the `prompt` its `!debug` request holds (docs/README.md, "The examples").
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -18,33 +20,40 @@ PAGES = sorted(DOCS.glob("*.md"))
 # The made-up keys docs/README.md names; masked, they show their last four characters.
 EXAMPLE_KEYS = {"OPENAI_API_KEY": "sk-example-0123456789abcdef", "HF_TOKEN": "hf_example_0123456789wxyz"}
 
-_FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+# A fenced block: its info string and its text. A block that shows fences uses a longer one.
+_FENCE = re.compile(r"^(`{3,})(\w*)\n(.*?)^\1$", re.MULTILINE | re.DOTALL)
 
 
 def examples() -> list:
-    """Return (page:line, buffer, expected output) for each `illume` block followed by an `output` block."""
+    """Return (buffer, kind, expected) for each `illume` block and the `output` or `prompt` block after it."""
     found = []
     for page in PAGES:
         text = page.read_text()
-        blocks = [(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1) for m in _FENCE.finditer(text)]
+        blocks = [(m.group(2), m.group(3), text.count("\n", 0, m.start()) + 1) for m in _FENCE.finditer(text)]
         for (kind, body, line), following in zip(blocks, blocks[1:] + [None]):
             if kind == "illume":
-                assert following and following[0] == "output", f"{page.name}:{line}: an illume block without output"
-                found.append(pytest.param(body, following[1], id=f"{page.name}:{line}"))
+                assert following and following[0] in ("output", "prompt"), \
+                    f"{page.name}:{line}: an illume block without its output"
+                found.append(pytest.param(body, following[0], following[1], id=f"{page.name}:{line}"))
     return found
 
 
-@pytest.mark.parametrize("buffer, expected", examples())
-def test_example_prints_what_the_docs_say(buffer, expected, tmp_path):
+@pytest.mark.parametrize("buffer, kind, expected", examples())
+def test_example_prints_what_the_docs_say(buffer, kind, expected, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
            **EXAMPLE_KEYS}
     result = subprocess.run([sys.executable, "-m", "illume"], input=buffer.encode(), capture_output=True,
                             env=env, cwd=REPO, timeout=60)
     printed = result.stdout.decode()
+    assert result.stderr == b""
+    if kind == "prompt":
+        assert result.returncode == 0, printed
+        body = json.loads(printed[printed.index("\n{"):])
+        assert body["prompt"] == expected.strip("\n")
+        return
     # A page cannot show the blank lines at the very start and end of what was printed.
     assert printed.strip("\n") == expected.strip("\n")
     assert result.returncode == (1 if printed.startswith("\n\n!error\n") else 0)
-    assert result.stderr == b""
 
 
 def test_there_are_examples():
