@@ -69,7 +69,7 @@ _LINKED = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 
 def cited_paths(page: Path) -> list[tuple[str, Path]]:
     """Return (as written, resolved path) of each repository path PAGE cites: `top/...` or a relative link."""
-    text = page.read_text()
+    text = _FENCE.sub("", page.read_text())  # fenced blocks show what illume prints, not citations
     cited = [(path, REPO / path) for path in _BACKTICKED.findall(text)]
     cited += [(link, (page.parent / link).resolve()) for link in _LINKED.findall(text)
               if not re.match(r"[a-z]+:", link)]
