@@ -83,6 +83,28 @@ def test_cited_files_exist(page):
     assert missing == []
 
 
+def _anchor(heading: str) -> str:
+    """Return the anchor GitHub gives HEADING: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", [REPO / "README.md", *PAGES], ids=lambda p: str(p.relative_to(REPO)))
+def test_section_links_name_sections_that_exist(page):
+    broken = []
+    for target, anchor in re.findall(r"\]\(([^)\s#]*)#([^)\s]+)\)", _FENCE.sub("", page.read_text())):
+        linked = (page.parent / target) if target else page
+        if linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.*)$", _FENCE.sub("", linked.read_text()), re.MULTILINE)
+            if anchor not in {_anchor(h) for h in headings}:
+                broken.append(f"{target}#{anchor}")
+    assert broken == []
+
+
+def test_anchors_are_github_s():
+    assert _anchor("`!infill` and `!infill TEMPLATE`") == "infill-and-infill-template"
+    assert _anchor("Errors and exit statuses") == "errors-and-exit-statuses"
+
+
 def test_citation_checker_sees_paths():
     text = (REPO / "README.md").read_text()
     assert "docs/README.md" in text
