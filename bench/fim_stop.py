@@ -62,7 +62,10 @@ NEW_FUNCTION = (
 
 
 def load(name, data=None):
-    with gzip.open(Path(data or DATA) / SETS[name], "rt") as lines:
+    path = Path(data or DATA) / SETS[name]
+    if not path.is_file():
+        sys.exit(f"fim_stop.py: {path} not found: name the HumanEval infilling folder with --data DIR")
+    with gzip.open(path, "rt") as lines:
         return [json.loads(line) for line in lines]
 
 
