@@ -158,8 +158,11 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
     request = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
     path = str(request.get("model") or embedded_model())
     if path not in _llama_cpp_models:
-        _llama_cpp_models[path] = llama_cpp.Llama(model_path=path, n_ctx=4096, n_threads=os.cpu_count() or 1,
-                                                  flash_attn=True, verbose=False)
+        from illume.backends.embedded import _without_amx  # a crash on CPUs with AMX the VM does not enable
+
+        with _without_amx(llama_cpp):
+            _llama_cpp_models[path] = llama_cpp.Llama(model_path=path, n_ctx=4096, n_threads=os.cpu_count() or 1,
+                                                      flash_attn=True, verbose=False)
     model = _llama_cpp_models[path]
     sampling = {key: request[key] for key in ("max_tokens", "temperature", "seed", "stop") if key in request}
     assert set(request) <= {"messages", "prompt", "stream", "model", *sampling}, f"the oracle does not know {request}"
@@ -171,3 +174,10 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
         whole = model.create_completion(prompt=request["prompt"], **sampling)
         text = whole["choices"][0]["text"]
     return ServerAnswer(text, whole["choices"][0]["finish_reason"] == "length", whole)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Free the oracle's models while llama.cpp is still loaded: left to interpreter
+    # teardown, llama-cpp-python's clean-up fails and prints a traceback.
+    while _llama_cpp_models:
+        _llama_cpp_models.popitem()[1].close()

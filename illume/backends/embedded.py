@@ -136,6 +136,40 @@ def _free_models() -> None:
         _models.popitem()[1].close()
 
 
+@contextmanager
+def _without_amx(llama_cpp):
+    """Load models without llama.cpp's extra weight buffers while the CPU advertises Intel AMX.
+
+    Its AMX matrix code crashes the process where the CPU advertises AMX that
+    the kernel or VM does not enable (a fault at ldtilecfg, seen in a sandbox);
+    a segfault would lose the reply and say nothing. Elsewhere nothing changes.
+    """
+    low = llama_cpp.llama_cpp
+    defaults = low.llama_model_default_params
+    if not _advertises_amx() or "use_extra_bufts" not in dict(low.llama_model_params._fields_):
+        yield
+        return
+
+    def without():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = without
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = defaults
+
+
+def _advertises_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " amx_tile" in f.read()
+    except OSError:
+        return False
+
+
 def _load(path: Path, options: dict):
     key = (str(path), tuple(sorted(options.items())))
     if key not in _models:
@@ -151,7 +185,7 @@ def _load(path: Path, options: dict):
         arguments = {"n_ctx": DEFAULT_CONTEXT, "n_threads": os.cpu_count() or 1, "flash_attn": True, "verbose": False}
         arguments.update(options)
         try:
-            with _quiet():
+            with _quiet(), _without_amx(llama_cpp):
                 _models[key] = llama_cpp.Llama(model_path=str(path), **arguments)
         except (ValueError, RuntimeError) as e:
             raise SetupError(f"cannot load {path}: {e}") from None
