@@ -45,7 +45,8 @@ def require_module(name: str, install: str):
     try:
         return importlib.import_module(name)
     except ImportError as e:
-        missing(f"the Python module {name} ({e})", install)
+        why = str(e)
+    missing(f"the Python module {name} ({why})", install)
 
 
 def require_program(name: str, install: str) -> str:
@@ -78,9 +79,12 @@ def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4):
     try:
         return realserver.start_llama_server(*extra, context=context, parallel=parallel)
     except realserver.Unavailable as e:
-        missing(e.part, e.install)
+        part, install, failure = e.part, e.install, None
     except realserver.Failed as e:
-        pytest.fail(str(e), pytrace=False)
+        failure = str(e)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    missing(part, install)
 
 
 @pytest.fixture(scope="session")
