@@ -97,11 +97,11 @@ def test_stats_agree_with_the_servers_timings(llama_server):
     assert stats, result.stdout
     rate, tokens = float(stats[1]), int(stats[2])
     assert tokens == timings["predicted_n"] + 1
-    # illume times the stream from the response headers to its end, so it sees the server's
-    # generation time and a little more: its rate is at most about the server's. The lower
-    # bound is loose (a busy machine) yet far above a rate turned upside down (seconds per token).
+    # illume times the stream from the response headers to its end: the server's generation
+    # time and a little more, though in another run than the oracle's. The bounds are loose (a
+    # busy machine) yet four orders of magnitude from a rate turned upside down (seconds per token).
     server_rate = (timings["predicted_n"] + 1) / (timings["predicted_ms"] / 1000)
-    assert server_rate / 50 <= rate <= server_rate * 1.5, (rate, timings)
+    assert server_rate / 100 <= rate <= server_rate * 10, (rate, timings)
 
 
 def test_default_profile_points_at_llama_cpp(llama_server):
