@@ -13,7 +13,7 @@ import sys
 
 import pytest
 from conftest import REPO, require_program
-from faultserver import DONE, FaultServer, chat, head
+from scripted import DONE, ScriptedServer, chat, head
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,7 +60,7 @@ def test_invalid_utf8_is_sent_as_replacement_characters(here):
 
 
 def test_invalid_utf8_on_the_wire_is_valid_json():
-    with FaultServer() as server:
+    with ScriptedServer() as server:
         server.script([head(), chat("ok"), DONE])
         status, out = illume(f"!api {server.url}\n!user\n".encode() + b"\xc0\x80 \xed\xa0\x80 ok\n")
         assert (status, out) == (0, b"\n\n!assistant\n\nok")
@@ -75,7 +75,7 @@ def test_empty_input(here):
 
 
 def test_empty_input_is_sent(here):
-    with FaultServer() as server:
+    with ScriptedServer() as server:
         server.script([head(), chat("Hello"), DONE])
         (here / "local.profile").write_text(f"!api {server.url}\n")
         assert illume(b"", cwd=here, env={"ILLUME_PROFILE": "local.profile"}) == (0, b"\n\n!assistant\n\nHello")
@@ -300,7 +300,7 @@ def test_header_with_a_bad_name(here):
 
 
 def test_header_value_with_non_ascii_text_is_sent_as_utf8():
-    with FaultServer() as server:
+    with ScriptedServer() as server:
         server.script([head(), chat("ok"), DONE])
         assert illume(f"!api {server.url}\n!>x-name Zoë\n!user\nhi\n") == (0, b"\n\n!assistant\n\nok")
     assert server.requests[0].headers["x-name"].encode("latin-1") == "Zoë".encode("utf-8")
@@ -334,7 +334,7 @@ def test_fifty_megabytes_with_debug_finishes(here):
 
 def test_fifty_megabytes_are_sent(here):
     data = big_buffer()
-    with FaultServer() as server:
+    with ScriptedServer() as server:
         server.script([head(), chat("That is a lot."), DONE])
         assert illume(data, "--filter", f"--profile={here / 'big.profile'}", cwd=here, timeout=120,
                       env={}) == (1, data + b"\n\n!error\n\nopen " + str(here / "big.profile").encode()

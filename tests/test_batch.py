@@ -10,8 +10,8 @@ import time
 import pytest
 
 from conftest import REPO, closed_url, embedded_model, run_illume
-from faultserver import DONE, FaultServer, head
-from faultserver import chat as chat_event
+from scripted import DONE, ScriptedServer, head
+from scripted import chat as chat_event
 from illume import batch
 from illume.cli import Options
 
@@ -225,7 +225,7 @@ def test_usage_errors(args, message):
 def test_a_reader_never_sees_a_half_written_file(tmp_path, into_folder):
     # A reader that opened the file before the reply sees the old text whole;
     # an in-place write would truncate what it reads. The new file is another inode.
-    with FaultServer() as server:
+    with ScriptedServer() as server:
         server.script([head(), chat_event("Hello"), DONE])
         data = f"!api {server.url}\n!user\nhi\n".encode()
         path = write(tmp_path, "a.txt", data)

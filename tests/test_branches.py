@@ -6,7 +6,7 @@ import re
 import pytest
 
 from conftest import closed_url, embedded_model, free_port, run_illume
-from fakeserver import FakeServer, Reply, chat_events
+from scripted import Reply, ScriptedServer, chat_events
 from illume import buffer as buf
 from illume.errors import BufferError
 
@@ -131,7 +131,7 @@ def test_an_unreachable_server_is_one_plain_error():
 # --- servers that do not take n (scripted: a real llama-server takes it) ---
 
 def test_a_server_that_ignores_n_gets_one_request_per_missing_branch():
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(chat_events(["Hel", "lo"])))
         result = run_illume(f"!api {server.url}\n!:seed 5\n!branches 3\n!user\nhi\n")
         bodies = [request.json() for request in server.requests]
@@ -147,7 +147,7 @@ def test_choices_in_one_event_go_to_their_branches():
               json.dumps({"choices": [{"index": 0, "delta": {"content": "a"}}]}),
               json.dumps({"choices": [{"index": 1, "delta": {"content": "b"}}]}),
               "[DONE]"]
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(events))
         result = run_illume(f"!api {server.url}\n!branches 2\n!user\nhi\n")
         assert len(server.requests) == 1
@@ -157,7 +157,7 @@ def test_choices_in_one_event_go_to_their_branches():
 
 
 def test_branches_cut_off_keep_their_text_and_are_reported():
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(chat_events(["par", "tial"], done=False)))
         result = run_illume(f"!api {server.url}\n!branches 2\n!user\nhi\n")
     assert result.returncode == 1

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from conftest import missing, run_illume
-from faultserver import DONE, FaultServer, chat, head
+from scripted import DONE, ScriptedServer, chat, head
 
 from illume import __version__
 
@@ -37,7 +37,7 @@ def test_the_illume_command_itself(tmp_path):
     # The entry point as a user runs it: by name on PATH, from another folder, on a FILE and on stdin.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
     env["PATH"] = f"{Path(console_script()).parent}{os.pathsep}{env.get('PATH', '')}"
-    with FaultServer() as server:
+    with ScriptedServer() as server:
         server.script([head(), chat("Hello"), chat(" there."), DONE])
         buffer = f"!api {server.url}\n!user\nhi\n"
         (tmp_path / "chat.md").write_text(buffer)

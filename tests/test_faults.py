@@ -14,7 +14,7 @@ import time
 
 import pytest
 from conftest import require_program, run_illume, start_llama_server, stop
-from faultserver import DONE, HOLD, FaultServer, chat, event, free_port, head, response
+from scripted import DONE, HOLD, ScriptedServer, chat, event, free_port, head, response
 
 CUT = b"the reply was cut off: the stream ended before its end marker"
 LIMIT_NOTE = b"\n\n!note the reply stopped at the token limit (raise !:max_tokens for more)"
@@ -22,7 +22,7 @@ LIMIT_NOTE = b"\n\n!note the reply stopped at the token limit (raise !:max_token
 
 @pytest.fixture
 def server():
-    with FaultServer() as s:
+    with ScriptedServer() as s:
         yield s
 
 
@@ -70,7 +70,7 @@ def certificate(tmp_path_factory):
 
 
 def test_tls_certificate_not_trusted(certificate):
-    with FaultServer(tls=certificate) as server:
+    with ScriptedServer(tls=certificate) as server:
         status, out = illume(f"!api {server.url}\n!user\nhi\n", env={"SSL_CERT_FILE": ""})
     assert status == 1
     assert out.startswith(f"\n\n!error\n\ncannot connect to 127.0.0.1:{server.port}: TLS failure: ".encode()), out
@@ -86,7 +86,7 @@ def test_tls_trusts_ssl_cert_file_and_dir(certificate, variable, tmp_path):
                                 check=True, capture_output=True, text=True).stdout.strip()
         shutil.copy(certificate[0], tmp_path / f"{digest}.0")
         value = str(tmp_path)
-    with FaultServer(tls=certificate) as server:
+    with ScriptedServer(tls=certificate) as server:
         server.script([head(), chat("Hi"), DONE])
         env = {"SSL_CERT_FILE": "", "SSL_CERT_DIR": ""}
         env[variable] = value

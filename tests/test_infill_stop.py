@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from conftest import run_illume
-from fakeserver import FakeServer, Reply, infill_events
+from scripted import Reply, ScriptedServer, infill_events
 
 NORM = "!stop-rules echo,scope\nimport math\n\ndef norm(v):\n!infill\n    return r\n"
 OVERRUN = ["    r = math.sqrt(", "sum(x * x for x in v))\n", "    return r\n", "\n\ndef norm3(v):\n",
@@ -14,7 +14,7 @@ OVERRUN = ["    r = math.sqrt(", "sum(x * x for x in v))\n", "    return r\n", "
 
 
 def test_overrun_is_cut_and_the_stream_closed_early():
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         # After the overrun the server stalls for ten minutes without ending the
         # stream: only illume closing it can end this run in time.
         server.respond(Reply(infill_events(OVERRUN[:6], done=False), delay=0.05, hold=600), path="/infill")
@@ -25,7 +25,7 @@ def test_overrun_is_cut_and_the_stream_closed_early():
 
 def test_without_rules_the_same_stall_is_waited_out():
     # The control for the test above: it is the guard that ends the run.
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(infill_events(OVERRUN[:6], done=False), hold=600), path="/infill")
         with pytest.raises(subprocess.TimeoutExpired):
             run_illume(f"!api {server.url}\n{NORM.replace('!stop-rules echo,scope', '!stop-rules off')}", timeout=5)
@@ -33,7 +33,7 @@ def test_without_rules_the_same_stall_is_waited_out():
 
 @pytest.mark.parametrize("rules", ["!stop-rules off\n", ""], ids=["off", "default"])
 def test_rules_off_print_every_byte_as_the_original(rules):
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
         result = run_illume(f"!api {server.url}\n{NORM.replace('!stop-rules echo,scope', rules)}")
     assert result.returncode == 0
@@ -41,7 +41,7 @@ def test_rules_off_print_every_byte_as_the_original(rules):
 
 
 def test_a_middle_that_stops_well_is_kept_whole():
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(infill_events(["    r = math.hy", "pot(*v)"])), path="/infill")
         result = run_illume(f"!api {server.url}\n{NORM}")
     assert result.returncode == 0
@@ -50,7 +50,7 @@ def test_a_middle_that_stops_well_is_kept_whole():
 
 def test_template_fim_is_guarded_too():
     events = [json.dumps({"choices": [{"text": piece}]}) for piece in ["    r = 5\n", "    return r\n"]]
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(events + ["[DONE]"]), path="/completions")
         result = run_illume(f"!api {server.url}\n!profile fim:qwen\n{NORM}")
     assert result.returncode == 0, result.stdout
@@ -71,7 +71,7 @@ def test_language_directive_is_accepted(language):
 
 def test_rules_from_the_default_profile(tmp_path):
     profile = tmp_path / "fim.profile"
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         profile.write_text(f"!api {server.url}\n!stop-rules echo,scope\n")
         server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
         result = run_illume(NORM.replace("!stop-rules echo,scope\n", ""), env={"ILLUME_PROFILE": str(profile)})
@@ -81,7 +81,7 @@ def test_rules_from_the_default_profile(tmp_path):
 
 def test_stop_rules_option_applies_when_the_buffer_sets_none():
     buffer = NORM.replace("!stop-rules echo,scope\n", "")
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
         result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "echo,scope")
     assert result.returncode == 0, result.stdout
@@ -90,7 +90,7 @@ def test_stop_rules_option_applies_when_the_buffer_sets_none():
 
 def test_the_buffer_rules_win_over_the_option():
     buffer = NORM.replace("!stop-rules echo,scope", "!stop-rules off")
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
         result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "all")
     assert result.stdout == "".join(OVERRUN[:5]).encode()
@@ -98,7 +98,7 @@ def test_the_buffer_rules_win_over_the_option():
 
 def test_an_empty_stop_rules_option_means_none():
     buffer = NORM.replace("!stop-rules echo,scope\n", "")
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
         result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "")
     assert result.stdout == "".join(OVERRUN[:5]).encode()
@@ -118,7 +118,7 @@ def test_file_name_option_tells_the_language():
     middle = ["    y = x  # (\n", "    return y\n\n\ndef g(x):\n    return 2\n"]
     results = {}
     for name in ("src/f.py", "src/f.c"):
-        with FakeServer() as server:
+        with ScriptedServer() as server:
             server.respond(Reply(infill_events(middle)), path="/infill")
             results[name] = run_illume(f"!api {server.url}\n{buffer}", "--file-name", name).stdout
     assert results["src/f.py"] == b"    y = x  # ("

@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 from conftest import REPO, run_illume
-from faultserver import DONE, HOLD, FaultServer, chat, head, response
+from scripted import DONE, HOLD, ScriptedServer, chat, head, response
 
 NOTE = b"\n\n!note interrupted\n"
 
@@ -65,7 +65,7 @@ def after(marker: bytes, count: int = 1):
 
 @pytest.fixture
 def server():
-    with FaultServer() as s:
+    with ScriptedServer() as s:
         yield s
 
 

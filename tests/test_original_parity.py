@@ -4,7 +4,7 @@ buffers and streams. Each expectation is the original's output, byte for byte.""
 import json
 
 from conftest import run_illume
-from fakeserver import FakeServer, Reply
+from scripted import Reply, ScriptedServer
 
 LLAMA = b'"cache_prompt":true,'
 STOP = b'"stop":["<|im_end|>"],'
@@ -50,7 +50,7 @@ def chat(text: str) -> bytes:
 
 
 def served(events: list, buffer: str = "!user\nhi\n", **reply):
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(events, **reply))
         return run_illume(f"!api {server.url}\n{buffer}")
 

@@ -13,7 +13,7 @@ import json
 
 import pytest
 from conftest import run_illume
-from faultserver import DONE, FaultServer, chat, event, head, response
+from scripted import DONE, ScriptedServer, chat, event, head, response
 
 KEY = "sk-proj-0123456789abcdefWXYZ"
 ANTHROPIC_KEY = "sk-ant-api03-secretsecret-9876"
@@ -37,7 +37,7 @@ def assert_no_secret(out: bytes) -> None:
 
 @pytest.fixture
 def server():
-    with FaultServer() as s:
+    with ScriptedServer() as s:
         yield s
 
 
@@ -110,7 +110,7 @@ def test_the_credential_is_sent_in_full(server):
 
 @pytest.mark.parametrize("code", [307, 308])
 def test_redirect_to_another_port_drops_credentials(server, code):
-    with FaultServer() as other:
+    with ScriptedServer() as other:
         server.script([head(code, "text/plain", location=f"{other.url}v2/chat/completions", content_length="0")])
         other.script([head(), chat("moved"), DONE])
         status, out = illume(f"!api {server.url}\n" + CREDENTIALS + "!user\nhi\n")
@@ -126,7 +126,7 @@ def test_redirect_to_another_port_drops_credentials(server, code):
 
 
 def test_redirect_to_another_host_name_drops_credentials(server):
-    with FaultServer() as other:
+    with ScriptedServer() as other:
         server.script([head(307, "text/plain", location=f"http://localhost:{other.port}/x", content_length="0")])
         other.script([head(), chat("ok"), DONE])
         assert illume(f"!api {server.url}\n!>authorization Bearer $KEY\n!user\nhi\n") == (0, b"\n\n!assistant\n\nok")
@@ -223,7 +223,7 @@ def test_a_percent_encoded_proxy_password_is_not_shown_in_any_form(server):
 
 
 def test_no_proxy_is_honoured(server):
-    with FaultServer() as proxy:
+    with ScriptedServer() as proxy:
         server.script([head(), chat("direct"), DONE])
         env = {**proxy_env("HTTP_PROXY", proxy.url), **proxy_env("NO_PROXY", "127.0.0.1,localhost")}
         assert illume(f"!api {server.url}\n!user\nhi\n", env=env) == (0, b"\n\n!assistant\n\ndirect")

@@ -4,7 +4,7 @@ Each test writes a buffer file and a Vim script, runs the editor on them
 (`vim -es`, `nvim --headless`), lets the script wait inside the editor until
 the reply is done, write the buffer and quit, and then compares the file
 with the exact expected text. Replies come from a scripted SSE server
-(tests/fakeserver.py) that streams them slowly, in pieces that cut lines in
+(tests/scripted.py) that streams them slowly, in pieces that cut lines in
 the middle, or fails on demand; one test talks to the real llama-server.
 
 Vim and Neovim come from test.sh (Debian packages `vim`, `neovim`); one
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ask_llama_server, missing, require_program
-from fakeserver import FakeServer, Reply, chat_events, infill_events
+from scripted import Reply, ScriptedServer, chat_events, infill_events
 
 pytestmark = pytest.mark.editor
 
@@ -36,7 +36,7 @@ WAIT = 120  # seconds the script inside the editor waits for a reply
 
 @pytest.fixture(scope="session")
 def fake_server():
-    with FakeServer() as fake:
+    with ScriptedServer() as fake:
         yield fake
 
 
