@@ -126,6 +126,22 @@ class Reply:
         if reason in ("length", "max_tokens"):
             self.limit = "the token limit"
 
+    def check_ending(self) -> None:
+        """Raise StreamError when the stream ended before its end marker."""
+        if not self.finished:
+            raise StreamError("the reply was cut off: the stream ended before its end marker")
+
+    def notes(self) -> str:
+        """Return the notes that follow a whole reply: skipped malformed events, a stop at the token limit."""
+        notes = ""
+        if self.malformed:
+            # The original skips them without a word; a note keeps them from passing unseen.
+            notes += f"\n\n!note skipped {len(self.malformed)} malformed event(s) from the server, " \
+                     f"first: {self.malformed[0]}"
+        if self.limit:
+            notes += f"\n\n!note the reply stopped at {self.limit} (raise !:max_tokens for more)"
+        return notes
+
 
 class GptOss:
     """Translates GPT-OSS channel tokens in streamed text into `<think>`…`</think>`.
