@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import REPO, run_illume
+from fakeserver import FakeServer, Reply
 from illume import batch
 from illume import buffer as buf
 from illume.cli import Options
@@ -205,6 +206,17 @@ def test_skip_done_reports_a_buffer_that_does_not_read(tmp_path):
     assert f"illume: {path}: <stdin>:1: open no-such-profile: no such file or directory\n".encode() in result.stderr
     assert summary(result.stderr) == (1, False, 0, 1, 0, 0)
     assert path.read_bytes() == data
+
+
+def test_a_failure_is_reported_without_the_buffers_secrets(tmp_path):
+    key = "sk-proj-0123456789abcdefWXYZ"
+    with FakeServer() as server:
+        server.respond(Reply(status=401, body=f"invalid key {key}"))  # a careless server echoes it
+        path = write(tmp_path, "a.txt", f"!api {server.url}\n!>authorization Bearer {key}\n!user\nhi\n".encode())
+        result = run_batch(path)
+    assert result.returncode == 1
+    assert f"illume: {path}: HTTP 401: invalid key ***WXYZ\n".encode() in result.stderr
+    assert key.encode() not in result.stderr
 
 
 # --- usage ---
