@@ -51,7 +51,11 @@ class HTTPBackend:
     concurrent = True  # a server answers requests side by side (llama-server: one per slot)
 
     def __init__(self, timeout: float, sleep=time.sleep):
-        import httpx  # noqa: F401 (here, not in `stream`: the time `!stats` counts to the headers leaves it out)
+        # Imported here rather than in `stream`, so that the time `!stats` counts
+        # from the request to its response headers leaves them out (httpx's client
+        # imports httpcore when it is made): the original counts from the send.
+        import httpcore  # noqa: F401
+        import httpx  # noqa: F401
 
         self.timeout = timeout
         self.sleep = sleep
