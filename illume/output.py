@@ -61,8 +61,8 @@ def error_section(message: str) -> str:
 
     The section goes back to illume with the buffer on the next turn; a line
     of a server's error body such as `!api URL` must stay text there, so it
-    gets the `!!` escape, as any line of the buffer would (see docs/), and
-    text inside `!error` is never sent.
+    gets the `!!` escape, and text inside `!error` is never sent
+    (docs/buffer.md, "`!error`").
     """
     first, *rest = message.split("\n")
     rest = ["!" + line if line.startswith("!") else line for line in rest]

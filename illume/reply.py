@@ -1,4 +1,4 @@
-"""The reply: text out of streamed events, whatever the server's schema (SPEC A8).
+"""The reply: text out of streamed events, whatever the server's schema (docs/wire.md, "The reply").
 
 Servers disagree on where the text is. In order, the original reads
 `choices[0].delta.content` (chat), `choices[0].text` (completions),
