@@ -25,6 +25,7 @@ class Output:
         self.secrets = tuple(secrets)
 
     def write(self, text: str) -> None:
+        """Write TEXT and flush it."""
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:
@@ -50,6 +51,7 @@ class Output:
         self.write(error_section(self.scrub(message)))
 
     def interrupted(self) -> None:
+        """Write the note that ends an interrupted run."""
         self.write(INTERRUPTED)
 
 
