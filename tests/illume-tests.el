@@ -303,6 +303,30 @@ BREAK-UNDO as for `illume-test-wait-until'."
       (illume-test-wait)
       (should (equal (buffer-string) (concat head "def add(a, b):\n    return a + b\nprint(add(1, 2))\n"))))))
 
+(ert-deftest illume-test-infill-stops-at-the-end-of-the-hole ()
+  ;; The model fills the hole, then repeats the line after it and goes on:
+  ;; the stopping rules, on by default, keep only the middle.
+  (let ((head (format "!api %s\n" (illume-test-url "runs-on")))
+        (results nil))
+    (illume-test-with-buffer (concat head "def add(a, b):\n\nprint(add(1, 2))\n")
+      (add-hook 'illume-done-functions (lambda (&rest args) (push args results)) nil t)
+      (goto-char (point-min))
+      (forward-line 2)
+      (illume-infill)
+      (illume-test-wait)
+      (should (equal (buffer-string) (concat head "def add(a, b):\n    return a + b\nprint(add(1, 2))\n")))
+      (should (equal results '((ok 0))))
+      (erase-buffer)
+      (insert head "def add(a, b):\n\nprint(add(1, 2))\n")
+      (goto-char (point-min))
+      (forward-line 2)
+      (let ((illume-stop-rules nil))
+        (illume-infill))
+      (illume-test-wait)
+      (should (equal (buffer-string)
+                     (concat head "def add(a, b):\n    return a + b\nprint(add(1, 2))\nprint('more')\n"
+                             "print(add(1, 2))\n"))))))
+
 ;;; New messages
 
 (ert-deftest illume-test-user-appends-a-user-section ()

@@ -39,6 +39,7 @@ SCRIPT = {  # path -> the reply scripted for it; the ERT tests name the first fo
     "/second/fast/chat/completions": Reply(chat_events(["The end."]), delay=0.1),
     "/fails/chat/completions": Reply(status=500, body="model exploded"),
     "/infill/infill": Reply(infill_events(["    re", "turn a", " + b\n"]), delay=0.2),
+    "/runs-on/infill": Reply(infill_events(["    return a", " + b\nprint(add", "(1, 2))\nprint('more')\n"]), delay=0.1),
 }
 
 
