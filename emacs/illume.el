@@ -142,6 +142,7 @@ by the Emacs key binding conventions."
   (err "")             ; the end of what illume wrote on standard error
   undo                 ; `buffer-undo-list' right after the reply's last change
   kill-timer           ; kills the process when SIGTERM was not enough
+  broken               ; non-nil once the buffer refused a change
   done)                ; non-nil once the reply ended
 
 (defvar-local illume--current nil
@@ -436,26 +437,30 @@ are dropped); otherwise it starts a step of its own.  Windows
 whose point is at the end of the buffer keep it there when
 `illume-follow' is non-nil."
   (let ((buffer (illume--reply-buffer reply)))
-    (with-current-buffer buffer
-      (let* ((end (point-max))
-             (followers (and illume-follow
-                             (cl-remove-if-not (lambda (window) (= (window-point window) end))
-                                               (get-buffer-window-list buffer nil t))))
-             (point-at-end (and illume-follow (= (point) end))))
-        (illume--join-undo reply)
-        (condition-case err
-            (save-excursion
-              (save-restriction
-                (widen)
-                (funcall change)))
-          (error
-           (illume--stop reply)
-           (message "Illume reply stopped, cannot change the buffer: %s" (error-message-string err))))
-        (setf (illume--reply-undo reply) buffer-undo-list)
-        (when point-at-end
-          (goto-char (point-max)))
-        (dolist (window followers)
-          (set-window-point window (point-max)))))))
+    (unless (illume--reply-broken reply)
+      (with-current-buffer buffer
+        (let* ((end (point-max))
+               (followers (and illume-follow
+                               (cl-remove-if-not (lambda (window) (= (window-point window) end))
+                                                 (get-buffer-window-list buffer nil t))))
+               (point-at-end (and illume-follow (= (point) end))))
+          (illume--join-undo reply)
+          (condition-case err
+              (save-excursion
+                (save-restriction
+                  (widen)
+                  (funcall change)))
+            (error
+             ;; Read-only now, say: stop, and change nothing more.
+             (setf (illume--reply-broken reply) t)
+             (illume--stop reply)
+             (illume--finish reply -1)
+             (message "Illume reply stopped, cannot change the buffer: %s" (error-message-string err))))
+          (setf (illume--reply-undo reply) buffer-undo-list)
+          (when point-at-end
+            (goto-char (point-max)))
+          (dolist (window followers)
+            (set-window-point window (point-max))))))))
 
 (defun illume--join-undo (reply)
   "Make the next change join REPLY's undo step, or start a new step.

@@ -240,6 +240,18 @@ BREAK-UNDO as for `illume-test-wait-until'."
     (should-not (illume-running-p))
     (should (equal (buffer-string) "!user\nHi\n"))))
 
+(ert-deftest illume-test-a-buffer-made-read-only-stops-the-reply ()
+  (let ((text (illume-test-chat "stalls"))
+        (results nil))
+    (illume-test-with-buffer text
+      (add-hook 'illume-done-functions (lambda (&rest args) (push args results)) nil t)
+      (illume)
+      (illume-test-wait-until (lambda () (string-match-p "Once upon" (buffer-string))))
+      (setq buffer-read-only t)
+      (illume-test-wait)
+      (should (string-prefix-p (concat (substring text 0 -1) "\n\n!assistant\n\nOnce upon") (buffer-string)))
+      (should (equal results '((stopped -1)))))))
+
 ;;; The command line
 
 (defconst illume-test-echo-argv
