@@ -168,7 +168,7 @@ def main() -> int:
             rows.append((mutant, verdict, seconds))
             print(f"{verdict:8} {seconds:6.1f} s  {mutant.name}", flush=True)
 
-    print(f"\n| mutant | file | tests | result |\n| --- | --- | --- | --- |")
+    print("\n| mutant | file | tests | result |\n| --- | --- | --- | --- |")
     for mutant, verdict, seconds in rows:
         print(f"| {mutant.name} | `{mutant.path}` | `{' '.join(mutant.tests)}` | {verdict} |")
     print(f"\n{len(rows)} mutants: {len(rows) - survivors - broken} caught, {survivors} survived"
