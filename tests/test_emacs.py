@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import missing, require_program
+from conftest import ask_llama_server, missing, require_program
 from scripted import Reply, ScriptedServer, chat_events, infill_events
 
 pytestmark = pytest.mark.editor
@@ -98,7 +98,12 @@ def test_ert(emacs, server, name):
 
 
 def test_ert_with_the_real_llama_server(emacs, llama_server):
-    run_ert(emacs, "illume-test-chat-with-the-real-llama-server", {"ILLUME_TEST_LLAMA": llama_server})
+    # The reply lands in the buffer exactly as llama-server itself answers the request, token-limit note included.
+    buffer = f"!api {llama_server}\n!:max_tokens 24\n!:temperature 0\n!:seed 42\n!user\nTell me about the sea.\n"
+    answer = ask_llama_server(buffer)
+    assert answer.text.strip() and answer.limit, answer.whole
+    run_ert(emacs, "illume-test-chat-with-the-real-llama-server",
+            {"ILLUME_TEST_BUFFER": buffer, "ILLUME_TEST_REPLY": answer.printed("\n\n!assistant\n\n").decode()})
 
 
 def test_every_ert_test_runs_here():
