@@ -45,21 +45,14 @@ when the syntax rule first runs.
 
 import re
 
+from illume.language import FAMILY, RULED, guess_language
+
 RULES = ("echo", "scope", "syntax")
-
-LANGUAGES = ("python", "c", "javascript")
-
-# File-name endings and other names for the languages that have rules.
-_LANGUAGE_NAMES = {
-    "py": "python", "pyi": "python", "pyw": "python", "python": "python", "python3": "python",
-    "c": "c", "h": "c",
-    "js": "javascript", "mjs": "javascript", "cjs": "javascript", "jsx": "javascript",
-    "javascript": "javascript", "node": "javascript",
-}
 
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = "([{"
 _PY_DEFINITION = re.compile(r"(async\s+def|def|class)\b|@")
+_WRAPPER = re.compile(r'\s*(namespace\b|extern\s+"C(\+\+)?")')
 _LABEL = re.compile(r"[A-Za-z_]\w*\s*:(?!:)")
 
 
@@ -90,28 +83,6 @@ def parse_rules(argument):
                 f"{', '.join(RULES)} (a leading '-' removes one)"
             )
     return frozenset(chosen)
-
-
-def guess_language(hint, prefix=""):
-    """Give back "python", "c", "javascript" or None, from a name/file name hint or the prefix."""
-    if hint:
-        name = hint.strip().lower()
-        key = name.rsplit(".", 1)[-1] if "." in name else name
-        if key in _LANGUAGE_NAMES:
-            return _LANGUAGE_NAMES[key]
-        if name in _LANGUAGE_NAMES:
-            return _LANGUAGE_NAMES[name]
-    text = prefix[-4000:]
-    scores = {
-        "python": len(re.findall(r"^\s*(def|class|import|from|elif|return|for|if|while)\b[^\n;{]*:?$", text, re.M))
-        + 3 * len(re.findall(r"^\s*(def |class |from \S+ import|elif )", text, re.M)),
-        "c": 3 * len(re.findall(r"^#\s*(include|define|if|endif)\b", text, re.M))
-        + len(re.findall(r"\b(int|char|void|size_t|struct|unsigned|static)\b[\w\s*]*[;({=]", text)),
-        "javascript": 3 * len(re.findall(r"\b(function|const|let|=>|require\(|console\.)", text))
-        + len(re.findall(r"\bvar\b|===", text)),
-    }
-    best = max(scores, key=scores.get)
-    return best if scores[best] > 0 else None
 
 
 class _Lexer:
@@ -155,6 +126,8 @@ class _Lexer:
             elif self.block_comments and text.startswith("/*", i):
                 self.mode = "comment"
                 i += 2
+            elif ch == "/" and self.language == "javascript" and _regex_may_start(text, i):
+                i = _regex_end(text, i)
             elif ch in "'\"" or (ch == "`" and self.language == "javascript"):
                 if self.language == "python" and text.startswith(ch * 3, i):
                     self.quote = ch * 3
@@ -179,6 +152,47 @@ class _Lexer:
         return starts_in_code, brackets, code_end
 
 
+# Where an expression may begin, a JavaScript `/` starts a regex literal:
+# after these characters, these keywords, or at the start of a line.
+_BEFORE_REGEX = set("(,=:[!&|?{};+-*%<>~^")
+_KEYWORDS_BEFORE_REGEX = {
+    "return", "typeof", "instanceof", "in", "of", "new", "delete", "void", "throw", "case", "do", "else",
+    "yield", "await",
+}
+
+
+def _regex_may_start(text, i):
+    """Give back whether the `/` at `i` may open a regex literal (else it divides)."""
+    before = text[:i].rstrip()
+    if not before:
+        return True
+    if before[-1] in _BEFORE_REGEX:
+        return True
+    word = re.search(r"[\w$]+$", before)
+    return bool(word) and word.group() in _KEYWORDS_BEFORE_REGEX
+
+
+def _regex_end(text, i):
+    """Give back where the regex literal opened at `i` ends (after its flags), or i + 1 if none ends on the line."""
+    j, in_class = i + 1, False
+    while j < len(text):
+        ch = text[j]
+        if ch == "\\":
+            j += 2
+            continue
+        if ch == "[":
+            in_class = True
+        elif ch == "]":
+            in_class = False
+        elif ch == "/" and not in_class:
+            j += 1
+            while j < len(text) and (text[j].isalnum() or text[j] in "_$"):
+                j += 1
+            return j
+        j += 1
+    return i + 1  # no end on this line: a division after all
+
+
 def _indent(line):
     return len(line.expandtabs(8)) - len(line.expandtabs(8).lstrip())
 
@@ -187,8 +201,10 @@ class InfillGuard:
     """Streams a FIM middle through the stopping rules.
 
     `prefix` and `suffix` are exactly the texts sent to the model, `rules`
-    a set of names from RULES (None: all), `language` a language name, a
-    file name, or None to guess from the prefix.
+    a set of names from RULES (None: all), `language` a hint (a language
+    name, an editor's filetype or a file name), a sequence of hints, the
+    strongest first, or None; see illume.language for how the buffer's own
+    signals join them.
     """
 
     def __init__(self, prefix, suffix, rules=None, language=None):
@@ -198,7 +214,9 @@ class InfillGuard:
         unknown = self.rules - set(RULES)
         if unknown:
             raise ValueError(f"unknown stopping rules: {', '.join(sorted(unknown))}")
-        self.language = guess_language(language, prefix)
+        # None when unsure: then only the rules that hold for any code run.
+        self.language = guess_language(language, prefix + suffix)
+        self._family = FAMILY.get(self.language)  # whose strings, comments and brackets it has
         self.stopped = False
         self.reason = None  # the rule that stopped the middle, once one has
 
@@ -218,7 +236,7 @@ class InfillGuard:
         self._echo_targets = self._suffix_lines_to_echo(suffix_lines)
         self._setup_scope()
         self._check = None
-        if "syntax" in self.rules and self.language:
+        if "syntax" in self.rules and self.language in RULED:
             from illume.syntax import HoleCheck, available
 
             if available(self.language):
@@ -264,11 +282,6 @@ class InfillGuard:
         guard = cls(prefix, suffix, rules=rules, language=language)
         return guard.feed(middle) + guard.finish()
 
-    @property
-    def kept(self):
-        """Give back everything given out so far."""
-        return self._text[: self._emitted]
-
     # -- set-up -----------------------------------------------------------
 
     def _suffix_lines_to_echo(self, suffix_lines):
@@ -280,18 +293,28 @@ class InfillGuard:
         return lines[:2]
 
     def _setup_scope(self):
-        self._lexer = _Lexer(self.language)
+        self._lexer = _Lexer(self._family)
         code_lines = []  # (indent, code) of prefix lines that start in code at depth 0
+        openers = []  # the prefix line of each bracket open at the hole
+        last_code = None  # the prefix's last code line, and whether it opened a bracket
         for line in self.prefix.split("\n"):
             depth = self._lexer.depth
-            in_code, _, code_end = self._lexer.line(line)
-            if in_code and depth <= 0 and line[:code_end].strip():
-                code_lines.append((_indent(line), line[:code_end].strip()))
+            in_code, brackets, code_end = self._lexer.line(line)
+            code = line[:code_end]
+            if in_code and depth <= 0 and code.strip():
+                code_lines.append((_indent(line), code.strip()))
+            for _, bracket in brackets:
+                if bracket in _OPENERS:
+                    openers.append(line)
+                elif openers:
+                    openers.pop()
+            if in_code and code.strip():
+                last_code = (line, any(bracket in _OPENERS for _, bracket in brackets))
             self._lexer.depth = max(self._lexer.depth, 0)  # stray closers in the prefix
         open_at_hole = self._lexer.depth
         # How many of the prefix's open brackets the suffix closes, scanning
         # it as if the middle were balanced.
-        after = _Lexer(self.language)
+        after = _Lexer(self._family)
         after.mode, after.quote = self._lexer.mode, self._lexer.quote
         suffix_indents = []
         for number, line in enumerate(self.suffix.split("\n")):
@@ -308,6 +331,7 @@ class InfillGuard:
         self._open_at_hole = open_at_hole
         self._middle_depth = 0
         self._suffix_indent = suffix_indents[0] if suffix_indents else None
+        self._top_level_rule = self._blocks_are_indented(openers, last_code)
 
         # Python: the middle may dedent as far as the body of the outermost
         # def/class that holds the hole (finishing a nested function is
@@ -332,6 +356,28 @@ class InfillGuard:
             if innermost is not None:
                 self._definition_floor = innermost
         self._level_chosen = False
+
+    def _blocks_are_indented(self, openers, last_code):
+        """Give back whether a code line at column 0 would leave the hole's block (C and JavaScript).
+
+        Not when the only open blocks are wrappers whose body sits at column
+        0 by custom (`namespace`, `extern "C"`), nor when the hole's block
+        is written at column 0 (an unindented IIFE or AMD module): the code
+        line before the hole, or the first one after it, says so.
+        """
+        if not any(not _WRAPPER.match(line) for line in openers):
+            return False
+        near = []
+        if last_code is not None and not last_code[1]:
+            near.append(last_code[0])
+        first_after = next((line for line in self.suffix.split("\n")[1:] if line.strip()), None)
+        if first_after is not None:
+            near.append(first_after)
+        return not any(
+            _indent(line) == 0 and line.strip()[0] not in ")]}#" and not line.startswith(("/*", "//", "*"))
+            and not _LABEL.match(line)
+            for line in near
+        )
 
     # -- the rules, line by line ------------------------------------------
 
@@ -408,11 +454,11 @@ class InfillGuard:
         starts_line = not first or not self._head.strip()
         if in_code and starts_line and stripped:
             indent = _indent(whole)
-            if self.language == "python" and self._open_at_hole + depth > 0:
+            if self._family == "python" and self._open_at_hole + depth > 0:
                 # `def` and `class` cannot stand inside brackets: a new definition.
                 if indent < self._definition_floor and re.match(r"(async\s+def|def|class)\s", stripped):
                     return self._before_line(start)
-            elif self.language == "python":
+            elif self._family == "python":
                 floor = self._floor
                 if not self._level_chosen:
                     self._level_chosen = True
@@ -425,7 +471,7 @@ class InfillGuard:
                     return self._before_line(start)
                 if indent < self._definition_floor and _PY_DEFINITION.match(stripped):
                     return self._before_line(start)
-            elif self.language in ("c", "javascript"):
+            elif self._family in ("c", "javascript") and self._top_level_rule:
                 if (
                     indent == 0
                     and depth <= 0
@@ -443,7 +489,7 @@ class InfillGuard:
                 before = line[:index].rstrip()
                 if not before.strip() or (first and self._head.strip() == "" and not before):
                     return self._before_line(start)
-                if self.language == "python" and self._open_at_hole + depth > 0 and self._closed_early is None:
+                if self._family == "python" and self._open_at_hole + depth > 0 and self._closed_early is None:
                     # A continuation line that closes the bracket the suffix
                     # was to close: wrong unless the middle opens another
                     # one for the suffix, which the next line shows (Python

@@ -1,0 +1,200 @@
+"""Which programming language an infill buffer is written in, from every signal it gives.
+
+The stopping rules (illume.stopping) read code differently per language, and
+a wrong language can make them cut a good middle, so a weak guess is no
+guess.  The signals, strongest first:
+
+1. hints: `!language NAME`, the editor's file name (`--file-name`, which may
+   be a `&filetype` name such as `cpp` or `javascript`), a `!context` file's
+   name.  `language_of` turns any one of them into a language;
+2. the buffer's own word: a shebang (`#!/usr/bin/env node`) or a Vim or
+   Emacs modeline (`vim: ft=c`, `-*- mode: python -*-`) in its first or
+   last five lines;
+3. the code itself: distinctive lines counted over the whole buffer.  The
+   guess stands only when one language leads clearly.
+
+A hint the code clearly contradicts (a `.py` name on a buffer of C) is
+unsure too: the rules then treat the language as unknown.
+"""
+
+import re
+
+# Languages whose stopping rules know their syntax.  Others are still named
+# (a `.rs` file is not guessed to be C) but get only the rules that hold for
+# any code.
+RULED = ("python", "c", "javascript")
+
+# Which ruled language's lexing a language shares (strings, comments,
+# brackets, regex literals).
+FAMILY = {
+    "python": "python",
+    "c": "c", "cpp": "c", "objc": "c",
+    "javascript": "javascript", "typescript": "javascript",
+}
+
+# File-name extensions (lower case).
+EXTENSIONS = {
+    "py": "python", "pyi": "python", "pyw": "python",
+    "c": "c", "h": "c",
+    "js": "javascript", "mjs": "javascript", "cjs": "javascript", "jsx": "javascript",
+    "ts": "typescript", "tsx": "typescript", "mts": "typescript", "cts": "typescript",
+    "cc": "cpp", "cpp": "cpp", "cxx": "cpp", "c++": "cpp", "hh": "cpp", "hpp": "cpp", "hxx": "cpp", "h++": "cpp",
+    "ino": "cpp", "m": "objc", "mm": "objc",
+    "go": "go", "rs": "rust", "java": "java", "kt": "kotlin", "kts": "kotlin", "scala": "scala",
+    "cs": "cs", "swift": "swift", "zig": "zig", "d": "d", "dart": "dart",
+    "rb": "ruby", "pl": "perl", "pm": "perl", "php": "php", "lua": "lua", "r": "r", "jl": "julia",
+    "sh": "sh", "bash": "sh", "zsh": "sh", "fish": "fish", "ps1": "ps1",
+    "el": "lisp", "lisp": "lisp", "scm": "scheme", "clj": "clojure", "hs": "haskell", "ml": "ocaml",
+    "ex": "elixir", "exs": "elixir", "erl": "erlang", "vim": "vim", "sql": "sql",
+    "html": "html", "htm": "html", "css": "css", "scss": "css", "xml": "xml", "json": "json",
+    "yaml": "yaml", "yml": "yaml", "toml": "toml", "ini": "ini", "md": "markdown", "rst": "rst",
+    "txt": "text", "tex": "tex",
+}
+
+# Language names as !language, Vim's &filetype, Emacs' modes and shebang
+# interpreters spell them, beyond the names above.
+NAMES = {
+    "python3": "python", "python2": "python", "py": "python", "pypy": "python", "pypy3": "python",
+    "js": "javascript", "js2": "javascript", "node": "javascript", "nodejs": "javascript",
+    "javascriptreact": "javascript", "deno": "javascript", "bun": "javascript",
+    "ts": "typescript", "typescriptreact": "typescript",
+    "c++": "cpp", "cplusplus": "cpp", "objective-c": "objc", "objcpp": "objc",
+    "bash": "sh", "zsh": "sh", "dash": "sh", "ksh": "sh", "shell": "sh",
+    "golang": "go", "emacs-lisp": "lisp", "plaintext": "text", "fundamental": "text",
+}
+_KNOWN = set(EXTENSIONS.values())
+
+
+def language_of(hint):
+    """Give back the language a hint names (a language name or a file name), or None when it names none.
+
+    >>> language_of("src/main.c"), language_of("cpp"), language_of("Python")
+    ('c', 'cpp', 'python')
+    """
+    if not hint or not hint.strip():
+        return None
+    name = hint.strip().lower()
+    for mode in ("-mode", "-ts-mode"):  # Emacs major modes: c-mode, js2-mode, python-ts-mode
+        if name.endswith(mode) and name != mode:
+            name = name[: -len(mode)]
+    if name in _KNOWN:
+        return name
+    if name in NAMES:
+        return NAMES[name]
+    base = re.split(r"[/\\]", name)[-1]
+    if "." in base.strip("."):
+        return EXTENSIONS.get(base.rsplit(".", 1)[-1])
+    if name in EXTENSIONS:  # a bare extension: `!language rs`
+        return EXTENSIONS[name]
+    return None
+
+
+_VIM_MODELINE = re.compile(r"(?:^|\s)(?:vi|vim|Vim|ex):\s*(?:set?\s+)?(?:[^:\n]*?[\s:])?(?:ft|filetype|syn|syntax)=([\w.+-]+)")
+_EMACS_MODELINE = re.compile(r"-\*-\s*(?:(?:.*?;\s*)?mode:\s*([\w+-]+)[^\n]*?|([\w+-]+)\s*)-\*-", re.I)
+_SHEBANG = re.compile(r"#!\s*(\S+)(.*)")
+
+
+def own_word(text):
+    """Give back the language a shebang or modeline in `text` names, or None."""
+    lines = text.split("\n")
+    if lines and lines[0].startswith("#!"):
+        match = _SHEBANG.match(lines[0])
+        program = match.group(1).rsplit("/", 1)[-1]
+        if program == "env":  # `#!/usr/bin/env -S node --flag`: the first word that is not an option
+            program = next((word for word in match.group(2).split() if not word.startswith("-")), "")
+        language = language_of(re.sub(r"[\d.]+$", "", program)) or language_of(program)
+        if language:
+            return language
+    for line in lines[:5] + lines[-5:]:
+        for pattern in (_VIM_MODELINE, _EMACS_MODELINE):
+            match = pattern.search(line)
+            if match:
+                language = language_of(next(group for group in match.groups() if group))
+                if language:
+                    return language
+    return None
+
+
+# Lines that only one of the ruled languages writes, with their weights.
+# C's `const` and `static` say nothing against JavaScript: only a C type
+# after them does.
+_C_TYPE = r"(?:void|char|short|int|long|float|double|signed|unsigned|bool|size_t|ssize_t|FILE|u?int\d+_t|\w+_t)"
+_FEATURES = {
+    "python": [
+        (3, r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(.*\)[ \t]*(?:->.*)?:[ \t]*(?:#.*)?$"),
+        (3, r"^[ \t]*class[ \t]+\w+[ \t]*(?:\(.*\))?[ \t]*:[ \t]*(?:#.*)?$"),
+        (3, r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]|import[ \t]+[\w.]+(?:[ \t]+as[ \t]+\w+)?[ \t]*$)"),
+        (2, r"^[ \t]*(?:elif[ \t].*|else|try|finally|except\b.*)[ \t]*:[ \t]*(?:#.*)?$"),
+        (1, r"^[ \t]*(?:if|for|while|with)[ \t][^{};]*:[ \t]*(?:#.*)?$"),
+        (1, r"\bself\.\w"),
+        (1, r"\b(?:None|True|False)\b"),
+        (1, r"^[ \t]*(?:[rbuf]?\"\"\"|[rbuf]?''')"),
+    ],
+    "c": [
+        (3, r"^#[ \t]*(?:include[ \t]*[<\"]|define[ \t]+\w|ifn?def[ \t]+\w|endif\b|pragma[ \t]|undef[ \t])"),
+        (2, r"^#(?:if|elif|else)\b"),
+        (2, r"^[ \t]*(?:(?:static|extern|const|volatile|register|inline|unsigned|signed|struct|enum|union)[ \t]+)*"
+            + _C_TYPE + r"\b[ \t*]+\**[ \t]*\w+[ \t]*(?:[;=\[,)]|\()"),
+        (2, r"\btypedef\b"),
+        (1, r"\w->\w"),
+        (1, r"\b(?:NULL|sizeof)\b"),
+        (1, r"\bstruct[ \t]+\w+"),
+        (1, r"^\{[ \t]*$"),
+    ],
+    "javascript": [
+        (3, r"\bfunction\b[ \t]*\*?[ \t]*[\w$]*[ \t]*\("),
+        (3, r"\brequire\([ \t]*['\"`]|\bmodule\.exports\b|^[ \t]*exports\.[\w$]+[ \t]*="),
+        (3, r"^[ \t]*import[ \t].*\bfrom[ \t]+['\"]|^[ \t]*import[ \t]+['\"]|^[ \t]*export[ \t]+(?:default|const|let|function|class|async|\{)"),
+        (3, r"^[ \t]*['\"]use strict['\"]"),
+        (2, r"=>"),
+        (2, r"^[ \t]*(?:const|let|var)[ \t]+(?:[\w$]+[ \t]*=|[{\[])"),
+        (2, r"[!=]=="),
+        (2, r"\bconsole\.\w+\("),
+        (1, r"\b(?:undefined|null|typeof|instanceof)\b|\bthis\.[\w$]"),
+    ],
+}
+_COMPILED = {
+    language: [(weight, re.compile(pattern, re.M)) for weight, pattern in features]
+    for language, features in _FEATURES.items()
+}
+# A guess stands when the leader scores at least this much and at least
+# twice the runner-up.
+MIN_SCORE = 6
+_SAMPLE = 200_000  # characters read from each end of a long buffer
+
+
+def scores(text):
+    """Give back {language: score} for the ruled languages, from the code in `text`."""
+    if len(text) > 2 * _SAMPLE:
+        text = text[:_SAMPLE] + "\n" + text[-_SAMPLE:]
+    return {
+        language: sum(weight * len(pattern.findall(text)) for weight, pattern in features)
+        for language, features in _COMPILED.items()
+    }
+
+
+def guess_from_code(text):
+    """Give back the ruled language the code in `text` is clearly written in, or None."""
+    totals = scores(text)
+    ranked = sorted(totals, key=totals.get, reverse=True)
+    best, second = totals[ranked[0]], totals[ranked[1]]
+    if best >= MIN_SCORE and best >= 2 * second:
+        return ranked[0]
+    return None
+
+
+def guess_language(hints, text=""):
+    """Give back the buffer's language (a name such as "c", "typescript", "rust"), or None when unsure.
+
+    `hints` is one hint or a sequence of them, strongest first (None and
+    unrecognised ones are skipped); `text` is the buffer (prefix + suffix).
+    """
+    if hints is None or isinstance(hints, str):
+        hints = [hints]
+    named = next((language for language in map(language_of, hints) if language), None) or own_word(text)
+    guessed = guess_from_code(text)
+    if named is None:
+        return guessed
+    if guessed is not None and FAMILY.get(named) != guessed and named in FAMILY:
+        return None  # the code says otherwise: trust neither
+    return named
