@@ -115,9 +115,11 @@ def own_word(text):
     return None
 
 
-# Lines that only one of the ruled languages writes, with their weights.
-# C's `const` and `static` say nothing against JavaScript: only a C type
-# after them does.
+# What only one of the ruled languages writes, with weights.  "braces" is
+# what C and JavaScript share and Python never writes; it tells Python from
+# the other two, and the "c" and "javascript" features then tell those
+# apart.  C's `const` and `static` say nothing against JavaScript: only a C
+# type after them does.
 _C_TYPE = r"(?:void|char|short|int|long|float|double|signed|unsigned|bool|size_t|ssize_t|FILE|u?int\d+_t|\w+_t)"
 _FEATURES = {
     "python": [
@@ -125,62 +127,79 @@ _FEATURES = {
         (3, r"^[ \t]*class[ \t]+\w+[ \t]*(?:\(.*\))?[ \t]*:[ \t]*(?:#.*)?$"),
         (3, r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]|import[ \t]+[\w.]+(?:[ \t]+as[ \t]+\w+)?[ \t]*$)"),
         (2, r"^[ \t]*(?:elif[ \t].*|else|try|finally|except\b.*)[ \t]*:[ \t]*(?:#.*)?$"),
-        (1, r"^[ \t]*(?:if|for|while|with)[ \t][^{};]*:[ \t]*(?:#.*)?$"),
+        (2, r"^[ \t]*(?:if|for|while|with)[ \t][^{};]*:[ \t]*(?:#.*)?$"),
+        (2, r"^[ \t]*(?:pass|raise\b.*|return[ \t]+None|del[ \t].*)[ \t]*$|\bis[ \t]+(?:not[ \t]+)?None\b|\blambda\b"),
         (1, r"\bself\.\w"),
-        (1, r"\b(?:None|True|False)\b"),
-        (1, r"^[ \t]*(?:[rbuf]?\"\"\"|[rbuf]?''')"),
+        (1, r"\b(?:None|True|False)\b|\b(?:len|isinstance|print)\("),
+        (1, r"^[ \t]*(?:[rbuf]?\"\"\"|[rbuf]?\'\'\')|^[ \t]+#[ \t]"),
+    ],
+    "braces": [
+        (1, r"[;{][ \t]*(?://.*|/\*.*)?$"),
+        (1, r"^[ \t]*\}"),
+        (1, r"^[ \t]*//|/\*"),
+        (1, r"&&|\|\||\w\+\+|\+\+\w|[(=,][ \t]*!\w"),
     ],
     "c": [
         (3, r"^#[ \t]*(?:include[ \t]*[<\"]|define[ \t]+\w|ifn?def[ \t]+\w|endif\b|pragma[ \t]|undef[ \t])"),
         (2, r"^#(?:if|elif|else)\b"),
         (2, r"^[ \t]*(?:(?:static|extern|const|volatile|register|inline|unsigned|signed|struct|enum|union)[ \t]+)*"
             + _C_TYPE + r"\b[ \t*]+\**[ \t]*\w+[ \t]*(?:[;=\[,)]|\()"),
-        (2, r"\btypedef\b"),
-        (1, r"\w->\w"),
-        (1, r"\b(?:NULL|sizeof)\b"),
-        (1, r"\bstruct[ \t]+\w+"),
-        (1, r"^\{[ \t]*$"),
+        (2, r"\btypedef\b|\w->\w|\((?:const[ \t]+)?(?:unsigned[ \t]+)?(?:struct[ \t]+)?\w+[ \t]*\*+\)|\bgoto[ \t]+\w+;"),
+        (1, r"\b(?:NULL|sizeof)\b|\bstruct[ \t]+\w+|[(,=][ \t]*&[A-Za-z_]"),
+        (1, r"^\{[ \t]*$|\b(?:[fs]?n?printf|[cm]alloc|realloc|free|mem(?:cpy|set|cmp|move)|str(?:n?cmp|n?cpy|len|chr|dup))\("),
     ],
     "javascript": [
         (3, r"\bfunction\b[ \t]*\*?[ \t]*[\w$]*[ \t]*\("),
         (3, r"\brequire\([ \t]*['\"`]|\bmodule\.exports\b|^[ \t]*exports\.[\w$]+[ \t]*="),
-        (3, r"^[ \t]*import[ \t].*\bfrom[ \t]+['\"]|^[ \t]*import[ \t]+['\"]|^[ \t]*export[ \t]+(?:default|const|let|function|class|async|\{)"),
+        (3, r"^[ \t]*import[ \t].*\bfrom[ \t]+['\"]|^[ \t]*import[ \t]+['\"]"
+            r"|^[ \t]*export[ \t]+(?:default|const|let|function|class|async|\{)"),
         (3, r"^[ \t]*['\"]use strict['\"]"),
-        (2, r"=>"),
+        (2, r"=>|\$\{"),
         (2, r"^[ \t]*(?:const|let|var)[ \t]+(?:[\w$]+[ \t]*=|[{\[])"),
-        (2, r"[!=]=="),
-        (2, r"\bconsole\.\w+\("),
-        (1, r"\b(?:undefined|null|typeof|instanceof)\b|\bthis\.[\w$]"),
+        (2, r"(?<![=!<>])[!=]==(?!=)"),
+        (2, r"\bconsole\.\w+\(|\bawait[ \t]+[\w$.]+\(.*\)[ \t;]*$"),
+        (1, r"\b(?:undefined|null|typeof|instanceof)\b|\bthis\.[\w$]|\bnew[ \t]+[A-Z][\w$]*\("),
+        (1, r"\.(?:then|forEach|push|indexOf|hasOwnProperty|toLowerCase|toUpperCase|startsWith|endsWith|includes)\("),
     ],
 }
 _COMPILED = {
-    language: [(weight, re.compile(pattern, re.M)) for weight, pattern in features]
-    for language, features in _FEATURES.items()
+    name: [(weight, re.compile(pattern, re.M)) for weight, pattern in features]
+    for name, features in _FEATURES.items()
 }
-# A guess stands when the leader scores at least this much and at least
-# twice the runner-up.
+# A guess stands when the leader scores at least MIN_SCORE and at least
+# twice the runner-up: first Python against C and JavaScript together, then
+# C against JavaScript on their own features.
 MIN_SCORE = 6
+MIN_APART = 3
+_MOST = 10  # matches counted per feature: one line of prose repeated cannot outvote the code
 _SAMPLE = 200_000  # characters read from each end of a long buffer
 
 
 def scores(text):
-    """Give back {language: score} for the ruled languages, from the code in `text`."""
+    """Give back {"python", "braces", "c", "javascript": score} for the code in `text`."""
     if len(text) > 2 * _SAMPLE:
         text = text[:_SAMPLE] + "\n" + text[-_SAMPLE:]
     return {
-        language: sum(weight * len(pattern.findall(text)) for weight, pattern in features)
-        for language, features in _COMPILED.items()
+        name: sum(weight * min(len(pattern.findall(text)), _MOST) for weight, pattern in features)
+        for name, features in _COMPILED.items()
     }
 
 
 def guess_from_code(text):
-    """Give back the ruled language the code in `text` is clearly written in, or None."""
-    totals = scores(text)
-    ranked = sorted(totals, key=totals.get, reverse=True)
-    best, second = totals[ranked[0]], totals[ranked[1]]
-    if best >= MIN_SCORE and best >= 2 * second:
-        return ranked[0]
-    return None
+    """Give back (the ruled language the code in `text` is clearly written in, its family) or None for either."""
+    score = scores(text)
+    python = score["python"]
+    braces = score["braces"] + score["c"] + score["javascript"]
+    if python >= MIN_SCORE and python >= 2 * braces:
+        return "python", "python"
+    if braces < MIN_SCORE or braces < 2 * python:
+        return None, None
+    c, javascript = score["c"], score["javascript"]
+    if c >= MIN_APART and c >= 2 * javascript:
+        return "c", "braces"
+    if javascript >= MIN_APART and javascript >= 2 * c:
+        return "javascript", "braces"
+    return None, "braces"
 
 
 def guess_language(hints, text=""):
@@ -192,9 +211,11 @@ def guess_language(hints, text=""):
     if hints is None or isinstance(hints, str):
         hints = [hints]
     named = next((language for language in map(language_of, hints) if language), None) or own_word(text)
-    guessed = guess_from_code(text)
+    guessed, family = guess_from_code(text)
     if named is None:
         return guessed
-    if guessed is not None and FAMILY.get(named) != guessed and named in FAMILY:
-        return None  # the code says otherwise: trust neither
+    if named in FAMILY:
+        fits = FAMILY[named] if guessed else ("python" if FAMILY[named] == "python" else "braces")
+        if (guessed or family) not in (None, fits):
+            return None  # the code says otherwise: trust neither
     return named

@@ -193,6 +193,25 @@ def _regex_end(text, i):
     return i + 1  # no end on this line: a division after all
 
 
+def _closes_a_string(text, at):
+    """Give back whether the triple quote at `at` in `text` reads as the end of a string, not its start.
+
+    The end of a docstring follows its prose on its line, or stands alone
+    on a line after it; a start follows `=`, `(`, `return`, a
+    string prefix, or a `def`/`class` line.
+    """
+    line_start = text.rfind("\n", 0, at) + 1
+    line_end = text.find("\n", at)
+    before = text[line_start:at].strip()
+    after = text[at + 3 : len(text) if line_end < 0 else line_end].strip()
+    if before:
+        return not re.search(r"(?:[=(\[,:{]|\breturn|\byield|(?:^|\W)[rRbBuUfF]{1,2})$", before)
+    if after:
+        return after.startswith(("#", ")", "]", ",", "."))  # code after it, or a docstring's first words
+    previous = text[:line_start].rstrip()
+    return bool(previous) and not previous.endswith((":", "=", "(", "[", ","))
+
+
 def _indent(line):
     return len(line.expandtabs(8)) - len(line.expandtabs(8).lstrip())
 
@@ -270,7 +289,10 @@ class InfillGuard:
         if not self.stopped:
             if self._closed_early is not None and self._middle_depth < -self._may_close:
                 self._stop(self._closed_early, "scope")
-            elif self._suspect is not None:  # the stream ended inside an echo
+            elif self._suspect is not None and self._suspect[1] >= len(self._echo_targets):
+                # The stream ended right after the whole suffix was written
+                # again.  After only part of it, the middle may well repeat
+                # the line that follows it (a second `onTick()`): kept.
                 self._stop(self._before_line(self._suspect[0]), "echo")
             else:
                 self._settle(len(self._text))
@@ -292,14 +314,16 @@ class InfillGuard:
         lines.extend(line.rstrip() for line in suffix_lines[1:] if line.strip())
         return lines[:2]
 
-    def _setup_scope(self):
-        self._lexer = _Lexer(self._family)
+    def _scan_prefix(self, mode=None, quote=""):
+        """Give back (lexer, code lines at depth 0, openers, last code line) after lexing the prefix from `mode`."""
+        lexer = _Lexer(self._family)
+        lexer.mode, lexer.quote = mode, quote
         code_lines = []  # (indent, code) of prefix lines that start in code at depth 0
         openers = []  # the prefix line of each bracket open at the hole
         last_code = None  # the prefix's last code line, and whether it opened a bracket
         for line in self.prefix.split("\n"):
-            depth = self._lexer.depth
-            in_code, brackets, code_end = self._lexer.line(line)
+            depth = lexer.depth
+            in_code, brackets, code_end = lexer.line(line)
             code = line[:code_end]
             if in_code and depth <= 0 and code.strip():
                 code_lines.append((_indent(line), code.strip()))
@@ -310,7 +334,28 @@ class InfillGuard:
                     openers.pop()
             if in_code and code.strip():
                 last_code = (line, any(bracket in _OPENERS for _, bracket in brackets))
-            self._lexer.depth = max(self._lexer.depth, 0)  # stray closers in the prefix
+            lexer.depth = max(lexer.depth, 0)  # stray closers in the prefix
+        return lexer, code_lines, openers, last_code
+
+    def _fragment_start(self):
+        """Give back the lexer's (mode, quote) at the start of the prefix: inside a string or comment for a fragment.
+
+        A buffer cut from a file may start inside a docstring or a block
+        comment; read from code, its closing quotes would open a string
+        that swallows the code after it.
+        """
+        if self._family in ("c", "javascript"):
+            close, open_ = self.prefix.find("*/"), self.prefix.find("/*")
+            if close >= 0 and (open_ < 0 or close < open_):
+                return "comment", ""
+        elif self._family == "python":
+            match = re.search(r"\"\"\"|'''", self.prefix)
+            if match and _closes_a_string(self.prefix, match.start()):
+                return "string", match.group()
+        return None, ""
+
+    def _setup_scope(self):
+        self._lexer, code_lines, openers, last_code = self._scan_prefix(*self._fragment_start())
         open_at_hole = self._lexer.depth
         # How many of the prefix's open brackets the suffix closes, scanning
         # it as if the middle were balanced.
@@ -331,7 +376,7 @@ class InfillGuard:
         self._open_at_hole = open_at_hole
         self._middle_depth = 0
         self._suffix_indent = suffix_indents[0] if suffix_indents else None
-        self._top_level_rule = self._blocks_are_indented(openers, last_code)
+        self._top_level_rule = self._column_0_leaves(openers, last_code, after.lowest + open_at_hole < 0)
 
         # Python: the middle may dedent as far as the body of the outermost
         # def/class that holds the hole (finishing a nested function is
@@ -355,29 +400,35 @@ class InfillGuard:
                     break
             if innermost is not None:
                 self._definition_floor = innermost
+        elif self._suffix_indent:
+            self._definition_floor = 1  # no code before the hole, indented code after: inside something
         self._level_chosen = False
 
-    def _blocks_are_indented(self, openers, last_code):
-        """Give back whether a code line at column 0 would leave the hole's block (C and JavaScript).
+    def _column_0_leaves(self, openers, last_code, suffix_closes):
+        """Give back whether a code line at column 0 leaves the hole's block (C and JavaScript).
 
-        Not when the only open blocks are wrappers whose body sits at column
-        0 by custom (`namespace`, `extern "C"`), nor when the hole's block
-        is written at column 0 (an unindented IIFE or AMD module): the code
-        line before the hole, or the first one after it, says so.
+        Yes inside a block: one the prefix opens, or, in a fragment of a
+        file, one the suffix closes or whose code around the hole is
+        indented.  Not when the only open blocks are wrappers whose body
+        sits at column 0 by custom (`namespace`, `extern "C"`), nor when the
+        hole's block is written at column 0 (an unindented IIFE or AMD
+        module), which the code line before the hole or after it shows.
         """
-        if not any(not _WRAPPER.match(line) for line in openers):
-            return False
         near = []
         if last_code is not None and not last_code[1]:
             near.append(last_code[0])
         first_after = next((line for line in self.suffix.split("\n")[1:] if line.strip()), None)
         if first_after is not None:
             near.append(first_after)
-        return not any(
+        if any(
             _indent(line) == 0 and line.strip()[0] not in ")]}#" and not line.startswith(("/*", "//", "*"))
             and not _LABEL.match(line)
             for line in near
-        )
+        ):
+            return False
+        if openers:
+            return any(not _WRAPPER.match(line) for line in openers)
+        return suffix_closes or bool(near)
 
     # -- the rules, line by line ------------------------------------------
 
@@ -475,7 +526,6 @@ class InfillGuard:
                 if (
                     indent == 0
                     and depth <= 0
-                    and self._open_at_hole > 0
                     and stripped[0] not in ")]}#"
                     and not stripped.startswith(("/*", "//"))
                     and not _LABEL.match(stripped)
