@@ -14,8 +14,11 @@ the true middle (trailing whitespace aside) and the share whose program
 (prompt + kept middle + suffix + test + check(entry_point)) passes, run in
 forked children of two worker processes with a time limit.
 
-    python bench/fim_stop.py                      # everything, as in FIM_STOP.md
-    python bench/fim_stop.py --limit 100 --no-run # a quick look
+    python bench/fim_stop.py DATA                      # everything, as in FIM_STOP.md
+    python bench/fim_stop.py DATA --limit 100 --no-run # a quick look
+
+DATA is the folder holding HumanEval-SingleLineInfilling.jsonl.gz and
+HumanEval-MultiLineInfilling.jsonl.gz (from openai/human-eval-infilling).
 """
 
 import argparse
@@ -36,7 +39,6 @@ sys.path.insert(0, str(ROOT))
 
 from illume.stopping import RULES, InfillGuard, parse_rules  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "humaneval-infilling"
 SETS = {
     "single": "HumanEval-SingleLineInfilling.jsonl.gz",
     "multi": "HumanEval-MultiLineInfilling.jsonl.gz",
@@ -58,8 +60,8 @@ NEW_FUNCTION = (
 )
 
 
-def load(name):
-    with gzip.open(DATA / SETS[name], "rt") as lines:
+def load(data, name):
+    with gzip.open(Path(data) / SETS[name], "rt") as lines:
         return [json.loads(line) for line in lines]
 
 
@@ -159,6 +161,7 @@ def program(task, prefix, kept, suffix):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", help="folder holding the HumanEval infilling .jsonl.gz files")
     parser.add_argument("--sets", default="single,multi")
     parser.add_argument("--rules", default="all", help="directive argument, e.g. all, echo,scope")
     parser.add_argument("--limit", type=int, help="first N tasks of each set")
@@ -173,7 +176,7 @@ def main(argv=None):
     rows = []
     started = time.time()
     for name in args.sets.split(","):
-        tasks = load(name)
+        tasks = load(args.data, name)
         if args.sample:
             tasks = random.Random(0).sample(tasks, min(args.sample, len(tasks)))
         if args.limit:

@@ -175,24 +175,35 @@ _MOST = 10  # matches counted per feature: one line of prose repeated cannot out
 _SAMPLE = 200_000  # characters read from each end of a long buffer
 
 
+# Docstrings and comments hold prose and examples (`digitSum("") => 0`),
+# not the code's own syntax: emptied before counting, their marks kept.
+_PROSE = re.compile(r'"""(?:.|\n)*?"""|\'\'\'(?:.|\n)*?\'\'\'|/\*(?:.|\n)*?\*/|//[^\n]*')
+
+
+def _emptied(match):
+    mark = match.group()[:2]
+    return {'""': '""""""', "''": "", "/*": "/**/", "//": "//"}[mark]
+
+
 def scores(text):
     """Give back {"python", "braces", "c", "javascript": score} for the code in `text`."""
     if len(text) > 2 * _SAMPLE:
         text = text[:_SAMPLE] + "\n" + text[-_SAMPLE:]
+    text = _PROSE.sub(_emptied, text)
     return {
         name: sum(weight * min(len(pattern.findall(text)), _MOST) for weight, pattern in features)
         for name, features in _COMPILED.items()
     }
 
 
-def guess_from_code(text):
+def guess_from_code(text, least=MIN_SCORE):
     """Give back (the ruled language the code in `text` is clearly written in, its family) or None for either."""
     score = scores(text)
     python = score["python"]
     braces = score["braces"] + score["c"] + score["javascript"]
-    if python >= MIN_SCORE and python >= 2 * braces:
+    if python >= least and python >= 2 * braces:
         return "python", "python"
-    if braces < MIN_SCORE or braces < 2 * python:
+    if braces < least or braces < 2 * python:
         return None, None
     c, javascript = score["c"], score["javascript"]
     if c >= MIN_APART and c >= 2 * javascript:
@@ -216,6 +227,6 @@ def guess_language(hints, text=""):
         return guessed
     if named in FAMILY:
         fits = FAMILY[named] if guessed else ("python" if FAMILY[named] == "python" else "braces")
-        if (guessed or family) not in (None, fits):
-            return None  # the code says otherwise: trust neither
+        if (guessed or family) not in (None, fits) and guess_from_code(text, 2 * MIN_SCORE)[1]:
+            return None  # the code clearly says otherwise: trust neither
     return named

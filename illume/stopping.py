@@ -45,7 +45,7 @@ when the syntax rule first runs.
 
 import re
 
-from illume.language import FAMILY, RULED, guess_language
+from illume.language import FAMILY, RULED, guess_language, scores
 
 RULES = ("echo", "scope", "syntax")
 
@@ -193,25 +193,6 @@ def _regex_end(text, i):
     return i + 1  # no end on this line: a division after all
 
 
-def _closes_a_string(text, at):
-    """Give back whether the triple quote at `at` in `text` reads as the end of a string, not its start.
-
-    The end of a docstring follows its prose on its line, or stands alone
-    on a line after it; a start follows `=`, `(`, `return`, a
-    string prefix, or a `def`/`class` line.
-    """
-    line_start = text.rfind("\n", 0, at) + 1
-    line_end = text.find("\n", at)
-    before = text[line_start:at].strip()
-    after = text[at + 3 : len(text) if line_end < 0 else line_end].strip()
-    if before:
-        return not re.search(r"(?:[=(\[,:{]|\breturn|\byield|(?:^|\W)[rRbBuUfF]{1,2})$", before)
-    if after:
-        return after.startswith(("#", ")", "]", ",", "."))  # code after it, or a docstring's first words
-    previous = text[:line_start].rstrip()
-    return bool(previous) and not previous.endswith((":", "=", "(", "[", ","))
-
-
 def _indent(line):
     return len(line.expandtabs(8)) - len(line.expandtabs(8).lstrip())
 
@@ -342,7 +323,11 @@ class InfillGuard:
 
         A buffer cut from a file may start inside a docstring or a block
         comment; read from code, its closing quotes would open a string
-        that swallows the code after it.
+        that swallows the code after it.  In C and JavaScript a `*/` before
+        any `/*` says so.  In Python, when the prefix read from code leaves
+        the hole inside a string, it is read again from inside its first
+        triple-quoted string, and that reading wins when it leaves the hole
+        in code and its code looks at least as much like Python.
         """
         if self._family in ("c", "javascript"):
             close, open_ = self.prefix.find("*/"), self.prefix.find("/*")
@@ -350,9 +335,23 @@ class InfillGuard:
                 return "comment", ""
         elif self._family == "python":
             match = re.search(r"\"\"\"|'''", self.prefix)
-            if match and _closes_a_string(self.prefix, match.start()):
-                return "string", match.group()
+            if match:
+                (plain, plain_ends_in_code), (inside, inside_ends_in_code) = (
+                    self._python_reading(None, ""), self._python_reading("string", match.group()))
+                if inside_ends_in_code and not plain_ends_in_code and inside >= plain:
+                    return "string", match.group()
         return None, ""
+
+    def _python_reading(self, mode, quote):
+        """Give back (how much the code looks like Python, whether the hole is in code) reading the prefix from `mode`."""
+        lexer = _Lexer("python")
+        lexer.mode, lexer.quote = mode, quote
+        code = []
+        for line in self.prefix.split("\n"):
+            in_code, _, code_end = lexer.line(line)
+            if in_code and lexer.mode is None:
+                code.append(line[:code_end])
+        return scores("\n".join(code))["python"], lexer.mode is None
 
     def _setup_scope(self):
         self._lexer, code_lines, openers, last_code = self._scan_prefix(*self._fragment_start())
