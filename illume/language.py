@@ -222,11 +222,12 @@ def guess_language(hints, text=""):
     if hints is None or isinstance(hints, str):
         hints = [hints]
     named = next((language for language in map(language_of, hints) if language), None) or own_word(text)
-    guessed, family = guess_from_code(text)
     if named is None:
-        return guessed
+        return guess_from_code(text)[0]
     if named in FAMILY:
-        fits = FAMILY[named] if guessed else ("python" if FAMILY[named] == "python" else "braces")
-        if (guessed or family) not in (None, fits) and guess_from_code(text, 2 * MIN_SCORE)[1]:
-            return None  # the code clearly says otherwise: trust neither
+        # A name is trusted unless the code leans the other way, even weakly.
+        own = FAMILY[named]
+        language, family = guess_from_code(text, MIN_APART)
+        if language not in (None, own) or family not in (None, "python" if own == "python" else "braces"):
+            return None
     return named

@@ -128,6 +128,8 @@ class _Lexer:
                 i += 2
             elif ch == "/" and self.language == "javascript" and _regex_may_start(text, i):
                 i = _regex_end(text, i)
+            elif ch == "'" and self.language is None and i >= 2 and (text[i - 2 : i].isalnum()):
+                i += 1  # unknown language: an apostrophe in a word (`don't`), not a quote
             elif ch in "'\"" or (ch == "`" and self.language == "javascript"):
                 if self.language == "python" and text.startswith(ch * 3, i):
                     self.quote = ch * 3

@@ -8,6 +8,7 @@ every question gets the answer "unknown" (None), so callers fall back to
 their other rules.
 """
 
+import re
 from functools import lru_cache
 
 # language name -> module of its prebuilt grammar on PyPI.
@@ -66,6 +67,12 @@ def _encode(text):
     return text.encode("utf-8", "surrogatepass")
 
 
+# A C line that is only a macro's name (capitals, or a capital and an
+# underscore, as in Py_END_ALLOW_THREADS), perhaps with arguments:
+# tree-sitter reads it as an error without its expansion.
+_C_MACRO_LINE = re.compile(r"\s*(?:[A-Z][A-Za-z0-9]*_\w*|[A-Z][A-Z0-9]+)(?:\([^()]*\))?;?\s*$")
+
+
 class HoleCheck:
     """Answers whether a middle leaves prefix + middle + suffix parsed without errors.
 
@@ -98,8 +105,11 @@ class HoleCheck:
         body = middle.rstrip()
         last_line = body.rfind("\n") + 1 if body else 0
         reaching = len(_encode(self.prefix + middle[:last_line]))
-        errors = count_errors(self.prefix + middle + self.suffix, self.language, reaching)
-        return "ok" if errors == 0 else "worse"
+        if count_errors(self.prefix + middle + self.suffix, self.language, reaching) == 0:
+            return "ok"
+        if self.language == "c" and _C_MACRO_LINE.match(body[last_line:]) and self.verdict(middle[:last_line]) == "ok":
+            return "ok"  # a macro such as `Py_END_ALLOW_THREADS` ends the middle: the grammar cannot tell
+        return "worse"
 
 
 def verdict(prefix, middle, suffix, language):
