@@ -18,6 +18,7 @@ unsure too: the rules then treat the language as unknown.
 """
 
 import re
+from functools import lru_cache
 
 # Languages whose stopping rules know their syntax.  Others are still named
 # (a `.rs` file is not guessed to be C) but get only the rules that hold for
@@ -89,16 +90,16 @@ def language_of(hint):
     return None
 
 
-_VIM_MODELINE = re.compile(r"(?:^|\s)(?:vi|vim|Vim|ex):\s*(?:set?\s+)?(?:[^:\n]*?[\s:])?(?:ft|filetype|syn|syntax)=([\w.+-]+)")
-_EMACS_MODELINE = re.compile(r"-\*-\s*(?:(?:.*?;\s*)?mode:\s*([\w+-]+)[^\n]*?|([\w+-]+)\s*)-\*-", re.I)
-_SHEBANG = re.compile(r"#!\s*(\S+)(.*)")
+_VIM_MODELINE = r"(?:^|\s)(?:vi|vim|Vim|ex):\s*(?:set?\s+)?(?:[^:\n]*?[\s:])?(?:ft|filetype|syn|syntax)=([\w.+-]+)"
+_EMACS_MODELINE = r"(?i)-\*-\s*(?:(?:.*?;\s*)?mode:\s*([\w+-]+)[^\n]*?|([\w+-]+)\s*)-\*-"
+_SHEBANG = r"#!\s*(\S+)(.*)"
 
 
 def own_word(text):
     """Give back the language a shebang or modeline in `text` names, or None."""
     lines = text.split("\n")
     if lines and lines[0].startswith("#!"):
-        match = _SHEBANG.match(lines[0])
+        match = re.match(_SHEBANG, lines[0])
         program = match.group(1).rsplit("/", 1)[-1]
         if program == "env":  # `#!/usr/bin/env -S node --flag`: the first word that is not an option
             program = next((word for word in match.group(2).split() if not word.startswith("-")), "")
@@ -107,7 +108,7 @@ def own_word(text):
             return language
     for line in lines[:5] + lines[-5:]:
         for pattern in (_VIM_MODELINE, _EMACS_MODELINE):
-            match = pattern.search(line)
+            match = re.search(pattern, line)
             if match:
                 language = language_of(next(group for group in match.groups() if group))
                 if language:
@@ -162,10 +163,16 @@ _FEATURES = {
         (1, r"\.(?:then|forEach|push|indexOf|hasOwnProperty|toLowerCase|toUpperCase|startsWith|endsWith|includes)\("),
     ],
 }
-_COMPILED = {
-    name: [(weight, re.compile(pattern, re.M)) for weight, pattern in features]
-    for name, features in _FEATURES.items()
-}
+
+
+@lru_cache(maxsize=None)
+def _compiled():
+    """Give back the features compiled, once, on first use: `illume --stop-rules` starts fast."""
+    return {
+        name: [(weight, re.compile(pattern, re.M)) for weight, pattern in features]
+        for name, features in _FEATURES.items()
+    }
+
 # A guess stands when the leader scores at least MIN_SCORE and at least
 # twice the runner-up: first Python against C and JavaScript together, then
 # C against JavaScript on their own features.
@@ -177,7 +184,7 @@ _SAMPLE = 200_000  # characters read from each end of a long buffer
 
 # Docstrings and comments hold prose and examples (`digitSum("") => 0`),
 # not the code's own syntax: emptied before counting, their marks kept.
-_PROSE = re.compile(r'"""(?:.|\n)*?"""|\'\'\'(?:.|\n)*?\'\'\'|/\*(?:.|\n)*?\*/|//[^\n]*')
+_PROSE = r'"""(?:.|\n)*?"""|\'\'\'(?:.|\n)*?\'\'\'|/\*(?:.|\n)*?\*/|//[^\n]*'
 
 
 def _emptied(match):
@@ -189,10 +196,10 @@ def scores(text):
     """Give back {"python", "braces", "c", "javascript": score} for the code in `text`."""
     if len(text) > 2 * _SAMPLE:
         text = text[:_SAMPLE] + "\n" + text[-_SAMPLE:]
-    text = _PROSE.sub(_emptied, text)
+    text = re.sub(_PROSE, _emptied, text)
     return {
         name: sum(weight * min(len(pattern.findall(text)), _MOST) for weight, pattern in features)
-        for name, features in _COMPILED.items()
+        for name, features in _compiled().items()
     }
 
 

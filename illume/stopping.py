@@ -6,31 +6,51 @@ then invents `norm3`.  `InfillGuard` watches the middle as it streams, says
 when it has left the hole (the caller then closes the stream so the server
 stops generating), and gives back only the part that belongs in the hole.
 
-Rules (names for the stopping directive; the default is all of them):
+The rules are off unless asked for: by the buffer's `!stop-rules`, by a
+profile that sets it, or by `illume --stop-rules` (the editors pass `all`).
+They are built to be safe on by default: a rule that is unsure leaves the
+middle as the model wrote it, since cutting a good line costs more than
+missing an overrun.
+
+Rules (names for `!stop-rules` and `--stop-rules`):
 
 echo
     The middle starts to reproduce the text that follows the hole: the rest
     of the cursor line (checked when the middle's first line ends), or the
     next non-blank lines of the suffix, compared line by line with their
     indentation (one matching line is held back until the next one confirms
-    it, or the stream ends).  The middle is cut before the echo.
+    it; a stream that ends after only part of the suffix keeps it, since
+    code may well repeat the line after the hole).  The middle is cut
+    before the echo.
 scope
     The middle leaves the hole's scope: a closing bracket that the hole did
-    not open (brackets inside strings and comments do not count; a bracket
-    that the prefix opened and the suffix does not close may be closed), a
-    Python line indented at or below the header of the function or class the
-    hole sits in, or, when the hole sits inside a block, a new top-level
-    definition at column 0 (`def`/`class`/`@` in Python, any code line but a
-    closing bracket, preprocessor line or label in C and JavaScript).  The
-    middle is cut before that line, or just before the bracket when code
-    precedes it on its line.
+    not open (brackets inside strings, comments and JavaScript regex
+    literals do not count; a bracket that the prefix opened and the suffix
+    does not close may be closed), a Python line indented at or below the
+    header of the function or class the hole sits in, or, when the hole sits
+    inside a block, a new top-level definition at column 0 (`def`/`class`/`@`
+    in Python, any code line but a closing bracket, preprocessor line or
+    label in C and JavaScript; not inside `namespace` or `extern "C"`, nor
+    in a block whose body is written at column 0).  A buffer that starts
+    inside a block, a docstring or a comment is read as the fragment it is.
+    The middle is cut before that line, or just before the bracket when
+    code precedes it on its line.
 syntax
-    Where tree-sitter and the language's grammar are installed, a point is
-    good when prefix + middle + suffix parses with no more errors than
-    prefix + suffix alone.  Lines are printed only up to the latest good
-    point, and the final cut is the latest good point at or before the one
-    the other rules chose (or the end of the stream).  Without tree-sitter
-    every point is good.
+    Where tree-sitter and the language's grammar are installed, and
+    prefix + suffix alone parses without errors, a point is good when
+    prefix + middle + suffix has no parse error that reaches the middle's
+    last line (see illume.syntax.HoleCheck).  Lines are printed only up to
+    the latest good point, and the final cut is the latest good point at or
+    before the one the other rules chose (or the end of the stream).
+    Without tree-sitter, or when the surroundings do not parse (a fragment,
+    code the grammar does not know), every point is good.
+
+The language comes from illume.language: a hint (`!language`, the editor's
+file name or filetype, a `!context` file's name), a shebang or modeline,
+else a guess from the whole buffer that must lead clearly.  Only the rules
+that hold for any code (echo, and brackets outside quotes) run when the
+language is unknown, has no rules of its own, or is named by a hint that the
+code contradicts; syntax runs only for Python, C and JavaScript.
 
 The directive argument (`parse_rules`) is `all`, `off` (or `none`), or
 rule names separated by commas or spaces; a name preceded by `-` removes
