@@ -114,6 +114,9 @@ class _Lexer:
         self.block_comments = language in ("c", "javascript")
         self.mode = None  # None: code; "string": inside self.quote; "comment": inside /* */
         self.quote = ""
+        # JavaScript `${...}` inside template strings, innermost last: how
+        # many `{` are open in each; its `}` goes back into the string.
+        self.templates = []
         self.depth = 0  # brackets open since the lexer started (may go below 0)
         self.lowest = 0
 
@@ -132,6 +135,11 @@ class _Lexer:
                 if text.startswith(self.quote, i):
                     self.mode = None
                     i += len(self.quote)
+                    continue
+                if self.quote == "`" and text.startswith("${", i):
+                    self.templates.append(0)
+                    self.mode = None
+                    i += 2
                     continue
                 i += 1
             elif self.mode == "comment":
@@ -157,11 +165,19 @@ class _Lexer:
                     self.quote = ch
                 self.mode = "string"
                 i += len(self.quote)
+            elif ch == "}" and self.templates and self.templates[-1] == 0:
+                self.templates.pop()  # the end of a `${...}`: back into its template string
+                self.mode, self.quote = "string", "`"
+                i += 1
             elif ch in _OPENERS:
+                if ch == "{" and self.templates:
+                    self.templates[-1] += 1
                 self.depth += 1
                 brackets.append((i, ch))
                 i += 1
             elif ch in _CLOSERS:
+                if ch == "}" and self.templates:
+                    self.templates[-1] -= 1
                 self.depth -= 1
                 self.lowest = min(self.lowest, self.depth)
                 brackets.append((i, ch))
@@ -330,6 +346,10 @@ class InfillGuard:
             code = line[:code_end]
             if in_code and depth <= 0 and code.strip():
                 code_lines.append((_indent(line), code.strip()))
+            elif in_code and depth > 0 and code.strip() and code_lines:
+                # A continuation line: it ends the statement (a `def` header's `):`).
+                indent, start = code_lines[-1]
+                code_lines[-1] = (indent, start + " " + code.strip())
             for _, bracket in brackets:
                 if bracket in _OPENERS:
                     openers.append(line)
@@ -381,7 +401,7 @@ class InfillGuard:
         # How many of the prefix's open brackets the suffix closes, scanning
         # it as if the middle were balanced.
         after = _Lexer(self._family)
-        after.mode, after.quote = self._lexer.mode, self._lexer.quote
+        after.mode, after.quote, after.templates = self._lexer.mode, self._lexer.quote, list(self._lexer.templates)
         suffix_indents = []
         for number, line in enumerate(self.suffix.split("\n")):
             depth = after.depth

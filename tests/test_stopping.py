@@ -448,6 +448,8 @@ def test_language_of_a_hint(hint, expected):
         (None, "x = 1\n# vim: set ts=4 ft=python:\n", "python"),
         (None, "/* -*- mode: c; indent-tabs-mode: nil -*- */\nx = 1;\n", "c"),
         (None, "// -*- js -*-\nx = 1\n", "javascript"),
+        # Python's dict literals are no C braces.
+        (None, "import re\n\n\ndef f():\n    return {\n        'a': 1,\n    }\n\n\ntable = {\n    'b': 2,\n}\n", "python"),
         # Too little to go on: no guess.
         (None, "    x = y\n", None),
         (None, "", None),
@@ -491,6 +493,9 @@ METHOD_SUFFIX = "\n        return Rect(w, h)\n\n    def shrink(self, n):\n      
          "        h = self.h + n\n        assert w > 0 and h > 0", None),
         ("a method without its class, new function cut", "python", METHOD_PREFIX, METHOD_SUFFIX,
          "        h = self.h + n\n\n\ndef helper(x):\n    return x\n", "        h = self.h + n\n\n"),
+        ("a def header over two lines", "python",
+         "import os\n\n\nasync def serve(host, port, *,\n                limit=10, **kwds):\n", "\n",
+         '    """Serve."""\n    return host\n\n\ndef helper(x):\n    return x\n', '    """Serve."""\n    return host\n\n'),
         ("a C function body without its header, kept whole", "c",
          "    int n = 0;\n    for (i = 0; i < len; i++)\n", "\n    return n;\n}\n",
          "        if (s[i] == '(')\n            n++;", None),
@@ -558,6 +563,9 @@ REGEX_NEWDEF = "\n\nfunction helper(x) {\n  return x;\n}\n"
         "  return /}/.test(s) ? s : s;",
         "  const half = s.length / 2, third = (s.length) / 3; // a ' in a comment",
         "  s = s.replace(/\\//g, '-');",
+        # A template inside a template's `${...}`, with a regex literal in it.
+        "  s = `'${s.replace(/'/g, `'\\\\''`)}'`;",
+        "  s = `${s.length > 2 ? `${s}}` : '{'}`;",
     ],
 )
 def test_regex_literals_and_division(line):
