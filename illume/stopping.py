@@ -42,8 +42,10 @@ syntax
     last line (see illume.syntax.HoleCheck).  Lines are printed only up to
     the latest good point, and the final cut is the latest good point at or
     before the one the other rules chose (or the end of the stream).
-    Without tree-sitter, or when the surroundings do not parse (a fragment,
-    code the grammar does not know), every point is good.
+    Without tree-sitter, when the buffer is a piece of a file (it starts
+    indented, inside a string or comment, or inside a block the suffix
+    closes), or when the surroundings do not parse (code the grammar does
+    not know), every point is good.
 
 The language comes from illume.language: a hint (`!language`, the editor's
 file name or filetype, a `!context` file's name), a shebang or modeline,
@@ -274,7 +276,7 @@ class InfillGuard:
         self._echo_targets = self._suffix_lines_to_echo(suffix_lines)
         self._setup_scope()
         self._check = None
-        if "syntax" in self.rules and self.language in RULED:
+        if "syntax" in self.rules and self.language in RULED and not self._fragment:
             from illume.syntax import HoleCheck, available
 
             if available(self.language):
@@ -396,7 +398,8 @@ class InfillGuard:
         return scores("\n".join(code))["python"], lexer.mode is None
 
     def _setup_scope(self):
-        self._lexer, code_lines, openers, last_code = self._scan_prefix(*self._fragment_start())
+        start = self._fragment_start()
+        self._lexer, code_lines, openers, last_code = self._scan_prefix(*start)
         open_at_hole = self._lexer.depth
         # How many of the prefix's open brackets the suffix closes, scanning
         # it as if the middle were balanced.
@@ -417,7 +420,14 @@ class InfillGuard:
         self._open_at_hole = open_at_hole
         self._middle_depth = 0
         self._suffix_indent = suffix_indents[0] if suffix_indents else None
-        self._top_level_rule = self._column_0_leaves(openers, last_code, after.lowest + open_at_hole < 0)
+        suffix_closes = after.lowest + open_at_hole < 0
+        self._top_level_rule = self._column_0_leaves(openers, last_code, suffix_closes)
+        # A piece of a file rather than a whole one: it starts indented, inside
+        # a string or comment, or inside a block that the suffix closes.  Its
+        # parse can succeed by luck and fail with any middle, so the syntax
+        # rule does not judge it.
+        first = next((line for line in (self.prefix + self.suffix).split("\n") if line.strip()), "")
+        self._fragment = start[0] is not None or suffix_closes or _indent(first) > 0
 
         # Python: the middle may dedent as far as the body of the outermost
         # def/class that holds the hole (finishing a nested function is

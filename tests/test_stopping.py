@@ -489,6 +489,18 @@ METHOD_SUFFIX = "\n        return Rect(w, h)\n\n    def shrink(self, n):\n      
          '        """Signals the end of an element."""\n\n    def startElementNS(self, name, qname, attrs):\n',
          '\n\n    def endElementNS(self, name, qname):\n        """Signals the end."""\n        self.depth -= 1\n',
          '        """Signals the start of an element in namespace mode."""\n        self.depth += 1', None),
+        # Indented, yet prefix + suffix parses without errors; any middle breaks it.
+        ("an indented fragment that parses by luck, kept whole", "python",
+         "            # We don't do this if we're assigning to x.next.\n            if is_assign_target(node):\n",
+         '\n            attr.replace(Name("__next__"))\n        elif "global" in results:\n'
+         "            self.warning(node, bind_warning)\n",
+         '                head = results["head"]\n                if "".join(str(n) for n in head) == "b":\n'
+         "                    self.warning(node, bind_warning)\n                return", None),
+        # C read as JavaScript: the four lines around the hole are valid JavaScript, `goto` is not.
+        ("C in a JavaScript-shaped fragment, kept whole", "javascript",
+         "    doc = xmlParseFile(enc_file);\n    if ((doc == NULL) || (xmlDocGetRootElement(doc) == NULL)){\n",
+         "\n    }\n\n    node = xmlSecFindNode(xmlDocGetRootElement(doc));\n",
+         '        fprintf(stderr, "Error: unable to parse file %s\\n", enc_file);\n        goto done;', None),
         ("a method without its class, kept whole", "python", METHOD_PREFIX, METHOD_SUFFIX,
          "        h = self.h + n\n        assert w > 0 and h > 0", None),
         ("a method without its class, new function cut", "python", METHOD_PREFIX, METHOD_SUFFIX,
