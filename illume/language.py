@@ -136,7 +136,8 @@ _FEATURES = {
     ],
     "braces": [
         (1, r";[ \t]*(?://.*|/\*.*)?$"),
-        (1, r"\)[ \t]*\{[ \t]*$|\b(?:else|do|try|finally)[ \t]*\{|=>[ \t]*\{|^[ \t]*\}[ \t]*(?:else|catch|finally|while)\b"),
+        (1, r"\)[ \t]*\{[ \t]*$|\b(?:else|do|try|finally)[ \t]*\{|=>[ \t]*\{"
+            r"|^[ \t]*\}[ \t]*(?:else|catch|finally|while)\b"),
         (1, r"^[ \t]*//|/\*"),
         (1, r"&&|\|\||\w\+\+|\+\+\w|[(=,][ \t]*!\w"),
     ],
@@ -145,9 +146,11 @@ _FEATURES = {
         (2, r"^#(?:if|elif|else)\b"),
         (2, r"^[ \t]*(?:(?:static|extern|const|volatile|register|inline|unsigned|signed|struct|enum|union)[ \t]+)*"
             + _C_TYPE + r"\b[ \t*]+\**[ \t]*\w+[ \t]*(?:[;=\[,)]|\()"),
-        (2, r"\btypedef\b|\w->\w|\((?:const[ \t]+)?(?:unsigned[ \t]+)?(?:struct[ \t]+)?\w+[ \t]*\*+\)|\bgoto[ \t]+\w+;"),
+        (2, r"\btypedef\b|\w->\w|\bgoto[ \t]+\w+;"
+            r"|\((?:const[ \t]+)?(?:unsigned[ \t]+)?(?:struct[ \t]+)?\w+[ \t]*\*+\)"),
         (1, r"\b(?:NULL|sizeof)\b|\bstruct[ \t]+\w+|[(,=][ \t]*&[A-Za-z_]"),
-        (1, r"^\{[ \t]*$|\b(?:[fs]?n?printf|[cm]alloc|realloc|free|mem(?:cpy|set|cmp|move)|str(?:n?cmp|n?cpy|len|chr|dup))\("),
+        (1, r"^\{[ \t]*$"
+            r"|\b(?:[fs]?n?printf|[cm]alloc|realloc|free|mem(?:cpy|set|cmp|move)|str(?:n?cmp|n?cpy|len|chr|dup))\("),
     ],
     "javascript": [
         (3, r"\bfunction\b[ \t]*\*?[ \t]*[\w$]*[ \t]*\("),

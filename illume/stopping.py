@@ -387,7 +387,7 @@ class InfillGuard:
         return None, ""
 
     def _python_reading(self, mode, quote):
-        """Give back (how much the code looks like Python, whether the hole is in code) reading the prefix from `mode`."""
+        """Give back (how Python-like its code is, whether the hole is in code), reading the prefix from `mode`."""
         lexer = _Lexer("python")
         lexer.mode, lexer.quote = mode, quote
         code = []

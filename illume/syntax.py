@@ -42,7 +42,10 @@ def available(language):
 
 
 def count_errors(source, language, reaching=0):
-    """Give back the number of ERROR and MISSING nodes in `source` that end at or after byte `reaching`, or None if unknown."""
+    """Give back the number of ERROR and MISSING nodes in `source` ending at or after byte `reaching`, or None.
+
+    None means unknown: no tree-sitter or no grammar for `language`.
+    """
     parser = parser_for(language)
     if parser is None:
         return None

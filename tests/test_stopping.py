@@ -6,8 +6,7 @@ import sys
 import pytest
 
 from illume import syntax
-from illume import language
-from illume.language import guess_language, language_of
+from illume.language import guess_language, language_of, scores
 from illume.stopping import RULES, InfillGuard, parse_rules
 
 NO_SYNTAX = {"echo", "scope"}
@@ -441,7 +440,8 @@ def test_language_of_a_hint(hint, expected):
         (None, SHAPES_JS, "javascript"),
         (None, RECT_PY, "python"),
         # Docstrings are prose: a doctest's `=>` is no JavaScript.
-        (None, RECT_PY + '    def f(self):\n        """f("") => 0, f("ab") => 2, f(x) => 3 and f(y) => 4"""\n', "python"),
+        (None, RECT_PY + '    def f(self):\n        """f("") => 0, f("ab") => 2, f(x) => 3, f(y) => 4"""\n',
+         "python"),
         # The buffer's own word: a shebang or a modeline.
         (None, "#!/usr/bin/env node\nx = 1\n", "javascript"),
         (None, "#!/usr/bin/python3.11\nx = 1\n", "python"),
@@ -449,7 +449,8 @@ def test_language_of_a_hint(hint, expected):
         (None, "/* -*- mode: c; indent-tabs-mode: nil -*- */\nx = 1;\n", "c"),
         (None, "// -*- js -*-\nx = 1\n", "javascript"),
         # Python's dict literals are no C braces.
-        (None, "import re\n\n\ndef f():\n    return {\n        'a': 1,\n    }\n\n\ntable = {\n    'b': 2,\n}\n", "python"),
+        (None, "import re\n\n\ndef f():\n    return {\n        'a': 1,\n    }\n\n\ntable = {\n    'b': 2,\n}\n",
+         "python"),
         # Too little to go on: no guess.
         (None, "    x = y\n", None),
         (None, "", None),
@@ -463,7 +464,7 @@ def test_guess_language(hints, text, expected):
 
 
 def test_c_const_and_static_do_not_count_for_javascript():
-    assert language.scores(CMPFILE)["javascript"] == 0
+    assert scores(CMPFILE)["javascript"] == 0
 
 
 def test_a_weak_guess_leaves_the_syntax_rule_out():
@@ -507,7 +508,8 @@ METHOD_SUFFIX = "\n        return Rect(w, h)\n\n    def shrink(self, n):\n      
          "        h = self.h + n\n\n\ndef helper(x):\n    return x\n", "        h = self.h + n\n\n"),
         ("a def header over two lines", "python",
          "import os\n\n\nasync def serve(host, port, *,\n                limit=10, **kwds):\n", "\n",
-         '    """Serve."""\n    return host\n\n\ndef helper(x):\n    return x\n', '    """Serve."""\n    return host\n\n'),
+         '    """Serve."""\n    return host\n\n\ndef helper(x):\n    return x\n',
+         '    """Serve."""\n    return host\n\n'),
         ("a C function body without its header, kept whole", "c",
          "    int n = 0;\n    for (i = 0; i < len; i++)\n", "\n    return n;\n}\n",
          "        if (s[i] == '(')\n            n++;", None),
