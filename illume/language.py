@@ -183,11 +183,13 @@ MIN_SCORE = 6
 MIN_APART = 3
 _MOST = 10  # matches counted per feature: one line of prose repeated cannot outvote the code
 _SAMPLE = 200_000  # characters read from each end of a long buffer
+_LONGEST_LINE = 1000
 
 
 # Docstrings and comments hold prose and examples (`digitSum("") => 0`),
 # not the code's own syntax: emptied before counting, their marks kept.
-_PROSE = r'"""(?:.|\n)*?"""|\'\'\'(?:.|\n)*?\'\'\'|/\*(?:.|\n)*?\*/|//[^\n]*'
+# An unclosed one runs to the end, which keeps the search linear.
+_PROSE = r'"""[\s\S]*?(?:"""|\Z)|\'\'\'[\s\S]*?(?:\'\'\'|\Z)|/\*[\s\S]*?(?:\*/|\Z)|//[^\n]*'
 
 
 def _emptied(match):
@@ -200,6 +202,8 @@ def scores(text):
     if len(text) > 2 * _SAMPLE:
         text = text[:_SAMPLE] + "\n" + text[-_SAMPLE:]
     text = re.sub(_PROSE, _emptied, text)
+    # Minified code and data lines say little, and would make the line patterns slow.
+    text = "\n".join(line for line in text.split("\n") if len(line) <= _LONGEST_LINE)
     return {
         name: sum(weight * min(len(pattern.findall(text)), _MOST) for weight, pattern in features)
         for name, features in _compiled().items()

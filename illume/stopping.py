@@ -195,6 +195,7 @@ class _Lexer:
 # Where an expression may begin, a JavaScript `/` starts a regex literal:
 # after these characters, these keywords, or at the start of a line.
 _BEFORE_REGEX = set("(,=:[!&|?{};+-*%<>~^")
+_LONGEST_REGEX = 1000  # a regex literal is looked for this far, so a long line stays linear
 _KEYWORDS_BEFORE_REGEX = {
     "return", "typeof", "instanceof", "in", "of", "new", "delete", "void", "throw", "case", "do", "else",
     "yield", "await",
@@ -203,19 +204,21 @@ _KEYWORDS_BEFORE_REGEX = {
 
 def _regex_may_start(text, i):
     """Give back whether the `/` at `i` may open a regex literal (else it divides)."""
-    before = text[:i].rstrip()
-    if not before:
+    end = i
+    while end > 0 and text[end - 1] in " \t":
+        end -= 1
+    if end == 0 or text[end - 1] in _BEFORE_REGEX:
         return True
-    if before[-1] in _BEFORE_REGEX:
-        return True
-    word = re.search(r"[\w$]+$", before)
-    return bool(word) and word.group() in _KEYWORDS_BEFORE_REGEX
+    start = end
+    while start > 0 and end - start <= 10 and (text[start - 1].isalnum() or text[start - 1] in "_$"):
+        start -= 1
+    return text[start:end] in _KEYWORDS_BEFORE_REGEX
 
 
 def _regex_end(text, i):
     """Give back where the regex literal opened at `i` ends (after its flags), or i + 1 if none ends on the line."""
     j, in_class = i + 1, False
-    while j < len(text):
+    while j < min(len(text), i + _LONGEST_REGEX):
         ch = text[j]
         if ch == "\\":
             j += 2
@@ -230,7 +233,7 @@ def _regex_end(text, i):
                 j += 1
             return j
         j += 1
-    return i + 1  # no end on this line: a division after all
+    return i + 1  # no end on this line (or not within reach): a division after all
 
 
 def _indent(line):
