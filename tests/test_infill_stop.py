@@ -146,7 +146,7 @@ def test_file_name_names_the_language_of_a_buffer_with_regex_literals():
     middle = ["  s = s.replace(/`/g, '\\\\`');\n", "\n\nfunction helper(x) {\n", "  return x;\n}\n"]
     results = {}
     for name in ("src/quote.js", "notes.txt"):
-        with FakeServer() as server:
+        with ScriptedServer() as server:
             server.respond(Reply(infill_events(middle)), path="/infill")
             result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "all", "--file-name", name)
         assert result.returncode == 0, result.stdout
@@ -160,7 +160,7 @@ def test_a_language_word_that_names_none_falls_through_to_the_file_name():
     middle = ["    y = x  # (\n", "    return y\n\n\ndef g(x):\n    return 2\n"]
     results = {}
     for name in ("src/f.py", "src/f.c"):
-        with FakeServer() as server:
+        with ScriptedServer() as server:
             server.respond(Reply(infill_events(middle)), path="/infill")
             results[name] = run_illume(f"!api {server.url}\n{buffer}", "--file-name", name).stdout
     assert results["src/f.py"] == b"    y = x  # ("

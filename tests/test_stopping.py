@@ -532,7 +532,9 @@ METHOD_SUFFIX = "\n        return Rect(w, h)\n\n    def shrink(self, n):\n      
     ],
 )
 def test_fragments(name, hint, prefix, suffix, output, expected):
-    pytest.importorskip("tree_sitter")
+    require_module("tree_sitter", GRAMMARS)
+    if hint in syntax.GRAMMARS:
+        require_grammar(hint)
     expected = output if expected is None else expected
     assert InfillGuard.cut(prefix, suffix, output, language=hint) == expected
 
@@ -544,7 +546,7 @@ def test_fragments(name, hint, prefix, suffix, output, expected):
 ])
 def test_a_line_the_grammar_does_not_know_is_kept(middle):
     # tree-sitter-c reads a bare macro statement as an error; the model finished the line.
-    pytest.importorskip("tree_sitter_c")
+    require_grammar("c")
     prefix = "#include <Python.h>\n\nstatic void wait(int fd)\n{\n"
     assert InfillGuard.cut(prefix, "\n}\n", middle, language="c") == middle
     assert InfillGuard.cut(prefix, "\n}\n", middle + "\n    g(fd, ", language="c") == middle
