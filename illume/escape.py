@@ -29,6 +29,7 @@ relies on the model's own `<think>` lines to hide its reasoning.
 from illume.buffer import DIRECTIVES, SETTERS, directive
 
 ESCAPE = "!"
+_LINE_START = ("",)  # the LINES of a line of the reply's own
 
 # Every beginning of a directive's first word: while a line's first word is
 # one of these and goes on, it may still become a directive.
@@ -71,16 +72,20 @@ class Escaper:
     """
 
     def __init__(self, lines: tuple[str, ...] = ("",)):
-        self._first_lines = tuple(line for line in lines if _may_change(line))
-        self._lines = self._first_lines  # what may stand before the current line's start
+        lines = tuple(line for line in lines if _may_change(line))
+        self._lines = _LINE_START if lines == _LINE_START else lines  # what may stand before the current line
         self._held = ""  # the start of the current line, its fate still open
         self._open = bool(self._lines)  # the current line's fate is still open
 
     def feed(self, text: str) -> str:
         """Return the part of TEXT (and of the text held back before it) that can be printed now."""
+        if not self._open and "\n" not in text:
+            return text  # the common case: the middle of a line whose fate is known
         out = []
         start, size = 0, len(text)
         while start < size:
+            if self._open and not self._held and self._lines is _LINE_START and text[start] not in "!\n":
+                self._open = False  # a line that starts with anything but `!` is text
             if not self._open:
                 end = text.find("\n", start)
                 if end < 0:
@@ -88,13 +93,13 @@ class Escaper:
                     break
                 out.append(text[start : end + 1])
                 start = end + 1
-                self._open, self._lines = True, ("",)
+                self._open, self._lines = True, _LINE_START
                 continue
             char = text[start]
             start += 1
             if char == "\n":
                 out.append(self._settle(whole=True) + "\n")
-                self._open, self._lines = True, ("",)
+                self._open, self._lines = True, _LINE_START
             else:
                 self._held += char
                 out.append(self._settle(whole=False))
@@ -109,7 +114,7 @@ class Escaper:
     def _settle(self, whole: bool) -> str:
         """Return what can be printed of the held start of the line; close the line's fate once known."""
         printed = ""
-        if self._lines != ("",):
+        if self._lines is not _LINE_START:
             breaks = False
             for line in self._lines:
                 if not line:
@@ -119,7 +124,7 @@ class Escaper:
                     return ""
                 breaks = breaks or verdict
             if breaks:
-                printed, self._lines = "\n", ("",)  # the reply's line of its own
+                printed, self._lines = "\n", _LINE_START  # the reply's line of its own
         if "" in self._lines:
             verdict = needs_escape(self._held, whole)
             if verdict is None:
