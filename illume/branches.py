@@ -280,12 +280,15 @@ class _Choices:
 def _print(branches: list, parsed: buf.Buffer, mode: str, out) -> tuple[list[str], float]:
     """Print BRANCHES in order; return the failures and when the first was accepted."""
     from illume.cli import _after_reply, _check_ending
+    from illume.escape import Escaper, first_lines
 
     count = len(branches)
     failures = []
     answered = time.perf_counter()
     for number, branch in enumerate(branches, 1):
         translate = GptOss() if parsed.gpt_oss else None
+        header = "\n\n!assistant\n\n" + parsed.prepend if mode == buf.CHAT else "\n\n"
+        escaper = Escaper(first_lines(header))  # no line of a reply acts as a directive (illume.escape)
         accepted = False
         try:
             for text in branch.pieces():
@@ -293,14 +296,16 @@ def _print(branches: list, parsed: buf.Buffer, mode: str, out) -> tuple[list[str
                     accepted = True
                     if number == 1:
                         answered = time.perf_counter()
-                    header = "\n\n!assistant\n\n" + parsed.prepend if mode == buf.CHAT else "\n\n"
                     out.write(note(number, count) + header)
                 if text:
-                    out.write(translate.feed(text) if translate else text)
+                    out.write(escaper.feed(translate.feed(text) if translate else text))
             if translate:
-                out.write(translate.finish())
+                out.write(escaper.feed(translate.finish()))
+            out.write(escaper.finish())
             _check_ending(branch.reply)
         except IllumeError as e:
+            if accepted:
+                out.write(escaper.finish())  # the start of a line held back when it failed
             if number == 1 and not accepted:
                 raise  # the request itself failed: reported as the plain filter reports it
             if not accepted:

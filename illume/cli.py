@@ -90,23 +90,27 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
         return branches.answer(parsed, request, out, env, options.timeout)
 
     from illume.backends import for_request
+    from illume.escape import Escaper, first_lines
     from illume.reply import GptOss, Reply
 
     backend = for_request(request, env, options.timeout)
     reply = Reply()
     translate = GptOss() if parsed.gpt_oss else None
     guard = _infill_guard(parsed, options) if request.mode == buf.INFILL else None
+    header = "\n\n!assistant\n\n" + parsed.prepend if request.mode == buf.CHAT else ""
+    # No line of the reply may act as a directive on the next turn (illume.escape).
+    escaper = Escaper(first_lines(header, None if request.mode == buf.INFILL and not options.filter else text,
+                                  options.filter))
     stream = backend.stream(request, reply)
     try:
         next(stream)  # the request was accepted
-        if request.mode == buf.CHAT:
-            out.write("\n\n!assistant\n\n" + parsed.prepend)
-        for text in stream:
+        out.write(header)
+        for piece in stream:
             if translate:
-                text = translate.feed(text)
+                piece = translate.feed(piece)
             if guard:
-                text = guard.feed(text)
-            out.write(text)
+                piece = guard.feed(piece)
+            out.write(escaper.feed(piece))
             if guard and guard.stopped:
                 break  # the middle left its hole; closing the stream stops the server
     finally:
@@ -114,7 +118,7 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
         held = translate.finish() if translate else ""  # text held back for a token, even before an error
         if guard:
             held = guard.feed(held) + guard.finish()
-        out.write(held)
+        out.write(escaper.feed(held) + escaper.finish())
     if not (guard and guard.stopped):
         _check_ending(reply)
     out.write(_after_reply(reply))
