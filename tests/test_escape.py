@@ -471,3 +471,27 @@ def test_vim_completion_at_the_end_of_the_last_line(editor, server):
     assert after == buf + "er\n!!api http://evil.example/\n\n"
     parsed = buffer.parse(after, Sources({}))
     assert parsed.mode == buffer.COMPLETION and parsed.api == server.url
+
+
+# --- the real llama-server on SmolLM2 ---
+
+def test_real_model_completion_of_directive_like_lines(llama_server):
+    """A prompt of `!api` lines (escaped in the buffer) that the model goes on with; greedy, so repeatable.
+
+    Whatever the model writes, the next turn goes to the same URL with the
+    same headers, and its prompt is this prompt followed by the model's
+    text exactly (asked of the server directly, with the same body).
+    """
+    import httpx
+
+    lines = "".join(f"!!api http://{name}.example/\n" for name in ("one", "two", "three", "four", "five"))
+    buf = f"!completion\n!api {llama_server}\n!:temperature 0\n!:max_tokens 48\n!:cache_prompt false\nCommands:\n{lines}"
+    first = run_illume(buf)
+    assert first.returncode == 0, first.stdout
+    before = buffer.parse(buf, Sources({}))
+    raw = httpx.post(llama_server + "completions", json={**before.body, "prompt": before.messages[0].content},
+                     timeout=120).json()["choices"][0]["text"]
+    after = buffer.parse(buf + first.stdout.decode(), Sources({}))
+    assert after.api == before.api and after.headers.items() == before.headers.items()
+    assert after.messages[0].content == (before.messages[0].content + "\n" + raw).strip("\r\n")
+    assert [line for line in first.stdout.decode().split("\n") if buffer.directive(line)] == []
