@@ -157,5 +157,6 @@ def first_lines(header: str, buffer: str | None = None, filtered: bool = False) 
         return (line,)
     # The buffer ends with a line break: after it, as `illume < FILE >> FILE`
     # puts the reply, or at the end of the buffer's last line, as an editor
-    # that sends its lines each with a line break may put it (the Vim plugin).
+    # that sends its lines each with a line break may put it (the Vim plugin
+    # and the Emacs package do).
     return ("", buffer[:-1].rpartition("\n")[2])
