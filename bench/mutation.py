@@ -85,7 +85,7 @@ MUTANTS = [
            ("tests/test_batch.py", "-m", "not server and not embedded")),
     # --- !stats ---
     Mutant("stats: the rate upside down (seconds per token)", "illume/stats.py",
-           "rate = events / seconds_streaming if", "rate = seconds_streaming / events if",
+           "rate = events / seconds_streaming", "rate = seconds_streaming / events",
            ("tests/test_faults.py", "-k", "stats")),
     # --- the embedded backend's notes ---
     Mutant("embedded: the token-limit note dropped", "illume/backends/embedded.py",
