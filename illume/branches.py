@@ -307,5 +307,5 @@ def _print(branches: list, parsed: buf.Buffer, mode: str, out) -> tuple[list[str
                 out.write(note(number, count))
             failures.append(f"branch {number} of {count}: {e}")
             continue
-        out.write(_after_reply(branch.reply))
+        out.write(_after_reply(branch.reply, out.secrets))
     return failures, answered

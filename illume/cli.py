@@ -47,8 +47,13 @@ class Output:
     def __init__(self, stream: BinaryIO):
         self.stream = stream
         self.secrets: list[str] = []  # values to mask in anything printed about a failure
+        self.terminal = _is_terminal(stream)  # then control sequences are written out (illume.terminal)
 
     def write(self, text: str) -> None:
+        if self.terminal:
+            from illume.terminal import shown
+
+            text = shown(text)
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:
@@ -63,6 +68,13 @@ class Output:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def program(text: str, out: Output, env: Mapping[str, str], options: Options) -> int:
@@ -80,7 +92,7 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
         request = branches.first_request(parsed, request)
     from illume.headers import proxy_secrets
 
-    out.secrets = parsed.headers.secrets() + proxy_secrets(env)
+    out.secrets = request.secrets() + proxy_secrets(env)
     if parsed.debug:
         out.write(request.debug_text())
         return EXIT_OK
@@ -117,7 +129,7 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
         out.write(held)
     if not (guard and guard.stopped):
         _check_ending(reply)
-    out.write(_after_reply(reply))
+    out.write(_after_reply(reply, out.secrets))
     if parsed.stats:
         from illume.stats import note
 
@@ -152,24 +164,24 @@ def _check_ending(reply) -> None:
         raise StreamError("the reply was cut off: the stream ended before its end marker")
 
 
-def _after_reply(reply) -> str:
+def _after_reply(reply, secrets=()) -> str:
     """Return the notes that follow a whole reply: skipped malformed events, a stop at the token limit."""
+    from illume.reply import malformed_excerpt
+
     notes = ""
     if reply.malformed:
         # The original skips them without a word; a note keeps them from passing unseen.
         notes += f"\n\n!note skipped {len(reply.malformed)} malformed event(s) from the server, " \
-                 f"first: {reply.malformed[0]}"
+                 f"first: {malformed_excerpt(reply.malformed[0], secrets)}"
     if reply.limit:
         notes += f"\n\n!note the reply stopped at {reply.limit} (raise !:max_tokens for more)"
     return notes
 
 
 def _scrub(message: str, secrets: list[str]) -> str:
-    from illume.headers import mask
+    from illume.secrets import scrub
 
-    for secret in secrets:
-        message = message.replace(secret, mask(secret))
-    return message
+    return scrub(message, secrets)
 
 
 def _error_section(message: str) -> str:

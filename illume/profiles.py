@@ -1,14 +1,14 @@
 """Profiles: small buffers of directives, found by name (SPEC A5).
 
-`!profile NAME` resolves NAME as a built-in `profiles/NAME.profile`, else as
-a file path, else (for a bare name) as `NAME.profile` in the user's profile
-folder, `$XDG_CONFIG_HOME/illume/profiles`.
+`!profile NAME` resolves NAME as a built-in `profiles/NAME.profile`, else
+(for a bare name) as `NAME.profile` in the user's profile folder,
+`$XDG_CONFIG_HOME/illume/profiles`, else as a file path.
 """
 
 import os
 from collections.abc import Mapping
 
-from illume.documents import DocumentError, read_text
+from illume.documents import read_text
 from illume.resources import builtin_dir, user_dir
 
 DEFAULT = "llama.cpp"
@@ -19,20 +19,21 @@ def _is_bare(name: str) -> bool:
 
 
 def resolve(name: str, env: Mapping[str, str]) -> tuple[str, str]:
-    """Return (identity, text) of the profile NAME; identity tells two loads of one file apart."""
+    """Return (identity, text) of the profile NAME; identity tells two loads of one file apart.
+
+    A bare name is looked up among the built-ins, then in the user's own
+    folder, and only then as a file in the current directory: a file that
+    a cloned repository holds must not stand in for the user's profile
+    (and receive the keys it sends). The original looks in the current
+    directory before the user's folder.
+    """
     if _is_bare(name) and name not in ("", ".", ".."):
-        builtin = os.path.join(builtin_dir("profiles"), f"{name}.profile")
-        if os.path.isfile(builtin):
-            return builtin, read_text(builtin)
-    try:
-        return os.path.abspath(name), read_text(name)
-    except DocumentError as first:
-        if not _is_bare(name) or not name:
-            raise
-        users = os.path.join(user_dir("profiles", env), f"{name}.profile")
-        if os.path.isfile(users):
-            return users, read_text(users)
-        raise first  # the original's words: "open NAME: no such file or directory"
+        for folder in (builtin_dir("profiles"), user_dir("profiles", env)):
+            path = os.path.join(folder, f"{name}.profile")
+            if os.path.isfile(path):
+                return path, read_text(path)
+    # The original's words when nothing is found: "open NAME: no such file or directory".
+    return os.path.abspath(name), read_text(name)
 
 
 def builtin_names() -> list[str]:

@@ -68,8 +68,8 @@ def test_events_come_out_as_soon_as_their_blank_line_arrives():
     assert decoder.feed(b"data: a\n") == []
     assert decoder.feed(b"\n") == [Event(M, "a")]
     assert decoder.feed(b"data: b\r") == []
-    assert decoder.feed(b"\n\r") == []  # the CR may be half of a CRLF
-    assert decoder.feed(b"\n") == [Event(M, "b")]
+    assert decoder.feed(b"\n\r") == [Event(M, "b")]  # a CR ends its line at once
+    assert decoder.feed(b"\n") == []  # the rest of that CRLF, not a line of its own
     assert decoder.close() == []
 
 

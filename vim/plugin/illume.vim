@@ -4,6 +4,13 @@ if exists('g:loaded_illume') || &compatible || !(has('nvim') || has('job') && ha
 endif
 let g:loaded_illume = 1
 
+" A chat file holds the model's words: a `vim: set ...` line that a reply
+" planted must not set options when the file is opened again.
+augroup illume_modeline
+  autocmd!
+  autocmd BufReadPost * if search('^!assistant\s*$', 'nw') | setlocal nomodeline | endif
+augroup END
+
 command! -bar Illume call illume#chat()
 command! -bar -range IllumeInfill call illume#infill(<line1>)
 command! -bar IllumeStop call illume#stop()
