@@ -16,6 +16,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import stat
 import subprocess
 import sys
@@ -383,3 +384,93 @@ def test_control_sequences_in_a_reply_are_written_out_on_a_terminal(server):
     assert shown == "\r\n\r\n!assistant\r\n\r\n^[]52;c;ZXZpbA==^G^[[2Jred^[[1m\r\r\nnext^Mover".encode()
     # Into a pipe the bytes go as they came, as the original sends them.
     assert illume(f"!api {server.url}\n!user\nhi\n").stdout == f"\n\n!assistant\n\n{reply}".encode()
+
+
+# --- low: the Vim plugin --------------------------------------------------------------
+
+VIM_SCRIPT = """\
+set nocompatible hidden noswapfile nomore modeline
+let &runtimepath = {plugin} . ',' . &runtimepath
+let g:illume_command = {command}
+runtime plugin/illume.vim
+try
+  execute 'edit' fnameescape({file})
+{commands}
+catch
+  call writefile([v:exception, v:throwpoint], {errors})
+endtry
+call writefile(split(execute('messages'), "\\n"), {messages})
+qall!
+"""
+
+WAIT_FOR_REPLY = """\
+  Illume
+  let s:start = reltime()
+  while illume#running() && reltimefloat(reltime(s:start)) < 60
+    sleep 20m
+  endwhile
+  write
+"""
+
+
+def vim_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@pytest.fixture(params=["vim", "nvim"])
+def editor(request):
+    path = shutil.which(request.param)
+    if path is None:
+        pytest.skip(f"{request.param} is not installed")
+    return request.param, path
+
+
+def run_editor(editor, tmp_path, buffer: str, commands: str, command: list[str]) -> tuple[str, str]:
+    """Run COMMANDS in EDITOR on a file holding BUFFER; return the file after and the editor's messages."""
+    name, path = editor
+    file, errors, messages = tmp_path / "chat.txt", tmp_path / "errors.txt", tmp_path / "messages.txt"
+    file.write_text(buffer)
+    script = tmp_path / "test.vim"
+    script.write_text(VIM_SCRIPT.format(
+        plugin=vim_string(str(REPO / "vim")), command="[" + ", ".join(map(vim_string, command)) + "]",
+        file=vim_string(str(file)), commands=commands, errors=vim_string(str(errors)),
+        messages=vim_string(str(messages))))
+    argv = ([path, "-Nu", "NONE", "-i", "NONE", "-n", "-es", "-S", str(script)] if name == "vim" else
+            [path, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-S", str(script)])
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "PYTHONPATH": str(REPO), "ILLUME_TEST_PYTHON": sys.executable}
+    subprocess.run(argv, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=180)
+    assert not errors.exists(), errors.read_text()
+    return file.read_text(), messages.read_text()
+
+
+def test_vim_command_expands_variables_without_a_shell(editor, tmp_path, server):
+    server.script([head(), chat("Hi"), DONE])
+    buffer = f"!api {server.url}\n!user\nhi\n"
+    after, _ = run_editor(editor, tmp_path, buffer, WAIT_FOR_REPLY, ["$ILLUME_TEST_PYTHON", "-m", "illume"])
+    assert after == buffer + "\n!assistant\n\nHi\n"
+    # expand() would run the backticks through a shell.
+    run_editor(editor, tmp_path, buffer, "  Illume\n  sleep 500m\n", ["$HOME/`touch PWNED`"])
+    run_editor(editor, tmp_path, buffer, "  Illume\n  sleep 500m\n", ["~/`touch PWNED`"])
+    assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_a_chat_file_is_read_without_its_modelines(editor, tmp_path):
+    buffer = "!user\nhi\n\n!assistant\n\nSure.\n# vim: set tabstop=3 :\n"
+    out = tmp_path / "tabstop.txt"
+    run_editor(editor, tmp_path, buffer, f"  call writefile([&tabstop], {vim_string(str(out))})\n", ["illume"])
+    assert out.read_text() == "8\n"
+    # Any other file keeps its modelines.
+    buffer = "code\n# vim: set tabstop=3 :\n"
+    run_editor(editor, tmp_path, buffer, f"  call writefile([&tabstop], {vim_string(str(out))})\n", ["illume"])
+    assert out.read_text() == "3\n"
+
+
+def test_the_vim_buffer_shows_no_url_password(editor, tmp_path):
+    port = free_port()
+    buffer = f"!api http://admin:{PASSWORD}@127.0.0.1:{port}/\n!user\nhi\n"
+    after, messages = run_editor(editor, tmp_path, buffer, WAIT_FOR_REPLY, ["$ILLUME_TEST_PYTHON", "-m", "illume"])
+    assert after == buffer + (f"\n!error\n\ncannot connect to 127.0.0.1:{port}: connection refused "
+                              "(is the server running?)\n\n")
+    assert PASSWORD not in messages
