@@ -68,8 +68,12 @@ class Decoder:
         events = []
         for line in lines:
             if line[:6] == b"data: ":
-                # The common case, kept inline: it runs once per token.
-                self._add_data(line[6:], events)
+                if self._data:
+                    self._add_data(line[6:], events)
+                else:
+                    # The common case, kept inline: it runs once per token.
+                    self._data.append(line[6:])
+                    self._data_size = len(line)
             elif line:
                 self._field(line, events)
             elif self._data:
