@@ -7,10 +7,10 @@ so a UTF-8 character split across pieces survives. Pure: no I/O.
 
 One leniency: a `data:` line that follows a complete JSON value (or
 `[DONE]`) without the blank line between starts a new event, as the
-original reads every `data: ` line on its own (SPEC A8) and some servers
-and scripts never send the blank lines. It is checked only where it is
-cheap (one held line, parsed once), so decoding stays linear in time; a
-line or an event past MAX_LINE bytes is a StreamError.
+original reads every `data: ` line on its own (docs/wire.md) and some
+servers and scripts never send the blank lines. It is checked only where
+it is cheap (one held line, parsed once), so decoding stays linear in
+time; a line or an event past MAX_LINE bytes is a StreamError.
 """
 
 import json

@@ -304,7 +304,7 @@ def _error_summary(text: str, secrets=()) -> str:
         if isinstance(parsed.get("estimated_time"), (int, float)):
             message += f" (estimated time {parsed['estimated_time']:g} s)"
         return message
-    # Anything else as the original prints it, byte for byte (SPEC A8), only cut short.
+    # Anything else as the original prints it, byte for byte (docs/wire.md), only cut short.
     # Masked first, then cut: a key cut in two would not be recognised.
     return cut(text, ERROR_BODY_LIMIT, secrets)
 
