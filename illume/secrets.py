@@ -69,20 +69,27 @@ def scrub(message: str, secrets) -> str:
         if secret in message:
             message = message.replace(secret, mask(secret))
     if "…" in message and ordered:
-        message = _CUT.sub(lambda m: _mask_cut(m.group(1), ordered) + "…", message)
+        message = _mask_cut_ends(message, ordered)
     return message
 
 
-_CUT = re.compile(r"(\S{4,})…")
-
-
-def _mask_cut(word: str, secrets: list[str]) -> str:
-    """Return WORD (the text right before an ellipsis) with a secret's beginning at its end masked."""
-    for secret in secrets:
-        for length in range(min(len(secret) - 1, len(word)), 3, -1):
-            if word.endswith(secret[:length]):
-                return word[: len(word) - length] + "***"
-    return word
+def _mask_cut_ends(message: str, secrets: list[str]) -> str:
+    """Return MESSAGE with the beginning of a secret (4 characters or more) right before an ellipsis masked."""
+    longest = len(secrets[0])
+    pieces, start = [], 0
+    at = message.find("…")
+    while at >= 0:
+        before = message[max(start, at - longest) : at]
+        for secret in secrets:
+            length = next((n for n in range(min(len(secret) - 1, len(before)), 3, -1)
+                           if before.endswith(secret[:n])), 0)
+            if length:
+                pieces.append(message[start : at - length] + "***")
+                start = at
+                break
+        at = message.find("…", at + 1)
+    pieces.append(message[start:])
+    return "".join(pieces)
 
 
 def cut(message: str, limit: int, secrets=()) -> str:
