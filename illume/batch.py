@@ -397,7 +397,7 @@ def _sweep(folder: str) -> None:
         path = os.path.join(folder, name)
         try:
             info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid():
+            if stat.S_ISREG(info.st_mode) and info.st_uid == getattr(os, "geteuid", lambda: info.st_uid)():
                 os.unlink(path)
         except OSError:
             pass
