@@ -328,6 +328,10 @@ class Batch:
         if self.progress:
             self.stderr.write("\r\033[K")
         for path, message in self.failures:
+            if self.progress:  # a terminal: a server's words must not carry control sequences to it
+                from illume.terminal import shown
+
+                message = shown(message)
             self.stderr.write(f"illume: {path}: {message}\n")
         total = len(self.paths)
         parts = [f"{self.counts[ANSWERED]} answered", f"{self.counts[FAILED]} failed", f"{self.counts[SKIPPED]} skipped"]

@@ -65,11 +65,11 @@ def scrub(message: str, secrets) -> str:
     by someone who did not scrub it first) is masked too.
     """
     ordered = sorted(set(secrets), key=len, reverse=True)
+    if "…" in message and ordered:
+        message = _mask_cut_ends(message, ordered)  # first: a shorter secret could mask part of a cut one
     for secret in ordered:
         if secret in message:
             message = message.replace(secret, mask(secret))
-    if "…" in message and ordered:
-        message = _mask_cut_ends(message, ordered)
     return message
 
 
