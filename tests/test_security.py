@@ -271,7 +271,7 @@ def test_batch_removes_temporary_files_that_a_killed_run_left(server, tmp_path):
 
 def test_batch_refuses_a_reply_too_big_to_hold(server, tmp_path, monkeypatch):
     from illume import batch
-    from illume.cli import Options
+    from illume.answer import Options
 
     monkeypatch.setattr(batch, "MAX_REPLY_BYTES", 1000)
     server.script([head(), chat("x" * 2000), DONE])
