@@ -114,9 +114,9 @@ def count(counter, messages: Sequence, files: Sequence[Sequence[dict]], body: di
 def align(data: bytes, pieces: Sequence[bytes]) -> list[int] | None:
     """Return where in DATA each token's piece starts, or None when the pieces do not spell DATA.
 
-    A token whose piece is not at its place is one the tokenizer added
-    (BOS): it takes no text. A first piece with a space the text lacks is a
-    SentencePiece space prefix.
+    A token at either end whose piece is not in the text is one the
+    tokenizer added (BOS, EOS): it takes no text. A first piece with a space
+    the text lacks is a SentencePiece space prefix.
     """
     starts, at = [], 0
     for piece in pieces:
@@ -125,6 +125,8 @@ def align(data: bytes, pieces: Sequence[bytes]) -> list[int] | None:
             at += len(piece)
         elif at == 0 and piece.startswith(b" ") and data.startswith(piece[1:], 0):
             at += len(piece) - 1
+        elif 0 < at < len(data):
+            return None
     return starts if at == len(data) else None
 
 
