@@ -194,11 +194,12 @@ def debug_notes(parsed, request, env: Mapping[str, str], timeout: float, fitted=
 
 
 class Fitted:
-    """A request cut to fit the context, and the note that says what was left out ("" when nothing was)."""
+    """A request cut to fit the context, the buffer's messages it keeps, and the note on what was left out."""
 
-    def __init__(self, request, note: str = ""):
+    def __init__(self, parsed, request, note: str = ""):
+        self.parsed = parsed  # has the kept messages (`messages`), for counting their files again
         self.request = request
-        self.note = note
+        self.note = note  # "" when nothing was left out
 
 
 def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
@@ -214,15 +215,15 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
     from illume import buffer as buf
 
     if request.mode != buf.CHAT:
-        return Fitted(request, "\n\n!note !fit leaves out messages of a chat only")
+        return Fitted(parsed, request, "\n\n!note !fit leaves out messages of a chat only")
     try:
         counter = counter_for(request, env, timeout)
     except Uncountable as e:
-        return Fitted(request, f"\n\n!note !fit left nothing out: {e}")
+        return Fitted(parsed, request, f"\n\n!note !fit left nothing out: {e}")
     try:
         whole = measure(counter, parsed, request)
         if whole.fits():
-            return Fitted(request)
+            return Fitted(parsed, request)
         costs = [m.cost for m in whole.messages]
         roles = [m.role for m in whole.messages]
         try:
@@ -235,7 +236,7 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
             count = measure(counter, *cut)
             if count.fits():
                 saved = whole.total - count.total
-                return Fitted(cut[1], tokens.left_out_note(dropped, saved, whole.context))
+                return Fitted(*cut, tokens.left_out_note(dropped, saved, whole.context))
             if dropped.stop >= last:
                 raise ContextTooLong(tokens.too_long(count))
             # One more than planned: the plan adds up the parts' costs, the template may join them unevenly.
@@ -244,7 +245,7 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
                 stop += 1
             dropped = range(dropped.start, stop)
     except Uncountable as e:
-        return Fitted(request, f"\n\n!note !fit left nothing out: {e}")
+        return Fitted(parsed, request, f"\n\n!note !fit left nothing out: {e}")
     finally:
         counter.close()
 
@@ -254,17 +255,42 @@ def _last_user(roles: Sequence[str]) -> int:
     return users[-1] if users else len(roles) - 1
 
 
-def _without(parsed, request, dropped: range):
-    """Return (parsed messages, request) without the messages DROPPED; the buffer itself is untouched."""
-    from illume.request import Request
+class _Kept:
+    """The messages of a buffer that `!fit` keeps."""
 
-    class Kept:
-        messages = [m for i, m in enumerate(parsed.messages) if i not in dropped]
+    def __init__(self, messages):
+        self.messages = messages
+
+
+def _without(parsed, request, dropped: range):
+    """Return (the kept messages, the request) without the messages DROPPED; the buffer itself is untouched."""
+    from illume.request import Request
 
     body = dict(request.body)
     body["messages"] = [m for i, m in enumerate(request.body["messages"]) if i not in dropped]
-    return Kept, Request(url=request.url, body=body, headers=request.headers, mode=request.mode,
+    kept = _Kept([m for i, m in enumerate(parsed.messages) if i not in dropped])
+    return kept, Request(url=request.url, body=body, headers=request.headers, mode=request.mode,
                          template=request.template)
+
+
+def refused_as_too_long(error: Exception) -> bool:
+    """Return whether ERROR is llama-server's (or the embedded model's) refusal of a prompt longer than the context."""
+    text = str(error)
+    return "exceed_context_size_error" in text or "exceeds the available context size" in text
+
+
+def explained(error: Exception, parsed, request, env: Mapping[str, str], timeout: float) -> Exception:
+    """Return the error to report for ERROR: for a prompt refused as too long, one naming its biggest parts."""
+    from illume import buffer as buf
+
+    if not refused_as_too_long(error):
+        return error
+    message = explain(parsed, request, env, timeout)
+    if message is None:
+        return error
+    if request.mode == buf.CHAT and not parsed.fit:
+        message += " (add !fit to leave out the oldest messages)"
+    return ContextTooLong(message)
 
 
 def explain(parsed, request, env: Mapping[str, str], timeout: float) -> str | None:
