@@ -1,6 +1,7 @@
 """Infill that knows when to stop, end to end: the real CLI against a scripted server that overruns."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -21,6 +22,17 @@ def test_overrun_is_cut_and_the_stream_closed_early():
         result = run_illume(f"!api {server.url}\n{NORM}", timeout=60)
     assert result.returncode == 0, result.stdout
     assert result.stdout == b"    r = math.sqrt(sum(x * x for x in v))"
+
+
+def test_stats_after_a_stop_time_the_stream_until_it_was_closed():
+    # The stream never ends by itself: the rate is over the time until illume closed it, not +Inf.
+    with FakeServer() as server:
+        server.respond(Reply(infill_events(OVERRUN[:6], done=False), delay=0.05, hold=600), path="/infill")
+        result = run_illume(f"!api {server.url}\n!stats\n{NORM}", timeout=60)
+    assert result.returncode == 0, result.stdout
+    middle, note = result.stdout.split(b"\n\n!note ")
+    assert middle == b"    r = math.sqrt(sum(x * x for x in v))"
+    assert re.fullmatch(rb"[0-9.]+(e[+-][0-9]+)? tok/s, [1-6] toks, [0-9.]+(ns|\xc2\xb5s|ms|s)", note), note
 
 
 def test_without_rules_the_same_stall_is_waited_out():
