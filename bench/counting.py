@@ -8,6 +8,7 @@ in each run:
             POST /tokenize (what `!fit` and `!debug tokens` add before a reply)
   request   the chat request itself, streamed to its end (max_tokens 16,
             temperature 0, the prompt cached by the server after the first run)
+  request 1 the same with max_tokens 1: about the least a request costs
   cli       the CLI answering the buffer, and the same buffer with `!fit`
 Prints medians, the spread (min-max) and the ratios count/request and
 cli !fit/cli.
@@ -39,7 +40,9 @@ def main(runs: int) -> None:
     from illume.backends.http import HTTPBackend
     from illume.reply import Reply
 
-    process, url, _ = start_llama_server(context=4096, parallel=1)
+    from test_fit import no_repack
+
+    process, url, _ = start_llama_server(*no_repack(), context=4096, parallel=1)
     try:
         env = {"HOME": "/nonexistent"}
         text = buffer(url)
@@ -47,7 +50,8 @@ def main(runs: int) -> None:
         request = req.build(parsed, env)
         assert len(request.body["messages"]) == 20, len(request.body["messages"])
         cli_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
-        times = {"count": [], "request": [], "cli": [], "cli !fit": []}
+        one_token = req.Request(request.url, dict(request.body, max_tokens=1), request.headers, request.mode)
+        times = {"count": [], "request": [], "request 1": [], "cli": [], "cli !fit": []}
         tokens_counted = None
         for run in range(runs + 1):  # the first run warms the server's cache and is not counted
             started = time.perf_counter()
@@ -62,6 +66,11 @@ def main(runs: int) -> None:
                 pass
             requested = time.perf_counter() - started
 
+            started = time.perf_counter()
+            for _ in HTTPBackend(timeout=300).stream(one_token, Reply()):
+                pass
+            requested_one = time.perf_counter() - started
+
             cli = {}
             for name, prefix in (("cli", ""), ("cli !fit", "!fit\n")):
                 started = time.perf_counter()
@@ -72,6 +81,7 @@ def main(runs: int) -> None:
             if run:
                 times["count"].append(counted)
                 times["request"].append(requested)
+                times["request 1"].append(requested_one)
                 times["cli"].append(cli["cli"])
                 times["cli !fit"].append(cli["cli !fit"])
     finally:
@@ -82,8 +92,10 @@ def main(runs: int) -> None:
         print(f"  {name:10} {statistics.median(values) * 1000:8.1f} ms  "
               f"({min(values) * 1000:.1f}-{max(values) * 1000:.1f})")
     ratio = [c / r for c, r in zip(times["count"], times["request"])]
+    ratio_one = [c / r for c, r in zip(times["count"], times["request 1"])]
     cli_ratio = [f / c for f, c in zip(times["cli !fit"], times["cli"])]
     print(f"ratios (median of the per-run ratios)\n  count / request        {statistics.median(ratio):.3f}"
+          f"\n  count / request 1      {statistics.median(ratio_one):.3f}"
           f"\n  cli !fit / cli         {statistics.median(cli_ratio):.3f}")
 
 
