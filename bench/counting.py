@@ -40,9 +40,7 @@ def main(runs: int) -> None:
     from illume.backends.http import HTTPBackend
     from illume.reply import Reply
 
-    from test_fit import no_repack
-
-    process, url, _ = start_llama_server(*no_repack(), context=4096, parallel=1)
+    process, url, _ = start_llama_server(context=4096, parallel=1)
     try:
         env = {"HOME": "/nonexistent"}
         text = buffer(url)

@@ -21,21 +21,10 @@ QUESTION = "!user\nQuestion {i}: what is special about the number {i}?\n" \
 NOTE = re.compile(rb"!note left out messages 2-(\d+), ([\d,]+) tokens, to fit 512")
 
 
-def no_repack() -> list[str]:
-    """Return llama-server's --no-repack where the CPU advertises AMX (its kernels fault there) and conftest does not add it."""
-    import inspect
-
-    import conftest
-
-    with open("/proc/cpuinfo") as f:
-        amx = " amx_tile" in f.read()
-    return ["--no-repack"] if amx and "--no-repack" not in inspect.getsource(conftest.start_llama_server) else []
-
-
 @pytest.fixture(scope="module")
 def small_server():
     """The base URL of a real llama-server with one 512-token slot."""
-    process, url, _ = start_llama_server(*no_repack(), context=CONTEXT, parallel=1)
+    process, url, _ = start_llama_server(context=CONTEXT, parallel=1)
     try:
         yield url
     finally:
