@@ -140,3 +140,26 @@ def test_breakdown_that_fits_and_a_completion_prompt():
 ])
 def test_left_out_note(dropped, expected):
     assert tokens.left_out_note(dropped, 3120, 4096) == expected
+
+
+def test_each_message_keeps_its_context_files(tmp_path):
+    from illume import buffer as buf
+
+    (tmp_path / "a.sql").write_text("select 1;\n")
+    (tmp_path / "b.py").write_text("x = 1\n")
+    text = (f"Be brief.\n!context {tmp_path / 'a.sql'}\n!user\nHi\n!assistant\nHello\n"
+            f"!user\n!context {tmp_path / 'b.py'}\n!context {tmp_path / 'a.sql'}\nAnd these?\n!fit\n!debug tokens\n")
+    parsed = buf.parse(text, buf.Sources({"HOME": str(tmp_path)}), default_profile="llama.cpp")
+    assert [[f["filename"] for f in m.files] for m in parsed.messages] == [
+        [str(tmp_path / "a.sql")], [], [], [str(tmp_path / "b.py"), str(tmp_path / "a.sql")]]
+    assert parsed.messages[3].files[0]["text"] == "x = 1\n"
+    assert (parsed.fit, parsed.debug, parsed.debug_tokens) == (True, True, True)
+
+
+@pytest.mark.parametrize("line, tokens_asked", [("!debug", False), ("!debug tokens", True), ("!debug  tokens ", True),
+                                               ("!debug other", False)])
+def test_debug_tokens_is_asked_for_by_name(line, tokens_asked):
+    from illume import buffer as buf
+
+    parsed = buf.parse(f"{line}\n!user\nHi\n", buf.Sources({}), default_profile="llama.cpp")
+    assert (parsed.debug, parsed.debug_tokens) == (True, tokens_asked)
