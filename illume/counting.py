@@ -207,10 +207,10 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
 
     The plan comes from each message's cost; the cut prompt is then counted
     again, and one more message goes while it still does not fit (a
-    template may join messages unevenly). Raises TooLong, as an IllumeError
-    naming the biggest parts, when even the system prompt and the last user
-    message do not fit. Without counts (another API), REQUEST unchanged
-    with a note saying why.
+    template may join messages unevenly). Raises ContextTooLong, naming the
+    biggest parts, when even the system prompt and the last user message do
+    not fit. Without counts (another API), REQUEST unchanged with a note
+    saying why.
     """
     from illume import buffer as buf
 
