@@ -123,17 +123,17 @@ class EmbeddedCounter:
         return self.llama.n_ctx()
 
     def render(self, messages: Sequence, body: Mapping) -> str:
-        from illume.backends import chat_prompt, embedded
+        from illume.backends import embedded
 
+        try:
+            from illume.backends import chat_prompt
+        except ImportError:  # an embedded backend that lets llama-cpp-python lay out the chat: not counted
+            raise Uncountable("this embedded backend does not render the chat prompt itself") from None
         return chat_prompt.render(self.llama, messages, embedded._text(body, "chat_template"))
 
     def pieces(self, text: str, special: bool = True) -> list[bytes]:
-        from illume.backends import chat_prompt
-
-        if special:
-            ids = chat_prompt.tokens(self.llama, text)
-        else:
-            ids = self.llama.tokenize(text.encode("utf-8", "surrogateescape"), add_bos=False, special=False)
+        # As the backend tokenizes a prompt (chat_prompt.tokens): special tokens parsed, BOS if the model wants it.
+        ids = self.llama.tokenize(text.encode("utf-8", "surrogateescape"), add_bos=special, special=special)
         return [self._piece(token) for token in ids]
 
     def _piece(self, token: int) -> bytes:
