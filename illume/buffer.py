@@ -26,7 +26,7 @@ CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 DIRECTIVES = frozenset({
     "!user", "!assistant", "!completion", "!infill", "!api", "!profile", "!context", "!reddit", "!reddit!",
     "!github", "!note", "!begin", "!end", "!exclude", "!prepend", "!stats", "!debug", "!gpt-oss",
-    "!branches", "!stop-rules", "!language", "!error",
+    "!branches", "!stop-rules", "!language", "!error", "!fit",
 })
 SETTERS = ("!>", "!:")
 
