@@ -1,6 +1,6 @@
 """Token counts from the model's own tokenizer: what each part of a prompt costs, and `!fit`.
 
-A counter (illume.counters) renders the prompt exactly as the model will
+A counter (illume.counting) renders the prompt exactly as the model will
 evaluate it and splits it into tokens, each with its piece of text. The
 pieces are laid back over the prompt text, so every token lands in one
 part: a message's own text, a `!context` file inside it, or the chat
@@ -20,7 +20,7 @@ class Uncountable(Exception):
 
 
 class TooLong(Exception):
-    """The prompt cannot fit the context; the message names its biggest parts."""
+    """Even with every message that may go left out, the prompt does not fit."""
 
 
 class MessageCount:
@@ -244,11 +244,13 @@ def biggest(count: Count, n: int = 3) -> list[str]:
 
 def too_long(count: Count) -> str:
     """Return the error for a prompt that does not fit: the total, the context, the biggest parts."""
-    reply = ""
+    reply = hint = ""
     if count.reply and count.total < count.context:
         reply = f" less {count.reply:,} for the reply ({count.reply_key})"
+        if count.reply >= count.context:
+            hint = f"; {count.reply_key} leaves the prompt no room (lower !:{count.reply_key})"
     return (f"the prompt is {count.total:,} tokens, the context {count.context:,}{reply}: "
-            + ", ".join(biggest(count)))
+            + ", ".join(biggest(count)) + hint)
 
 
 def breakdown(count: Count) -> str:

@@ -117,6 +117,13 @@ def test_too_long_with_the_reply_room():
                                       "(max_tokens): message 1 (user) 2,990, the chat template 10")
 
 
+def test_too_long_when_the_reply_takes_the_whole_context():
+    count = Count(30, [MessageCount(1, "user", 20, [], 25)], 512, 2000)
+    assert tokens.too_long(count) == ("the prompt is 30 tokens, the context 512 less 2,000 for the reply "
+                                      "(max_tokens): message 1 (user) 20, the chat template 10; max_tokens leaves "
+                                      "the prompt no room (lower !:max_tokens)")
+
+
 def test_breakdown():
     assert tokens.breakdown(_count()) == (
         "!note the system prompt: 12 tokens\n"
