@@ -10,7 +10,7 @@ the buffer's secrets, to keep them out of whatever it prints.
 
 from collections.abc import Mapping
 
-from illume.errors import Exit, IllumeError, RequestError
+from illume.errors import Exit, IllumeError, RequestError, StreamError
 from illume.output import ASSISTANT, Output, Times, write_reply
 
 DEFAULT_TIMEOUT = 300.0
@@ -120,7 +120,7 @@ def answer(question: Question, out: Output) -> Exit:
     lines = first_lines(header, ending, options.filter)
     try:
         write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines)
-    except RequestError as e:
+    except (RequestError, StreamError) as e:
         from illume import counting
 
         # Counted only now that the server refused: a prompt that fits costs no extra request.

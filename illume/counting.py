@@ -298,7 +298,9 @@ def _without(parsed, request, dropped: range):
 def refused_as_too_long(error: Exception) -> bool:
     """Return whether ERROR is llama-server's (or the embedded model's) refusal of a prompt longer than the context."""
     text = str(error)
-    return "exceed_context_size_error" in text or "exceeds the available context size" in text
+    # llama-server's error type and message; llama-cpp-python's ValueError, as the embedded backend passes it on.
+    return any(words in text for words in ("exceed_context_size_error", "exceeds the available context size",
+                                           "exceed context window"))
 
 
 def explained(error: Exception, parsed, request, env: Mapping[str, str], timeout: float) -> Exception:
