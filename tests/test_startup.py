@@ -46,7 +46,7 @@ def test_a_plain_http_request_imports_no_http_library():
         names = imported([], f"!api {server.url}\n!user\nhi\n".encode())
         assert len(server.requests) == 1
     assert names.isdisjoint(HEAVY)
-X
+    assert "http" not in names and "email" not in names  # nor http.client and its email parser
 
 
 def test_debug_imports_no_decimal():
