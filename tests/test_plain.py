@@ -154,3 +154,53 @@ def test_which_urls_go_plain(url, usable):
 ])
 def test_which_headers_and_environments_go_plain(headers, environ, usable):
     assert plain.usable("http://127.0.0.1:8080/v1", headers, environ) is usable
+
+
+class Script:
+    """A socket whose reads return PIECES one by one, then the end of the stream."""
+
+    def __init__(self, pieces: list[bytes]):
+        self.pieces = list(pieces)
+
+    def recv(self, size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+    def close(self):
+        pass
+
+
+CHUNKED = (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+           b"7\r\ndata: {\r\n5;ext=1\r\n}\n\nda\r\nA\r\nta: [DONE]\r\n0\r\n\r\n")
+
+
+def test_chunks_that_came_together_go_on_together():
+    response = plain.Response(Script([CHUNKED]), "http://h/")
+    assert list(response.iter_bytes()) == [b"data: {}\n\ndata: [DONE]"]
+
+
+def test_a_chunked_body_cut_anywhere_reads_the_same():
+    for cut in range(len(CHUNKED) + 1):
+        for second in range(cut, len(CHUNKED) + 1):
+            pieces = [CHUNKED[:cut], CHUNKED[cut:second], CHUNKED[second:]]
+            response = plain.Response(Script([p for p in pieces if p]), "http://h/")
+            assert b"".join(response.iter_bytes()) == b"data: {}\n\ndata: [DONE]", pieces
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"7\r\ndata: {\r\n", "peer closed connection without sending complete message body (incomplete chunked read)"),
+    (b"-7\r\ndata: {\r\n", "illegal chunk header: b'-7'"),
+    (b"0x7\r\ndata: {\r\n", "illegal chunk header: b'0x7'"),
+])
+def test_a_broken_chunked_body_is_cut_off(body, reason):
+    response = plain.Response(Script([CHUNKED.split(b"\r\n\r\n")[0] + b"\r\n\r\n" + body]), "http://h/")
+    with pytest.raises(plain.CutOff) as caught:
+        b"".join(response.iter_bytes())
+    assert str(caught.value) == reason
+
+
+def test_a_body_short_of_its_content_length_is_cut_off():
+    response = plain.Response(Script([b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", b"de"]), "http://h/")
+    with pytest.raises(plain.CutOff) as caught:
+        b"".join(response.iter_bytes())
+    assert str(caught.value) == "peer closed connection without sending complete message body " \
+                                "(received 5 bytes, expected 10)"

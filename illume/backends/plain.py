@@ -207,31 +207,49 @@ class Response:
                 return
 
     def _raw_chunked(self) -> Iterator[bytes]:
+        """Yield the data of the chunks as they arrive, all that one read brought at once.
+
+        llama-server sends each token as a chunk of its own; those that came
+        together go on together, and nothing waits for more to come.
+        """
         buffer, self._buffer = self._buffer, b""
+        pos = 0
+        data_left = 0  # of the chunk being read
+        crlf_left = 0  # of the line break after a chunk's data
+        pieces = []
         while True:
-            # The size line.
-            while (end := buffer.find(b"\r\n")) < 0:
-                if len(buffer) > 4096:
-                    raise CutOff("illegal chunk header")
-                buffer += self._more()
-            size_text = buffer[:end].split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise CutOff(f"illegal chunk header: {buffer[:end][:100]!r}") from None
-            buffer = buffer[end + 2 :]
-            if size == 0:
-                return  # trailers, if any, are of no use
-            # The chunk itself, passed on as it arrives: a token must not wait for the chunk's end.
-            while size:
-                if not buffer:
-                    buffer = self._more()
-                piece, buffer = buffer[:size], buffer[size:]
-                size -= len(piece)
-                yield piece
-            while len(buffer) < 2:
-                buffer += self._more()
-            buffer = buffer[2:]
+            while pos < len(buffer):
+                if data_left:
+                    piece = buffer[pos : pos + data_left]
+                    pos += len(piece)
+                    data_left -= len(piece)
+                    pieces.append(piece)
+                    if not data_left:
+                        crlf_left = 2
+                elif crlf_left:
+                    step = min(crlf_left, len(buffer) - pos)
+                    pos += step
+                    crlf_left -= step
+                else:  # a size line
+                    end = buffer.find(b"\r\n", pos)
+                    if end < 0:
+                        if len(buffer) - pos > 4096:
+                            raise CutOff("illegal chunk header")
+                        break
+                    size_text = buffer[pos:end].split(b";", 1)[0].strip(b" \t")
+                    if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+                        raise CutOff(f"illegal chunk header: {buffer[pos:end][:100]!r}")
+                    data_left = int(size_text, 16)
+                    pos = end + 2
+                    if data_left == 0:
+                        if pieces:
+                            yield b"".join(pieces)
+                        return  # trailers, if any, are of no use
+            if pieces:
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces = []
+            buffer = buffer[pos:] + self._more()
+            pos = 0
 
     def _more(self) -> bytes:
         data = self._recv()
