@@ -18,6 +18,7 @@ Usage: python bench/startup.py [--original PATH] [ROUNDS]
 import argparse
 import compileall
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,10 +32,14 @@ PY = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 
 
-def timed(command, stdin=b"") -> float:
+def timed(command, stdin=b"") -> tuple[float, float]:
+    """Return the wall time and the CPU time (user + system) of one whole run of COMMAND."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=REPO)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def spread(values: list[float], scale: float = 1000.0, digits: int = 1) -> str:
@@ -63,17 +68,20 @@ def main() -> None:
         commands["original !debug dry run"] = ([args.original], debug)
         commands["original chat request (whole process)"] = ([args.original], chat)
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.rounds):
         for name, (command, stdin) in commands.items():
-            times[name].append(timed(command, stdin))
+            wall, used = timed(command, stdin)
+            times[name].append(wall)
+            cpu[name].append(used)
 
     load = os.getloadavg()
     print(f"{args.rounds} interleaved rounds, Python {sys.version.split()[0]}, "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
-    print("whole process, ms: median (min-max)")
+    print("whole process, ms: median (min-max), wall time and CPU time (user + system)")
     width = max(map(len, times))
     for name, values in times.items():
-        print(f"  {name:<{width}}  {spread(values)}")
+        print(f"  {name:<{width}}  wall {spread(values):<22} cpu {spread(cpu[name])}")
 
     print("ratios, round by round: median (min-max)")
     pairs = [("illume !debug dry run", "python -c 'import click, json'", "goal <= 1.2"),
@@ -83,7 +91,8 @@ def main() -> None:
                   ("illume chat request (whole process)", "original chat request (whole process)", "")]
     for a, b, goal in pairs:
         ratios = [x / y for x, y in zip(times[a], times[b])]
-        print(f"  {a} / {b}: {spread(ratios, 1, 2)}  {goal}")
+        cpu_ratios = [x / y for x, y in zip(cpu[a], cpu[b])]
+        print(f"  {a} / {b}: wall {spread(ratios, 1, 2)}, cpu {spread(cpu_ratios, 1, 2)}  {goal}")
 
 
 if __name__ == "__main__":

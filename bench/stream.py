@@ -16,6 +16,7 @@ Usage: python bench/stream.py [--original PATH] [ROUNDS] [EVENTS]
 import argparse
 import compileall
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,12 +38,15 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
             f"({min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f})")
 
 
-def run(command, buffer: bytes, events: int) -> float:
+def run(command, buffer: bytes, events: int) -> tuple[float, float]:
+    """Return the wall time and the CPU time (user + system) of one whole run of COMMAND."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(command, input=buffer, capture_output=True, cwd=REPO)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert result.returncode == 0 and result.stdout.count(b"x") == events, (command, result.stdout[-200:])
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def throughput(rounds: int, events: int, original: str | None) -> None:
@@ -52,10 +56,13 @@ def throughput(rounds: int, events: int, original: str | None) -> None:
     if original:
         commands["original"] = [original]
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     curl = []
     for _ in range(rounds):
         for name, command in commands.items():
-            times[name].append(run(command, buffer, events))
+            wall, used = run(command, buffer, events)
+            times[name].append(wall)
+            cpu[name].append(used)
         if shutil.which("curl"):
             start = time.perf_counter()
             subprocess.run(["curl", "-sN", "-o", "/dev/null", "-d", "{}", server.url], check=True)
@@ -63,15 +70,16 @@ def throughput(rounds: int, events: int, original: str | None) -> None:
     load = os.getloadavg()
     print(f"throughput: {events} events, {rounds} interleaved rounds, "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
-    print("  whole process, s: median (min-max)")
+    print("  whole process, s: median (min-max), wall time and CPU time (user + system)")
     for name, values in times.items():
-        print(f"    {name:<22}{spread(values)}")
+        print(f"    {name:<22}wall {spread(values):<22} cpu {spread(cpu[name])}")
     if curl:
-        print(f"    {'curl -N to /dev/null':<22}{spread(curl)}")
+        print(f"    {'curl -N to /dev/null':<22}wall {spread(curl)}")
     if original:
         ratios = [o / i for i, o in zip(times["illume"], times["original"])]
+        cpu_ratios = [o / i for i, o in zip(cpu["illume"], cpu["original"])]
         print(f"  illume's speed / the original's (original's time / illume's), round by round: "
-              f"{spread(ratios, 1, 2)}  (goal >= 1)")
+              f"wall {spread(ratios, 1, 2)} (goal >= 1), cpu {spread(cpu_ratios, 1, 2)}")
 
 
 def first_byte(rounds: int) -> None:
