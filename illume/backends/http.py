@@ -274,10 +274,11 @@ def _pass_on(events, reply: Reply) -> tuple[str, bool, StreamError | None]:
     error event is returned with the error, so it is shown before it.
     """
     texts = []
+    text, add = reply.text, texts.append  # looked up once: this runs for every token
     try:
-        for event in events:
-            texts.append(reply.text(event.data, event.type))
-            if event.data == "[DONE]":
+        for kind, data in events:
+            add(text(data, kind))
+            if data == "[DONE]":
                 return "".join(texts), True, None
     except StreamError as error:
         return "".join(texts), False, error
