@@ -112,7 +112,7 @@ def infill_guard(parsed, options: Options):
     if not rules:
         return None
     prefix, suffix = parsed.hole()
-    # The buffer's own word first, then the file the editor has open, then a !context file before the hole.
-    hint = parsed.language or options.file_name or (
-        parsed.infill_files[-1]["filename"] if parsed.infill_files else None)
-    return InfillGuard(prefix, suffix, rules=rules, language=hint)
+    # Strongest first: the buffer's own word, the file the editor has open, a
+    # !context file before the hole. One that names no language falls through.
+    hints = [parsed.language, options.file_name, parsed.infill_files[-1]["filename"] if parsed.infill_files else None]
+    return InfillGuard(prefix, suffix, rules=rules, language=hints)

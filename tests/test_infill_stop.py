@@ -135,3 +135,33 @@ def test_file_name_option_tells_the_language():
             results[name] = run_illume(f"!api {server.url}\n{buffer}", "--file-name", name).stdout
     assert results["src/f.py"] == b"    y = x  # ("
     assert results["src/f.c"] == "".join(middle).encode()
+
+
+def test_file_name_names_the_language_of_a_buffer_with_regex_literals():
+    # As the editors run it: every rule on, the file's name passed.  Read as
+    # JavaScript, the backtick inside the regex literal is no template string
+    # and the new function after the middle is cut; named a text file, no
+    # language rule applies and every byte stays.
+    buffer = "function quote(s) {\n!infill\n  return s;\n}\n"
+    middle = ["  s = s.replace(/`/g, '\\\\`');\n", "\n\nfunction helper(x) {\n", "  return x;\n}\n"]
+    results = {}
+    for name in ("src/quote.js", "notes.txt"):
+        with FakeServer() as server:
+            server.respond(Reply(infill_events(middle)), path="/infill")
+            result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "all", "--file-name", name)
+        assert result.returncode == 0, result.stdout
+        results[name] = result.stdout
+    assert results["src/quote.js"] == b"  s = s.replace(/`/g, '\\\\`');\n\n"
+    assert results["notes.txt"] == "".join(middle).encode()
+
+
+def test_a_language_word_that_names_none_falls_through_to_the_file_name():
+    buffer = "!stop-rules echo,scope\n!language frobnicate\ndef f(x):\n!infill\n    return y\n"
+    middle = ["    y = x  # (\n", "    return y\n\n\ndef g(x):\n    return 2\n"]
+    results = {}
+    for name in ("src/f.py", "src/f.c"):
+        with FakeServer() as server:
+            server.respond(Reply(infill_events(middle)), path="/infill")
+            results[name] = run_illume(f"!api {server.url}\n{buffer}", "--file-name", name).stdout
+    assert results["src/f.py"] == b"    y = x  # ("
+    assert results["src/f.c"] == "".join(middle).encode()
