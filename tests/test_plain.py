@@ -10,6 +10,7 @@ use httpx. The bytes on the wire and on stdout must be the same.
 import gzip
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -29,6 +30,9 @@ def illume(buffer: bytes, httpx: bool, tmp_path, env: dict | None = None) -> sub
         full_env["PYTHONPATH"] = str(tmp_path)
     return subprocess.run([sys.executable, "-m", "illume"], input=buffer, capture_output=True, env=full_env,
                           timeout=60, cwd=REPO)
+
+
+RESET = b"RESET"  # as a piece: the server resets the connection
 
 
 class Recorder:
@@ -58,6 +62,9 @@ class Recorder:
                     data += conn.recv(65536)
                 self.requests.append(data)
                 for piece in self.pieces:
+                    if piece is RESET:
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        break  # closing now sends a reset
                     conn.sendall(piece)
 
     def close(self):
@@ -109,12 +116,17 @@ GZIPPED = gzip.compress(b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\ndata
     # An error status with its body.
     ([b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 36\r\n\r\n"
       b'{"error":{"message":"no such page"}}'], (1, b"\n\n!error\n\nHTTP 404: no such page\n")),
+    # The connection reset halfway through the reply.
+    ([b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n", RESET], "reset"),
     # Not HTTP at all.
     ([b"SSH-2.0-OpenSSH_9.6\r\n\r\n"], None),
-], ids=["chunked", "gzip", "100-continue", "error-status", "not-http"])
+], ids=["chunked", "gzip", "100-continue", "error-status", "reset", "not-http"])
 def test_the_reply_is_read_as_httpx_reads_it(tmp_path, pieces, expected):
     outputs, _ = both("!api http://127.0.0.1:PORT/\n!user\nhi\n", pieces, tmp_path)
-    if expected is None:  # the words are each parser's own; the outcome is the same
+    if expected == "reset":  # the same words, whichever way it came
+        assert outputs[0] == outputs[1], outputs
+        assert outputs[0][0] == 1 and b"Connection reset by peer" in outputs[0][1], outputs
+    elif expected is None:  # the words are each parser's own; the outcome is the same
         assert [status for status, _ in outputs] == [1, 1]
         assert all(out.startswith(b"\n\n!error\n\nthe reply was cut off: ") for _, out in outputs), outputs
     else:

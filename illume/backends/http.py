@@ -108,7 +108,7 @@ def _failure(error: Exception, url: str, timeout: float) -> IllumeError | None:
     from illume.backends import plain
 
     httpx = sys.modules.get("httpx")
-    if isinstance(error, (plain.ConnectTimeout, plain.ReadTimeout)) or (
+    if isinstance(error, (plain.ConnectTimeout, plain.ReadTimeout, plain.WriteTimeout)) or (
             httpx and isinstance(error, httpx.TimeoutException)):
         connecting = isinstance(error, plain.ConnectTimeout) or (httpx and isinstance(error, httpx.ConnectTimeout))
         what = "connecting" if connecting else "waiting for the reply"
@@ -118,8 +118,9 @@ def _failure(error: Exception, url: str, timeout: float) -> IllumeError | None:
         return StreamError(f"the reply was cut off: {_reason(error)} ({_where(url)})")
     if isinstance(error, plain.ConnectError) or (httpx and isinstance(error, httpx.ConnectError)):
         return RequestError(f"cannot connect to {_where(url)}: {_reason(error)}")
-    if isinstance(error, plain.DecodingError):
-        return RequestError(f"DecodingError from {_where(url)}: {_reason(error)}")
+    if isinstance(error, (plain.DecodingError, plain.ReadError, plain.WriteError)):
+        # httpx's words for these: the error's name, where, and why.
+        return RequestError(f"{type(error).__name__} from {_where(url)}: {_reason(error)}")
     if httpx is None:
         return None
     if isinstance(error, httpx.UnsupportedProtocol):

@@ -43,12 +43,24 @@ class ReadTimeout(Exception):
     pass
 
 
+class WriteTimeout(Exception):
+    pass
+
+
 class CutOff(Exception):
     """The server broke the HTTP framing: closed the connection early, or sent what is not HTTP."""
 
 
 class DecodingError(Exception):
     pass
+
+
+class ReadError(Exception):
+    """Reading failed (the connection was reset): the message is the system's."""
+
+
+class WriteError(Exception):
+    """Sending failed (the connection was reset): the message is the system's."""
 
 
 def usable(url: str, headers: Mapping[str, bytes], environ: Mapping[str, str]) -> bool:
@@ -97,9 +109,14 @@ def send(url: str, headers: Mapping[str, bytes], body, defaults: Mapping[str, st
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as httpcore: a small request goes at once
         sock.settimeout(timeout)  # for each read and write, as httpx's read and write timeouts
-        sock.sendall(request_head(url, headers, defaults))
-        for piece in body:
-            sock.sendall(piece)
+        try:
+            sock.sendall(request_head(url, headers, defaults))
+            for piece in body:
+                sock.sendall(piece)
+        except TimeoutError:
+            raise WriteTimeout("timed out") from None
+        except OSError as e:
+            raise WriteError(str(e)) from None
         response = Response(sock, url)
     except BaseException:
         sock.close()
@@ -167,7 +184,7 @@ class Response:
         except TimeoutError:
             raise ReadTimeout("timed out") from None
         except OSError as e:
-            raise CutOff(str(e)) from None
+            raise ReadError(str(e)) from None
 
     def _read_head(self) -> bytes:
         while True:
