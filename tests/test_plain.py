@@ -145,6 +145,10 @@ def test_the_reply_is_read_as_httpx_reads_it(tmp_path, pieces, expected):
     ("http://127.0.0.1:8080/a%20b", False),  # escapes
     ("http://127.0.0.1:8080/a b", False),
     ("http://[::1]:8080/v1", False),
+    ("http://127.0.0.01:8080/v1", False),  # httpx: "Invalid IPv4 address"
+    ("http://999.0.0.1:8080/v1", False),
+    ("http://1-2-3-4:8080/v1", True),  # a host name
+    ("http://10.0.0.255:8080/v1", True),
     ("http://127.0.0.1:8080/v1#part", False),
     ("http://127.0.0.1:99999/v1", False),
     ("embedded:", False),

@@ -26,6 +26,8 @@ _URL = re.compile(r"http://([a-z0-9][a-z0-9.-]*)(?::([0-9]{1,5}))?"
                   r"(/[A-Za-z0-9._~!$&'()*+,;=:/-]*)?(\?[A-Za-z0-9._~!$&'()*+,;=:/?-]*)?\Z")
 # RFC 9110 tokens and field values as h11 checks them.
 _NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+\Z")
+# httpx's own test for a host that must be a valid IP v4 address.
+_IPV4_STYLE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+\Z")
 _VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?\Z")
 
 CHUNK = 65536
@@ -68,6 +70,8 @@ def usable(url: str, headers: Mapping[str, bytes], environ: Mapping[str, str]) -
     match = _URL.match(url)
     if not match or ".." in match[1] or match[1].endswith("."):
         return False
+    if _IPV4_STYLE.match(match[1]) and not _ipv4(match[1]):
+        return False  # httpx refuses it as an invalid IP address
     if match[2] is not None and not 0 < int(match[2]) < 65536 or match[2] == "80" or match[2] and match[2][0] == "0":
         return False
     if match[3] and any(part in (".", "..") for part in match[3].split("/")):
@@ -77,6 +81,12 @@ def usable(url: str, headers: Mapping[str, bytes], environ: Mapping[str, str]) -
         return False  # httpx reads proxies (and their exceptions) from the environment
     return all(_NAME.match(name.encode("latin-1", "replace")) and _VALUE.match(value)
                for name, value in headers.items())
+
+
+def _ipv4(host: str) -> bool:
+    """Return whether HOST is an IP v4 address as Python's ipaddress reads one (no leading zeros)."""
+    parts = host.split(".")
+    return len(parts) == 4 and all(part.isdigit() and str(int(part)) == part and int(part) < 256 for part in parts)
 
 
 def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, str]) -> bytes:
