@@ -220,3 +220,12 @@ def test_a_body_short_of_its_content_length_is_cut_off():
         b"".join(response.iter_bytes())
     assert str(caught.value) == "peer closed connection without sending complete message body " \
                                 "(received 5 bytes, expected 10)"
+
+
+def test_headers_as_h11_reads_them():
+    response = plain.Response(Script([b"HTTP/1.1 200 OK\r\nX-A: one\r\n  two\r\ncontent-length: 3, 3\r\n"
+                                      b"x-a: three\r\n\r\nabcdef"]), "http://h/")
+    assert response.headers.get("X-a") == "one two, three"
+    assert response.read() == b"abc"
+    with pytest.raises(plain.CutOff):
+        plain.Response(Script([b"HTTP/1.1 200 OK\r\ncontent-length: 3, 4\r\n\r\nabcd"]), "http://h/")

@@ -170,6 +170,9 @@ class Response:
         self.status_code = int(parts[1])
         pairs = []
         for line in lines:
+            if line[:1] in (" ", "\t") and pairs:  # an obsolete folded line continues the header before it
+                pairs[-1] = (pairs[-1][0], pairs[-1][1] + " " + line.strip(" \t"))
+                continue
             name, colon, value = line.partition(":")
             if not colon or not name or name != name.strip():
                 raise CutOff(f"illegal header line: {line[:100]!r}")
@@ -177,12 +180,15 @@ class Response:
         self.headers = Headers(pairs)
         self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         length = self.headers.get("content-length")
-        try:
-            self._left = None if self._chunked or length is None else int(length)
-        except ValueError:
-            raise CutOff(f"bad Content-Length: {length[:100]!r}") from None
-        if self._left is not None and self._left < 0:
-            raise CutOff(f"bad Content-Length: {length[:100]!r}")
+        if self.status_code in (204, 304):
+            self._left = 0  # no body, whatever the headers say
+        elif self._chunked or length is None:
+            self._left = None
+        else:
+            values = {value.strip() for value in length.split(",")}  # repeated, it must say the same
+            if len(values) != 1 or not values.pop().isdigit():
+                raise CutOff(f"bad Content-Length: {length[:100]!r}")
+            self._left = int(length.split(",")[0])
         self._received = 0
         self._decoders = [_decoder(kind.strip().lower())
                           for kind in self.headers.get("content-encoding", "").split(",") if kind.strip()]
