@@ -72,7 +72,7 @@ def _plain(url: str, headers: dict[str, bytes]) -> bool:
     import os
     import sys
 
-    from illume.backends import plain
+    import illume.backends.plain as plain
 
     return "httpx" not in sys.modules and plain.usable(url, headers, os.environ)
 
@@ -94,7 +94,7 @@ class _Transport:
 
     def send(self, url: str, headers: dict[str, bytes], body):
         if _plain(url, headers):
-            from illume.backends import plain
+            import illume.backends.plain as plain
 
             return plain.send(url, headers, body, DEFAULT_HEADERS, self.timeout, min(self.timeout, 30.0))
         import httpx
@@ -111,7 +111,7 @@ def _failure(error: Exception, url: str, timeout: float) -> IllumeError | None:
     """Return the IllumeError that tells the user about ERROR from either transport, or None for a bug of ours."""
     import sys
 
-    from illume.backends import plain
+    import illume.backends.plain as plain
 
     httpx = sys.modules.get("httpx")
     if isinstance(error, (plain.ConnectTimeout, plain.ReadTimeout, plain.WriteTimeout)) or (
