@@ -12,7 +12,7 @@ import re
 import httpx
 import pytest
 
-from conftest import run_illume, start_llama_server, stop
+from conftest import require_module, run_illume, start_llama_server, stop
 
 CONTEXT = 512
 SETTINGS = "!:temperature 0\n!:seed 42\n!:max_tokens 32\n"
@@ -164,9 +164,9 @@ def test_fit_cannot_leave_out_the_last_question(small_server, schema):
 
 
 def test_another_api_gives_no_counts():
-    from fakeserver import FakeServer, Reply, chat_events
+    from scripted import Reply, ScriptedServer, chat_events
 
-    with FakeServer() as server:
+    with ScriptedServer() as server:
         server.respond(Reply(chat_events(["Hi"])))
         server.respond(Reply(status=404, body='{"error":{"message":"Unknown request URL: GET /props"}}'), path="/props")
         buffer = f"!api {server.url}v1\n!user\nHello\n"
@@ -225,7 +225,7 @@ def test_embedded_counts_are_the_models_own(shape):
 def test_embedded_too_long_and_fit(schema):
     # The embedded backend that renders its own prompt refuses a long one before its reply, and loads safely
     # where the CPU advertises AMX; the one before it is killed there on its first prompt.
-    pytest.importorskip("illume.backends.chat_prompt")
+    require_module("illume.backends.chat_prompt", "the embedded backend that renders its own prompt (branch cache)")
     too_long = run_illume(EMBEDDED + f"!user\n!context {schema}\nWhat is this?\n")
     assert too_long.returncode == 1
     assert re.fullmatch(rb"\n\n!error\n\nthe prompt is [\d,]+ tokens, the context 512: "

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from faultserver import FaultServer
+from scripted import ScriptedServer
 
 HEAVY = ("httpx", "httpcore", "jinja2", "llama_cpp")
 
@@ -42,7 +42,7 @@ def test_jinja_only_when_a_jinja_template_is_rendered():
 
 def test_a_plain_http_request_imports_no_http_library():
     # httpx and httpcore cost about 50 ms: plain http:// goes over illume's own plain transport.
-    with FaultServer() as server:
+    with ScriptedServer() as server:
         names = imported([], f"!api {server.url}\n!user\nhi\n".encode())
         assert len(server.requests) == 1
     assert names.isdisjoint(HEAVY)
