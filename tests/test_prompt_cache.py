@@ -1,0 +1,206 @@
+"""The prompt cache's store (illume/prompt_cache.py): entries, damage, concurrency, eviction, a full disk."""
+
+import multiprocessing
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from illume import prompt_cache as pc
+from illume.errors import SetupError
+
+KEY = bytes(range(16))
+
+
+def cache(tmp_path: Path, limit: int = 10**9, key: bytes = KEY) -> pc.PromptCache:
+    return pc.PromptCache(tmp_path / "prompts", key, limit)
+
+
+def entries(c: pc.PromptCache) -> list[str]:
+    return sorted(p.name for p in c.dir.iterdir()) if c.dir.exists() else []
+
+
+def test_the_longest_shared_prefix_wins_and_its_state_comes_back(tmp_path):
+    c = cache(tmp_path)
+    assert c.save([1, 2, 3], b"state-a") is None
+    assert c.save([1, 2, 9, 9], b"state-b") is None
+    found = c.best([1, 2, 9, 9, 5])
+    assert (found.tokens, found.common) == ([1, 2, 9, 9], 4)
+    assert bytes(c.load(found)) == b"state-b"
+    found = c.best([1, 2, 3, 4])
+    assert (found.tokens, found.common) == ([1, 2, 3], 3)
+    assert bytes(c.load(found)) == b"state-a"
+    assert c.best([7, 1, 2]) is None
+
+
+def test_a_partial_match_still_finds_the_entry(tmp_path):
+    # An edited middle message: only the part before the edit is shared.
+    c = cache(tmp_path)
+    c.save([1, 2, 3, 4, 5, 6], b"s")
+    found = c.best([1, 2, 3, 8, 8])
+    assert found.common == 3 and found.tokens == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_entry_that_begins_a_new_one_is_removed_as_covered(tmp_path):
+    c = cache(tmp_path)
+    c.save([1, 2, 3], b"turn one")
+    c.save([5, 6], b"another conversation")
+    c.save([1, 2, 3, 4, 5], b"turn two")
+    assert len(entries(c)) == 2
+    assert c.best([1, 2, 3]).tokens == [1, 2, 3, 4, 5]
+    assert c.best([5, 6, 7]).tokens == [5, 6]
+
+
+def test_models_do_not_see_each_others_entries(tmp_path):
+    cache(tmp_path).save([1, 2, 3], b"s")
+    assert cache(tmp_path, key=b"x" * 16).best([1, 2, 3, 4]) is None
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped state byte", "flipped token", "foreign format",
+                                    "foreign magic", "moved from another model", "empty", "header only"])
+def test_a_damaged_entry_is_a_miss_and_is_removed(tmp_path, damage):
+    c = cache(tmp_path)
+    c.save([1, 2, 3], b"0123456789" * 10)
+    path = c.dir / entries(c)[0]
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[:-7]
+    elif damage == "flipped state byte":
+        data[-5] ^= 0x10
+    elif damage == "flipped token":
+        data[pc.HEADER.size + 4] ^= 0x01
+    elif damage == "foreign format":
+        data[8:12] = (pc.FORMAT + 1).to_bytes(4, "little")
+    elif damage == "foreign magic":
+        data[:8] = b"GGUF\0\0\0\0"
+    elif damage == "moved from another model":
+        data[12:28] = b"y" * 16
+    elif damage == "empty":
+        data = b""
+    else:
+        data = data[:pc.HEADER.size]
+    path.write_bytes(bytes(data))
+    found = c.best([1, 2, 3, 4])
+    if found is not None:  # the header looked whole: the CRC catches it when the state is read
+        assert c.load(found) is None
+    assert not path.exists()
+    assert c.best([1, 2, 3, 4]) is None
+
+
+def test_the_least_recently_used_go_first_at_the_size_limit(tmp_path):
+    state = b"x" * 1000
+    entry = pc.HEADER.size + 4 * 2 + len(state)
+    c = cache(tmp_path, limit=3 * entry)
+    for i in range(3):
+        c.save([i, i], state)
+        os.utime(c.best([i, i]).path, (1000 + i, 1000 + i))  # distinct ages, oldest first
+    os.utime(c.best([0, 0]).path, (2000, 2000))  # [0, 0] was used last: [1, 1] is now the oldest
+    c.save([3, 3], state)
+    left = sorted(tuple(c.best([i, i, 9]).tokens) for i in range(4) if c.best([i, i, 9]))
+    assert left == [(0, 0), (2, 2), (3, 3)]
+    assert sum(p.stat().st_size for p in c.dir.iterdir()) <= 3 * entry
+
+
+def test_a_hit_marks_the_entry_as_used(tmp_path):
+    c = cache(tmp_path)
+    c.save([1, 2], b"s")
+    path = c.dir / entries(c)[0]
+    os.utime(path, (1000, 1000))
+    c.load(c.best([1, 2, 3]))
+    assert path.stat().st_mtime > time.time() - 60
+
+
+def test_an_entry_larger_than_the_whole_cache_is_not_saved(tmp_path):
+    c = cache(tmp_path, limit=100)
+    assert c.save([1, 2], b"x" * 200) is None
+    assert entries(c) == []
+
+
+def test_a_stale_temporary_file_is_cleaned_away(tmp_path):
+    c = cache(tmp_path)
+    c.dir.mkdir(parents=True)
+    stale = c.dir / f"{pc.TEMPORARY}12345-abc.kv.part"
+    stale.write_bytes(b"half an entry")
+    os.utime(stale, (1000, 1000))
+    fresh = c.dir / f"{pc.TEMPORARY}12346-abc.kv.part"
+    fresh.write_bytes(b"being written right now")
+    c.save([1], b"s")
+    assert not stale.exists() and fresh.exists()
+
+
+def _save_many(root: str, state: bytes, rounds: int) -> None:
+    c = pc.PromptCache(Path(root), KEY, 10**9)
+    for _ in range(rounds):
+        assert c.save(list(range(50)), state) is None
+
+
+def test_two_processes_saving_the_same_entry_leave_one_whole_copy(tmp_path):
+    # Two real processes race on the same file name, over and over; a reader never sees half an entry.
+    root = tmp_path / "prompts"
+    states = [bytes([i]) * 3_000_000 for i in (1, 2)]
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_save_many, args=(str(root), s, 15)) for s in states]
+    for w in writers:
+        w.start()
+    reader = pc.PromptCache(root, KEY, 10**9)
+    seen = 0
+    while any(w.is_alive() for w in writers):
+        found = reader.best(list(range(60)))
+        if found is not None:
+            state = reader.load(found)
+            if state is not None:
+                assert bytes(state) in states
+                seen += 1
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    assert entries(reader) == [pc.hashlib.sha256(pc._token_bytes(range(50))).hexdigest()[:32] + pc.SUFFIX]
+    assert bytes(reader.load(reader.best(list(range(60))))) in states
+
+
+def test_a_full_disk_is_a_note_and_leaves_nothing_behind(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        c = pc.PromptCache(mount / "prompts", KEY, 10**9)
+        note = c.save([1, 2, 3], b"x" * 200_000)
+        assert note == ("the prompt cache could not save this reply's state (the disk is full); "
+                        "the next call evaluates it again")
+        assert entries(c) == []
+        assert c.save([1, 2, 3], b"x" * 1000) is None  # room enough: it works again
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_the_folder_follows_xdg_cache_home():
+    assert pc.folder({"XDG_CACHE_HOME": "/x/cache"}) == Path("/x/cache/illume/prompts")
+    assert pc.folder({}) == Path(os.path.expanduser("~")) / ".cache" / "illume" / "prompts"
+
+
+@pytest.mark.parametrize("text,expected", [("", pc.DEFAULT_LIMIT), ("0", 0), ("1000", 1000), ("500M", 500 * 2**20),
+                                           ("2G", 2 * 2**30), ("2GiB", 2 * 2**30), ("1.5g", 3 * 2**29),
+                                           ("64k", 65536)])
+def test_the_size_limit_setting(text, expected):
+    assert pc.size_limit({"ILLUME_CACHE_SIZE": text}) == expected
+
+
+@pytest.mark.parametrize("text", ["big", "-1", "2X", "nan"])
+def test_a_bad_size_limit_says_what_it_wants(text):
+    with pytest.raises(SetupError, match="ILLUME_CACHE_SIZE: expected a size such as 2G, 500M or 0"):
+        pc.size_limit({"ILLUME_CACHE_SIZE": text})
+
+
+def test_the_model_key_changes_with_the_file_and_the_options(tmp_path):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF one")
+    key = pc.model_key(model, {"n_ctx": 4096}, "v1")
+    assert key == pc.model_key(model, {"n_ctx": 4096}, "v1")
+    assert key != pc.model_key(model, {"n_ctx": 2048}, "v1")
+    assert key != pc.model_key(model, {"n_ctx": 4096}, "v2")
+    model.write_bytes(b"GGUF two")  # rewritten in place, same size
+    assert key != pc.model_key(model, {"n_ctx": 4096}, "v1")
