@@ -119,9 +119,10 @@ def program(text: str, out: Output, env: Mapping[str, str], options: Options) ->
         _check_ending(reply)
     out.write(_after_reply(reply))
     if parsed.stats:
-        from illume.stats import note
+        from illume.stats import cache_note, note
 
-        out.write(note(reply.events, backend.answered - backend.started, backend.ended - backend.answered))
+        out.write(note(reply.events, backend.answered - backend.started, backend.ended - backend.answered)
+                  + cache_note(reply))
     return EXIT_OK
 
 
@@ -161,6 +162,7 @@ def _after_reply(reply) -> str:
                  f"first: {reply.malformed[0]}"
     if reply.limit:
         notes += f"\n\n!note the reply stopped at {reply.limit} (raise !:max_tokens for more)"
+    notes += "".join(f"\n\n!note {note}" for note in reply.notes)
     return notes
 
 

@@ -188,8 +188,13 @@ class PromptCache:
         size = HEADER.size + len(raw) + len(state)
         if size > self.limit:
             return None  # larger than the whole cache: keeping it would evict everything for nothing
-        crc = zlib.crc32(state, zlib.crc32(raw))
         name = hashlib.sha256(raw).hexdigest()[:32] + SUFFIX
+        try:
+            os.utime(self.dir / name)
+            return None  # saved before: the same tokens give the same state
+        except OSError:
+            pass
+        crc = zlib.crc32(state, zlib.crc32(raw))
         temporary = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,10 @@ class Reply:
     After the stream: `finished` says whether its end marker came,
     `events` counts the data events (the original's token count for
     `!stats`), `limit` names a token-limit stop, `timings` holds
-    llama-server's own figures when it sent them.
+    llama-server's own figures when it sent them. The embedded backend also
+    sets `prompt_tokens` and `cached_tokens` (how many of them it did not
+    evaluate, for `!stats`) and adds `notes` (said after the reply, such as
+    a full disk).
     """
 
     def __init__(self):
@@ -51,6 +54,9 @@ class Reply:
         self.limit: str | None = None
         self.timings: dict | None = None
         self.malformed: list[str] = []
+        self.prompt_tokens: int | None = None
+        self.cached_tokens: int | None = None
+        self.notes: list[str] = []
         self._thinking = False
 
     def text(self, data: str, event_type: str = "message") -> str:

