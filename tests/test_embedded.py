@@ -153,7 +153,7 @@ def test_flash_attention_can_be_turned_off_and_wants_a_boolean():
 
 # The same prompt as llama-server: the tokens it would evaluate for the same buffer, on two real models.
 
-CONVERSATION = ("!profile embedded\n!:temperature 0\n!:max_tokens 24\n!system\nYou are terse.\n!user\nName a fruit.\n"
+CONVERSATION = ("!profile embedded\n!:temperature 0\n!:max_tokens 24\nYou are terse.\n!user\nName a fruit.\n"
                 "!assistant\nA pear.\n!user\nAnother one, please: <b>bold</b> & \"quoted\".\n")
 
 
@@ -208,7 +208,7 @@ def test_gemma_prompt_tokens_are_llama_servers_chatml_fallback(gemma_server):
     assert ours == _server_tokens(url, CONVERSATION)
     from illume.backends.embedded import _load
 
-    assert _load(model, {}).llama.detokenize(ours).decode().startswith("<|im_start|>system\nYou are terse.")
+    assert _load(model, {}).llama.detokenize(ours, special=True).decode().startswith("<bos><|im_start|>system\nYou are terse.")
 
 
 def test_gemma_answers_as_through_llama_server(gemma_server):
@@ -228,14 +228,15 @@ def test_gemma_answers_as_through_llama_server(gemma_server):
 def test_a_chat_template_key_chooses_another_format(llama_server):
     from illume.backends.embedded import _load
 
-    untold = CONVERSATION.replace("!system\nYou are terse.\n", "")
+    untold = CONVERSATION.replace("You are terse.\n", "")
     chatml = _embedded_tokens(smollm2_path(), untold + "!:chat_template chatml\n")
     # SmolLM2's own template adds a system prompt of its own when the chat has none; ChatML does not.
     assert _embedded_tokens(smollm2_path(), untold) != chatml
-    assert _load(smollm2_path(), {}).llama.detokenize(chatml).decode().startswith("<|im_start|>user\nName a fruit.")
+    assert _load(smollm2_path(), {}).llama.detokenize(chatml, special=True).decode().startswith(
+        "<|im_start|>user\nName a fruit.")
     jinja = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] "
     inline = _embedded_tokens(smollm2_path(), CONVERSATION + f"!:chat_template {json.dumps(jinja)}\n")
-    text = _load(smollm2_path(), {}).llama.detokenize(inline).decode()
+    text = _load(smollm2_path(), {}).llama.detokenize(inline, special=True).decode()
     assert text == ("[system] You are terse.\n[user] Name a fruit.\n[assistant] A pear.\n"
                     "[user] Another one, please: <b>bold</b> & \"quoted\".\n[assistant] ")
 
