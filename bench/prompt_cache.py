@@ -83,7 +83,8 @@ def baseline(work: Path) -> Path:
         ["git", "merge-base", "HEAD", "main"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     folder = work / "baseline"
     folder.mkdir()
-    archive = subprocess.run(["git", "archive", ref, "illume"], capture_output=True, check=True, cwd=REPO).stdout
+    archive = subprocess.run(["git", "archive", ref, "illume", "profiles", "fim_templates"], capture_output=True,
+                             check=True, cwd=REPO).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder
 
@@ -151,7 +152,8 @@ def main() -> None:
     print(f"turns 2-{turns}: cache / llama-server median {statistics.median(ratios_server):.2f} (goal <= 3), "
           f"max {max(ratios_server):.2f}")
     cold = statistics.median(times["embedded, cache"][0])
-    print(f"turn 1 (cold): with the cache {cold:.2f} s, without {statistics.median(times['embedded, no cache'][0]):.2f} s, "
+    without = statistics.median(times["embedded, no cache"][0])
+    print(f"turn 1 (cold): with the cache {cold:.2f} s, without {without:.2f} s, "
           f"before the cache existed {statistics.median(today):.2f} s ({min(today):.2f}-{max(today):.2f}); "
           f"ratio to before {cold / statistics.median(today):.3f} (goal <= 1)")
 

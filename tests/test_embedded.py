@@ -208,7 +208,8 @@ def test_gemma_prompt_tokens_are_llama_servers_chatml_fallback(gemma_server):
     assert ours == _server_tokens(url, CONVERSATION)
     from illume.backends.embedded import _load
 
-    assert _load(model, {}).llama.detokenize(ours, special=True).decode().startswith("<bos><|im_start|>system\nYou are terse.")
+    text = _load(model, {}).llama.detokenize(ours, special=True).decode()
+    assert text.startswith("<bos><|im_start|>system\nYou are terse.")
 
 
 def test_gemma_answers_as_through_llama_server(gemma_server):
