@@ -1,15 +1,17 @@
 """Issue 20: a conversation over a 2,400-token !context, turn by turn, with and without the prompt cache.
 
-Usage: .venv/bin/python bench/prompt_cache.py [REPEATS] [TURNS]
+Usage: .venv/bin/python bench/prompt_cache.py [REPEATS] [TURNS] [EVERY]
 
-Each repeat holds TURNS-turn conversations (default 3 x 10), side by side,
-interleaved turn by turn: the embedded backend with its prompt cache (a
-fresh $XDG_CACHE_HOME per repeat), the embedded backend with
-`!:cache_prompt false`, and illume against llama-server with its own
-prompt cache on the same SmolLM2 file. Each turn is one whole `illume`
-process on the buffer so far, its reply appended and the next question
-after it, as a user in an editor would do. Prints per-turn medians, the
-ratios the issue sets goals for, and the cache's disk use after each turn.
+Each repeat (default 1) holds a TURNS-turn conversation (default 10) on
+the embedded backend with its prompt cache (a fresh $XDG_CACHE_HOME per
+repeat) and one through illume against llama-server with its own prompt
+cache on the same SmolLM2 file, interleaved turn by turn. On every EVERY-th
+turn (default 3: turns 1, 4, 7, 10) the cached conversation's buffer also
+goes through the embedded backend with `!:cache_prompt false`, the slow
+side, and on turn 1 through illume as it was before the cache. Each turn is
+one whole `illume` process on the buffer so far, its reply appended and the
+next question after it, as a user in an editor would do. Prints per-turn
+medians, the ratios the issue sets goals for, and the cache's disk use.
 """
 
 import os
@@ -94,68 +96,84 @@ def main() -> None:
 
     from illume.backends.embedded import default_model
 
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     turns = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    every = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     model = default_model()
     work = Path(tempfile.mkdtemp(prefix="illume-bench-cache-"))
     context, count = context_file(work, model)
     print(f"context: {count} tokens; {repeats} repeats x {turns} turns; model {model.name}")
     server, url, _ = start_llama_server(context=8192, parallel=1)
     settings = f"!:temperature 0\n!:seed 1\n!:max_tokens 24\n!context {context}\n"
-    variants = {
-        "embedded, cache": "!profile embedded\n" + settings,
-        "embedded, no cache": "!profile embedded\n!:cache_prompt false\n" + settings,
-        "llama-server": f"!profile llama.cpp\n!api {url}\n" + settings,
-    }
+    heads = {"cache": "!profile embedded\n" + settings, "server": f"!profile llama.cpp\n!api {url}\n" + settings}
+    no_cache = "!profile embedded\n!:cache_prompt false\n" + settings
+    measured = [t for t in range(turns) if t % every == 0]  # the turns the slow variant runs on
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
-    times = {name: [[] for _ in range(turns)] for name in variants}
-    before = baseline(work)
-    today = []  # the first turn on the code before the prompt cache
+    times = {name: [[] for _ in range(turns)] for name in ("cache", "no cache", "server")}
     disk = [[] for _ in range(turns)]
+    # Illume before the cache, on turn 1: BASELINE=REF names it, BASELINE=none skips it (where that code
+    # cannot run the model, as on a CPU that claims AMX: it crashes there).
+    before = baseline(work) if os.environ.get("BASELINE") != "none" else None
+    today = []  # the first turn on the code before the prompt cache
     try:
         for repeat in range(repeats):
             cache_home = work / f"cache-{repeat}"
             env = dict(base_env, XDG_CACHE_HOME=str(cache_home))
-            buffers = {name: head + "\n!user\n" + QUESTIONS[0] + "\n" for name, head in variants.items()}
+            buffers = {name: head + "\n!user\n" + QUESTIONS[0] + "\n" for name, head in heads.items()}
             for turn in range(turns):
-                order = list(variants)
-                order = order[turn % 3:] + order[:turn % 3]  # no variant always first
-                for name in order:
-                    seconds, out = run_turn(buffers[name], env)
+                runs = ["cache", "server"] + (["no cache"] if turn in measured else [])
+                runs += ["today"] if turn == 0 and before else []
+                runs = runs[turn % len(runs):] + runs[:turn % len(runs)]  # no variant always first
+                outputs = {}
+                for name in runs:
+                    if name == "no cache":  # the very buffer the cache variant gets, without the cache
+                        seconds, _ = run_turn(buffers["cache"].replace(heads["cache"], no_cache, 1), env)
+                    elif name == "today":  # the same first buffer, on the code before the cache
+                        seconds, _ = run_turn(buffers["cache"], env, before)
+                        today.append(seconds)
+                        continue
+                    else:
+                        seconds, outputs[name] = run_turn(buffers[name], env)
                     times[name][turn].append(seconds)
+                for name, out in outputs.items():
                     buffers[name] += out + "\n\n!user\n" + QUESTIONS[(turn + 1) % len(QUESTIONS)] + "\n"
-                if turn == 0:
-                    today.append(run_turn(buffers["embedded, no cache"].split("\n\n!assistant")[0], env, before)[0])
                 disk[turn].append(disk_use(cache_home / "illume" / "prompts"))
                 print(f"  repeat {repeat + 1} turn {turn + 1}: "
-                      + ", ".join(f"{name} {times[name][turn][-1]:.2f} s" for name in variants), flush=True)
+                      + ", ".join(f"{name} {times[name][turn][-1]:.2f} s" for name in times if times[name][turn])
+                      + (f", before the cache {today[-1]:.2f} s" if turn == 0 and today else ""), flush=True)
     finally:
         stop(server)
-    print("\nper turn, median of", repeats, "(min-max), whole illume process, seconds")
-    print(f"{'turn':>4} {'cache':>16} {'no cache':>18} {'llama-server':>16} {'cache/none':>10} "
+    print(f"\nper turn, median of {repeats} (min-max), whole illume process, seconds; no cache on turns "
+          + ", ".join(str(t + 1) for t in measured))
+    print(f"{'turn':>4} {'cache':>18} {'no cache':>18} {'llama-server':>18} {'cache/none':>10} "
           f"{'cache/server':>12} {'disk MB':>8} {'B/token':>8}")
     ratios_none, ratios_server = [], []
+
+    def cell(values):
+        return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})" if values else "-"
+
     for turn in range(turns):
-        row = {name: times[name][turn] for name in variants}
-        med = {name: statistics.median(v) for name, v in row.items()}
-        a, b, c = med["embedded, cache"], med["embedded, no cache"], med["llama-server"]
+        a = statistics.median(times["cache"][turn])
+        c = statistics.median(times["server"][turn])
+        b = statistics.median(times["no cache"][turn]) if times["no cache"][turn] else None
         size, tokens = disk[turn][-1]
         if turn > 0:
-            ratios_none.append(a / b)
             ratios_server.append(a / c)
-        spread = {name: f"{med[name]:.2f} ({min(v):.2f}-{max(v):.2f})" for name, v in row.items()}
-        print(f"{turn + 1:>4} {spread['embedded, cache']:>16} {spread['embedded, no cache']:>18} "
-              f"{spread['llama-server']:>16} {a / b:>10.3f} {a / c:>12.2f} {size / 1e6:>8.1f} "
-              f"{(size / tokens if tokens else 0):>8.0f}")
-    print(f"turns 2-{turns}: cache / no cache median {statistics.median(ratios_none):.3f} (goal <= 0.15), "
-          f"max {max(ratios_none):.3f}")
-    print(f"turns 2-{turns}: cache / llama-server median {statistics.median(ratios_server):.2f} (goal <= 3), "
-          f"max {max(ratios_server):.2f}")
-    cold = statistics.median(times["embedded, cache"][0])
-    without = statistics.median(times["embedded, no cache"][0])
-    print(f"turn 1 (cold): with the cache {cold:.2f} s, without {without:.2f} s, "
-          f"before the cache existed {statistics.median(today):.2f} s ({min(today):.2f}-{max(today):.2f}); "
-          f"ratio to before {cold / statistics.median(today):.3f} (goal <= 1)")
+            if b:
+                ratios_none.append(a / b)
+        print(f"{turn + 1:>4} {cell(times['cache'][turn]):>18} {cell(times['no cache'][turn]):>18} "
+              f"{cell(times['server'][turn]):>18} {(f'{a / b:.3f}' if b else '-'):>10} {a / c:>12.2f} "
+              f"{size / 1e6:>8.1f} {(size / tokens if tokens else 0):>8.0f}")
+    if ratios_none:
+        print(f"turns 2-{turns}: cache / no cache, median {statistics.median(ratios_none):.3f}, "
+              f"max {max(ratios_none):.3f} (goal <= 0.15)")
+    print(f"turns 2-{turns}: cache / llama-server, median {statistics.median(ratios_server):.2f}, "
+          f"max {max(ratios_server):.2f} (goal <= 3)")
+    cold, without = statistics.median(times["cache"][0]), statistics.median(times["no cache"][0])
+    print(f"turn 1 (cold): with the cache {cold:.2f} s, without {without:.2f} s, ratio {cold / without:.3f}")
+    if today:
+        print(f"turn 1 before the cache existed: {statistics.median(today):.2f} s; "
+              f"with the cache / before {cold / statistics.median(today):.3f} (goal <= 1)")
 
 
 if __name__ == "__main__":
