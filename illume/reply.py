@@ -1,4 +1,4 @@
-"""The reply: text out of streamed events, whatever the server's schema (SPEC A8).
+"""The reply: text out of streamed events, whatever the server's schema (docs/wire.md, "The reply").
 
 Servers disagree on where the text is. In order, the original reads
 `choices[0].delta.content` (chat), `choices[0].text` (completions),
@@ -44,8 +44,8 @@ class Reply:
     `!stats`), `limit` names a token-limit stop, `timings` holds
     llama-server's own figures when it sent them. The embedded backend also
     sets `prompt_tokens` and `cached_tokens` (how many of them it did not
-    evaluate, for `!stats`) and adds `notes` (said after the reply, such as
-    a full disk).
+    evaluate, for `!stats`) and adds `backend_notes` (said after the reply,
+    such as a full disk).
     """
 
     def __init__(self):
@@ -56,7 +56,7 @@ class Reply:
         self.malformed: list[str] = []
         self.prompt_tokens: int | None = None
         self.cached_tokens: int | None = None
-        self.notes: list[str] = []
+        self.backend_notes: list[str] = []
         self._thinking = False
 
     def text(self, data: str, event_type: str = "message") -> str:
@@ -131,6 +131,23 @@ class Reply:
         """Remember a finish reason that means the token limit cut the reply."""
         if reason in ("length", "max_tokens"):
             self.limit = "the token limit"
+
+    def check_ending(self) -> None:
+        """Raise StreamError when the stream ended before its end marker."""
+        if not self.finished:
+            raise StreamError("the reply was cut off: the stream ended before its end marker")
+
+    def notes(self) -> str:
+        """Return the notes that follow a whole reply: skipped malformed events, a stop at the token limit."""
+        notes = ""
+        if self.malformed:
+            # The original skips them without a word; a note keeps them from passing unseen.
+            notes += f"\n\n!note skipped {len(self.malformed)} malformed event(s) from the server, " \
+                     f"first: {self.malformed[0]}"
+        if self.limit:
+            notes += f"\n\n!note the reply stopped at {self.limit} (raise !:max_tokens for more)"
+        notes += "".join(f"\n\n!note {note}" for note in self.backend_notes)
+        return notes
 
 
 class GptOss:

@@ -10,7 +10,6 @@ on either. llama_cpp is imported here, when a reply is asked for.
 import atexit
 import importlib.util
 import os
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -247,9 +246,10 @@ def _templates_uncompiled():
 
 
 class EmbeddedBackend:
+    concurrent = False  # one model in this process, not thread-safe, and it redirects file descriptor 2
+
     def __init__(self, env: Mapping[str, str]):
         self.env = env
-        self.started = self.answered = self.ended = 0.0
 
     def stream(self, request, reply) -> Iterator[str]:
         """Yield the model's reply text token by token; "" first, once the model is loaded."""
@@ -261,7 +261,6 @@ class EmbeddedBackend:
         template = _text(body, "chat_template")
         path = model_path(body, self.env)
         limit = prompt_cache.size_limit(self.env) if caching else 0
-        self.started = time.perf_counter()
         loaded = _load(path, load_options)
         llama = loaded.llama
         if "grammar" in sampling:
@@ -272,7 +271,6 @@ class EmbeddedBackend:
             loaded.clean = 0
         else:
             prompt = self._prompt(llama, request, template)
-        self.answered = time.perf_counter()
         yield ""
         cache = None
         if caching and limit > 0 and not infill:
@@ -292,11 +290,10 @@ class EmbeddedBackend:
         except (ValueError, RuntimeError) as e:
             raise StreamError(f"the model failed: {e}") from None
         reply.finished = True
-        self.ended = time.perf_counter()
         if not infill:
             note = prefix.finish(loaded, cache)
             if note:
-                reply.notes.append(note)
+                reply.backend_notes.append(note)
 
     def _prompt(self, llama, request, template: str | None) -> list[int]:
         """Return the tokens of REQUEST's prompt, exactly those llama-server would evaluate."""

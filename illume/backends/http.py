@@ -48,10 +48,17 @@ def _origin(url) -> tuple:
 
 
 class HTTPBackend:
+    concurrent = True  # a server answers requests side by side (llama-server: one per slot)
+
     def __init__(self, timeout: float, sleep=time.sleep):
+        # Imported here rather than in `stream`, so that the time `!stats` counts
+        # from the request to its response headers leaves them out (httpx's client
+        # imports httpcore when it is made): the original counts from the send.
+        import httpcore  # noqa: F401
+        import httpx  # noqa: F401
+
         self.timeout = timeout
         self.sleep = sleep
-        self.started = self.answered = self.ended = 0.0
 
     def stream(self, request, reply: Reply) -> Iterator[str]:
         """Yield the reply's text as it streams in; "" first, once the server said 200."""
@@ -60,16 +67,13 @@ class HTTPBackend:
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 30.0))
         try:
             with httpx.Client(timeout=timeout, follow_redirects=False, verify=_verify(request.url)) as client:
-                self.started = time.perf_counter()
                 response = self._open(client, request)
                 try:
-                    self.answered = time.perf_counter()
                     _check_kind(response)  # before "", so an HTML page gets no `!assistant` line
                     yield ""
                     yield from self._read(response, reply)
                 finally:
                     response.close()
-                self.ended = time.perf_counter()
         except httpx.TimeoutException as e:
             what = "connecting" if isinstance(e, httpx.ConnectTimeout) else "waiting for the reply"
             raise StreamError(f"timed out after {self.timeout:g} s {what} ({_where(request.url)}); "
@@ -267,7 +271,7 @@ def _error_summary(text: str) -> str:
         if isinstance(parsed.get("estimated_time"), (int, float)):
             message += f" (estimated time {parsed['estimated_time']:g} s)"
         return message
-    # Anything else as the original prints it, byte for byte (SPEC A8), only cut short.
+    # Anything else as the original prints it, byte for byte (docs/wire.md), only cut short.
     return text if len(text) <= ERROR_BODY_LIMIT else text[:ERROR_BODY_LIMIT] + "…"
 
 
