@@ -66,7 +66,8 @@ def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
         from illume import branches
 
         request = branches.first_request(parsed, request)
-    return Question(parsed, request, env, options, parsed.headers.secrets() + proxy_secrets(env))
+    ending = text[text.rfind("\n", 0, len(text) - 1) + 1 :]
+    return Question(parsed, request, env, options, request.secrets() + proxy_secrets(env), ending)
 
 
 def answer(question: Question, out: Output) -> Exit:
