@@ -1,16 +1,24 @@
-"""Start-up: how long illume takes to start, against the floor of its stack.
+"""Start-up: illume's whole process, side by side with the floor of its stack and with the original.
 
-Runs each command ROUNDS times, interleaved (so machine noise hits all
-alike), and prints medians and ratios:
-- `python -c pass` (the bare interpreter) and `python -c "import click"`;
-- `python -c "import httpx, click"` (the floor of a real request);
-- `illume --version` and a `!debug` dry run;
-- a real chat request: time from process start until the request reaches
-  a local server (and the whole process, reply included).
+Each round runs every command once, in turn (so the machine's noise hits
+all alike); the figures are medians over the rounds, each with its spread
+(min-max), and each ratio is taken round by round, the median and spread
+of those printed:
+- a `!debug` dry run against `python -c "import click, json"`;
+- a real chat request to a local server, whole process (start to exit,
+  reply read), against `python -c "import httpx, click"`;
+- with --original PATH, the original Go program on the same two buffers.
 
-Usage: python bench/startup.py [ROUNDS]
+illume's modules are compiled to .pyc first, as `pip install` does, so an
+environment that sets PYTHONDONTWRITEBYTECODE does not time the compiler.
+
+Usage: python bench/startup.py [--original PATH] [ROUNDS]
 """
 
+import argparse
+import compileall
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -24,51 +32,68 @@ PY = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 
 
-def timed(command, stdin=b"") -> float:
+def timed(command, stdin=b"") -> tuple[float, float]:
+    """Return the wall time and the CPU time (user + system) of one whole run of COMMAND."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=REPO)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def main(rounds: int) -> None:
+def spread(values: list[float], scale: float = 1000.0, digits: int = 1) -> str:
+    """Return 'median (min-max)' of VALUES, scaled."""
+    return (f"{statistics.median(values) * scale:.{digits}f} "
+            f"({min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("rounds", nargs="?", type=int, default=15)
+    parser.add_argument("--original", metavar="PATH", help="the original Go program, to run side by side")
+    args = parser.parse_args()
+    compileall.compile_dir(REPO / "illume", quiet=1)
+
     server = LocalServer(sse_body(3))
     chat = f"!api {server.url}\n!user\nhi\n".encode()
-    results: dict[str, list[float]] = {}
+    debug = b"!debug\n!user\nhi\n"
     commands = {
-        "python -c pass": ([PY, "-c", "pass"], b""),
-        "python -c 'import click'": ([PY, "-c", "import click"], b""),
+        "python -c 'import click, json'": ([PY, "-c", "import click, json"], b""),
+        "illume !debug dry run": ([PY, "-m", "illume"], debug),
         "python -c 'import httpx, click'": ([PY, "-c", "import httpx, click"], b""),
-        "python -c 'import httpx, click, httpcore'": ([PY, "-c", "import httpx, click, httpcore"], b""),
-        "illume --version": ([PY, "-m", "illume", "--version"], b""),
-        "illume !debug dry run": ([PY, "-m", "illume"], b"!debug\n!user\nhi\n"),
         "illume chat request (whole process)": ([PY, "-m", "illume"], chat),
     }
-    for _ in range(rounds):
+    if args.original:
+        commands["original !debug dry run"] = ([args.original], debug)
+        commands["original chat request (whole process)"] = ([args.original], chat)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.rounds):
         for name, (command, stdin) in commands.items():
-            results.setdefault(name, []).append(timed(command, stdin))
-        # Time to the request reaching the server.
-        before = len(server.arrivals)
-        start = time.perf_counter()
-        subprocess.run([PY, "-m", "illume"], input=chat, stdout=subprocess.DEVNULL, check=True, cwd=REPO)
-        results.setdefault("illume chat: start to request at server", []).append(server.arrivals[before] - start)
+            wall, used = timed(command, stdin)
+            times[name].append(wall)
+            cpu[name].append(used)
 
-    median = {name: statistics.median(times) for name, times in results.items()}
-    width = max(map(len, median))
-    print(f"median of {rounds} interleaved runs, {sys.version.split()[0]}")
-    for name, value in median.items():
-        print(f"  {name:<{width}}  {value * 1000:7.1f} ms")
-    bare, click_only, floor = median["python -c pass"], median["python -c 'import click'"], median["python -c 'import httpx, click'"]
-    request = median["illume chat: start to request at server"]
-    print("ratios")
-    print(f"  request reaching the server / floor (import httpx, click)   {request / floor:.2f}  (goal <= 1.2)")
-    full = median["python -c 'import httpx, click, httpcore'"]
-    print(f"  request reaching the server / (import httpx, click, httpcore) {request / full:.2f}"
-          "  (httpx imports httpcore only when it sends)")
-    print(f"  --version / bare interpreter                                 {median['illume --version'] / bare:.2f}")
-    print(f"  --version / (import click)                                   {median['illume --version'] / click_only:.2f}  (goal <= 2)")
-    print(f"  !debug / (import click)                                      {median['illume !debug dry run'] / click_only:.2f}  (goal <= 2)")
-    print(f"  floor / bare interpreter                                     {floor / bare:.2f}")
+    load = os.getloadavg()
+    print(f"{args.rounds} interleaved rounds, Python {sys.version.split()[0]}, "
+          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+    print("whole process, ms: median (min-max), wall time and CPU time (user + system)")
+    width = max(map(len, times))
+    for name, values in times.items():
+        print(f"  {name:<{width}}  wall {spread(values):<22} cpu {spread(cpu[name])}")
+
+    print("ratios, round by round: median (min-max)")
+    pairs = [("illume !debug dry run", "python -c 'import click, json'", "goal <= 1.2"),
+             ("illume chat request (whole process)", "python -c 'import httpx, click'", "goal <= 1.2")]
+    if args.original:
+        pairs += [("illume !debug dry run", "original !debug dry run", ""),
+                  ("illume chat request (whole process)", "original chat request (whole process)", "")]
+    for a, b, goal in pairs:
+        ratios = [x / y for x, y in zip(times[a], times[b])]
+        cpu_ratios = [x / y for x, y in zip(cpu[a], cpu[b])]
+        print(f"  {a} / {b}: wall {spread(ratios, 1, 2)}, cpu {spread(cpu_ratios, 1, 2)}  {goal}")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 15)
+    main()

@@ -15,7 +15,6 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from decimal import Decimal
 
 _escape_string = json.encoder.encode_basestring  # ensure_ascii=False flavour
 _go_only_escapes = re.compile("[\u2028\u2029\udc80-\udcff]")
@@ -53,7 +52,11 @@ def encode_number(number: float) -> str:
         if len(digits) < 2 and sign == "+":
             digits = digits.rjust(2, "0")  # Go writes e+21 but e-7
         return f"{mantissa}e{sign}{digits}"
-    text = format(Decimal(repr(number)), "f")
+    text = repr(number)
+    if "e" in text:  # 1e-05: written out in full, as Go does (decimal is imported only for these)
+        from decimal import Decimal
+
+        text = format(Decimal(text), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text

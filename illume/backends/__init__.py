@@ -24,4 +24,4 @@ def for_request(request, env, timeout):
     from illume.backends.http import HTTPBackend
 
     kind = backend_class(request.url)
-    return HTTPBackend(timeout=timeout) if kind is HTTPBackend else kind(env)
+    return HTTPBackend(timeout=timeout, request=request) if kind is HTTPBackend else kind(env)

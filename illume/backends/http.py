@@ -3,16 +3,18 @@ Hugging Face, OpenAI-compatible APIs, Anthropic.
 
 The wire: POST the JSON body, read `text/event-stream` (llama-server README,
 "POST /v1/chat/completions" and "POST /infill"; OpenAI's streaming API), and
-hand each event to `Reply`. httpx is imported here, when a request is made,
-not when illume starts.
+hand each event to `Reply`. A plain `http://` request without a proxy goes
+over `illume.backends.plain`, which spares the import of httpx and
+httpcore (about 50 ms); anything else over httpx, imported here when such a
+request is made, not when illume starts.
 """
 
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from illume import sse
-from illume.errors import HTTPStatusError, RequestError, StreamError
+from illume import __version__, sse
+from illume.errors import HTTPStatusError, IllumeError, RequestError, StreamError
 from illume.reply import Reply, error_message
 from illume.secrets import cut, scrub, shown_url
 
@@ -53,15 +55,103 @@ def _origin(url) -> tuple:
     return (url.scheme, url.host, url.port)
 
 
+# The headers every request starts with, on either transport, in httpx's
+# order (a request's own headers replace them). httpx's own defaults would
+# name httpx, which the plain transport does not use.
+DEFAULT_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive",
+                   "User-Agent": f"illume/{__version__}"}
+
+
+def _plain(url: str, headers: dict[str, bytes]) -> bool:
+    """Return whether a request to URL with HEADERS goes over the plain transport (`illume.backends.plain`).
+
+    Not when httpx is loaded already (a test harness that mocks it, a
+    program using illume): sparing its import is the plain transport's
+    only purpose.
+    """
+    import os
+    import sys
+
+    import illume.backends.plain as plain
+
+    return "httpx" not in sys.modules and plain.usable(url, headers, os.environ)
+
+
+class _Transport:
+    """Sends a POST and returns its streamed response: plain HTTP where `_plain` allows, else httpx."""
+
+    def __init__(self, url: str, timeout: float):
+        self.timeout = timeout
+        self.url = url
+        self._client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._client is not None:
+            self._client.close()
+
+    def send(self, url: str, headers: dict[str, bytes], body):
+        if _plain(url, headers):
+            import illume.backends.plain as plain
+
+            return plain.send(url, headers, body, DEFAULT_HEADERS, self.timeout, min(self.timeout, 30.0))
+        import httpx
+
+        if self._client is None:
+            timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 30.0))
+            self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=_verify(self.url),
+                                        headers=DEFAULT_HEADERS)
+        client = self._client
+        return client.send(client.build_request("POST", url, content=body, headers=headers), stream=True)
+
+
+def _failure(error: Exception, url: str, timeout: float) -> IllumeError | None:
+    """Return the IllumeError that tells the user about ERROR from either transport, or None for a bug of ours."""
+    import sys
+
+    import illume.backends.plain as plain
+
+    httpx = sys.modules.get("httpx")
+    if isinstance(error, (plain.ConnectTimeout, plain.ReadTimeout, plain.WriteTimeout)) or (
+            httpx and isinstance(error, httpx.TimeoutException)):
+        connecting = isinstance(error, plain.ConnectTimeout) or (httpx and isinstance(error, httpx.ConnectTimeout))
+        what = "connecting" if connecting else "waiting for the reply"
+        return StreamError(f"timed out after {timeout:g} s {what} ({_where(url)}); "
+                           "set ILLUME_TIMEOUT or --timeout to wait longer")
+    if isinstance(error, plain.CutOff) or (httpx and isinstance(error, httpx.RemoteProtocolError)):
+        return StreamError(f"the reply was cut off: {_reason(error)} ({_where(url)})")
+    if isinstance(error, plain.ConnectError) or (httpx and isinstance(error, httpx.ConnectError)):
+        return RequestError(f"cannot connect to {_where(url)}: {_reason(error)}")
+    if isinstance(error, (plain.DecodingError, plain.ReadError, plain.WriteError)):
+        # httpx's words for these: the error's name, where, and why.
+        return RequestError(f"{type(error).__name__} from {_where(url)}: {_reason(error)}")
+    if httpx is None:
+        return None
+    if isinstance(error, httpx.UnsupportedProtocol):
+        if url.lower().startswith(("http://", "https://")):
+            # httpx says "missing an 'http://' or 'https://' protocol" when the host is what is missing.
+            return RequestError(f"invalid URL {shown_url(url)}: it names no host")
+        return RequestError(f"unsupported URL: {shown_url(url)} (it must start with http:// or https://)")
+    if isinstance(error, httpx.InvalidURL):
+        return RequestError(f"invalid URL {shown_url(url)}: {error}")
+    if isinstance(error, httpx.HTTPError):
+        return RequestError(f"{type(error).__name__} from {_where(url)}: {_reason(error)}")
+    return None
+
+
 class HTTPBackend:
     concurrent = True  # a server answers requests side by side (llama-server: one per slot)
 
-    def __init__(self, timeout: float, sleep=time.sleep):
-        # Imported here rather than in `stream`, so that the time `!stats` counts
-        # from the request to its response headers leaves them out (httpx's client
-        # imports httpcore when it is made): the original counts from the send.
-        import httpcore  # noqa: F401
-        import httpx  # noqa: F401
+    def __init__(self, timeout: float, sleep=time.sleep, request=None):
+        # httpx is imported here rather than in `stream`, so that the time
+        # `!stats` counts from the request to its response headers leaves it
+        # out (httpx's client imports httpcore when it is made): the original
+        # counts from the send. Not at all for a REQUEST the plain transport sends.
+        if request is None or not _plain(request.url, _encoded(request.headers.items())):
+            import httpcore  # noqa: F401
+            import httpx  # noqa: F401
 
         self.timeout = timeout
         self.sleep = sleep
@@ -69,60 +159,47 @@ class HTTPBackend:
 
     def stream(self, request, reply: Reply) -> Iterator[str]:
         """Yield the reply's text as it streams in; "" first, once the server said 200."""
-        import httpx
-
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 30.0))
         self.secrets = request.secrets()  # masked in what is shown of a server's words, before they are cut
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=False, verify=_verify(request.url)) as client:
-                response = self._open(client, request)
+            with _Transport(request.url, self.timeout) as transport:
+                response = self._open(transport, request)
                 try:
                     _check_kind(response, self.secrets)  # before "", so an HTML page gets no `!assistant` line
                     yield ""
                     yield from self._read(response, reply)
                 finally:
                     response.close()
-        except httpx.TimeoutException as e:
-            what = "connecting" if isinstance(e, httpx.ConnectTimeout) else "waiting for the reply"
-            raise StreamError(f"timed out after {self.timeout:g} s {what} ({_where(request.url)}); "
-                              "set ILLUME_TIMEOUT or --timeout to wait longer") from None
-        except httpx.RemoteProtocolError as e:
-            raise StreamError(f"the reply was cut off: {_reason(e)} ({_where(request.url)})") from None
-        except httpx.ConnectError as e:
-            raise RequestError(f"cannot connect to {_where(request.url)}: {_reason(e)}") from None
-        except httpx.UnsupportedProtocol:
-            if request.url.lower().startswith(("http://", "https://")):
-                # httpx says "missing an 'http://' or 'https://' protocol" when the host is what is missing.
-                raise RequestError(f"invalid URL {shown_url(request.url)}: it names no host") from None
-            raise RequestError(f"unsupported URL: {shown_url(request.url)} "
-                               "(it must start with http:// or https://)") from None
-        except httpx.InvalidURL as e:
-            raise RequestError(f"invalid URL {shown_url(request.url)}: {e}") from None
-        except httpx.HTTPError as e:
-            raise RequestError(f"{type(e).__name__} from {_where(request.url)}: {_reason(e)}") from None
+        except IllumeError:
+            raise
+        except Exception as e:
+            failure = _failure(e, request.url, self.timeout)
+            if failure is None:
+                raise
+            raise failure from None
 
-    def _open(self, client, request):
+    def _open(self, transport, request):
         """Return the open response to REQUEST, after retries and same-purpose redirects."""
-        import httpx
-
-        url = httpx.URL(request.url)
+        url = request.url
         body = _Body(request)
         headers = _with_length(_encoded(request.headers.items()), body.length)
         for attempt in range(RETRIES + 1 + MAX_REDIRECTS):
-            response = client.send(client.build_request("POST", url, content=body, headers=headers), stream=True)
+            response = transport.send(url, headers, body)
             status = response.status_code
             if status == 200:
                 return response
             if status in (307, 308) and "location" in response.headers:
-                target = url.join(response.headers["location"])
+                import httpx  # the URL joined as httpx joins it, on either transport
+
+                here = httpx.URL(url)
+                target = here.join(response.headers["location"])
                 response.close()
-                if target.scheme != url.scheme:
-                    raise RequestError(f"the server redirected {shown_url(str(url))} to {shown_url(str(target))}: "
+                if target.scheme != here.scheme:
+                    raise RequestError(f"the server redirected {shown_url(str(here))} to {shown_url(str(target))}: "
                                        "put that URL in !api")
-                if _origin(target) != _origin(url):
+                if _origin(target) != _origin(here):
                     # Credentials stay with the host they were meant for.
                     headers = _with_length(_encoded(request.headers.public_items()), body.length)
-                url = target
+                url = str(target)
                 continue
             text = _error_text(response)
             summary = _error_summary(text, self.secrets)
@@ -232,10 +309,11 @@ def _pass_on(events, reply: Reply) -> tuple[str, bool, StreamError | None]:
     error event is returned with the error, so it is shown before it.
     """
     texts = []
+    text, add = reply.text, texts.append  # looked up once: this runs for every token
     try:
-        for event in events:
-            texts.append(reply.text(event.data, event.type))
-            if event.data == "[DONE]":
+        for kind, data in events:
+            add(text(data, kind))
+            if data == "[DONE]":
                 return "".join(texts), True, None
     except StreamError as error:
         return "".join(texts), False, error
