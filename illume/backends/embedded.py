@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from illume import prompt_cache
-from illume.backends import prefix
+import illume.backends.prefix as prefix
 from illume.errors import BufferError, IllumeError, SetupError, StreamError
 
 # Request keys and the llama-cpp-python argument each becomes.
@@ -298,7 +298,7 @@ class EmbeddedBackend:
     def _prompt(self, llama, request, template: str | None) -> list[int]:
         """Return the tokens of REQUEST's prompt, exactly those llama-server would evaluate."""
         from illume import buffer as buf
-        from illume.backends import chat_prompt
+        import illume.backends.chat_prompt as chat_prompt
 
         if request.mode == buf.CHAT:
             text = chat_prompt.render(llama, request.body["messages"], template)
