@@ -10,7 +10,7 @@ the buffer's secrets, to keep them out of whatever it prints.
 
 from collections.abc import Mapping
 
-from illume.errors import Exit, IllumeError
+from illume.errors import Exit, IllumeError, RequestError, StreamError
 from illume.output import ASSISTANT, Output, Times, write_reply
 
 DEFAULT_TIMEOUT = 300.0
@@ -80,8 +80,20 @@ def answer(question: Question, out: Output) -> Exit:
     from illume import buffer as buf
 
     parsed, request, options = question.parsed, question.request, question.options
+    fitted = None
+    if parsed.fit and not request.url.startswith(buf.INVALID_URL):
+        from illume import counting
+
+        fitted = counting.fit(parsed, request, question.env, options.timeout)
+        request = fitted.request
     if parsed.debug:
         out.write(request.debug_text())
+        if parsed.debug_tokens or fitted:
+            from illume import counting
+
+            # After the request, so that what the original prints comes first, byte for byte.
+            out.write(counting.debug_notes(fitted.parsed if fitted else parsed, request, question.env,
+                                           options.timeout, fitted))
         return Exit.OK
     if request.url.startswith(buf.INVALID_URL):
         raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
@@ -89,6 +101,8 @@ def answer(question: Question, out: Output) -> Exit:
         from illume import branches
 
         branches.answer(parsed, request, out, question.env, options.timeout)
+        if fitted:
+            out.write(fitted.note)
         return Exit.OK
 
     from illume.backends import for_request
@@ -104,7 +118,16 @@ def answer(question: Question, out: Output) -> Exit:
     # A completion goes on from the buffer's end; an infill middle goes into its hole, a line of its own.
     ending = None if request.mode == buf.INFILL and not options.filter else question.ending
     lines = first_lines(header, ending, options.filter)
-    write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines)
+    try:
+        write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines)
+    except (RequestError, StreamError) as e:
+        from illume import counting
+
+        # Counted only now that the server refused: a prompt that fits costs no extra request.
+        raise counting.explained(e, fitted.parsed if fitted else parsed, request, question.env,
+                                 options.timeout) from None
+    if fitted:
+        out.write(fitted.note)
     if parsed.stats:
         from illume.stats import cache_note
 

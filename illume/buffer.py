@@ -26,7 +26,7 @@ CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 DIRECTIVES = frozenset({
     "!user", "!assistant", "!completion", "!infill", "!api", "!profile", "!context", "!reddit", "!reddit!",
     "!github", "!note", "!begin", "!end", "!exclude", "!prepend", "!stats", "!debug", "!gpt-oss",
-    "!branches", "!stop-rules", "!language", "!error",
+    "!branches", "!stop-rules", "!language", "!error", "!fit",
 })
 SETTERS = ("!>", "!:")
 
@@ -47,11 +47,12 @@ def directive(line: str) -> str | None:
 class Message:
     """One message of the conversation."""
 
-    __slots__ = ("role", "content")
+    __slots__ = ("role", "content", "files")
 
-    def __init__(self, role: str, content: str):
+    def __init__(self, role: str, content: str, files: tuple[dict, ...] = ()):
         self.role = role
         self.content = content
+        self.files = files  # the !context files inside it ({filename, text}), for token counts (illume.tokens)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Message) and (self.role, self.content) == (other.role, other.content)
@@ -75,6 +76,8 @@ class Buffer:
     fim_template: str | None = None
     prepend: str = ""
     debug: bool = False
+    debug_tokens: bool = False  # `!debug tokens`: the dry run ends with the prompt's token counts
+    fit: bool = False  # `!fit`: leave out the oldest messages that do not fit the context (illume.counting)
     stats: bool = False
     gpt_oss: bool = False
     stop_rules: str | None = None  # argument of !stop-rules (illume.stopping); None: the default rules
@@ -150,6 +153,7 @@ class _Reader:
         self.role = ""
         self.parts: list[str] = []
         self.file_parts: set[int] = set()  # indexes in `parts` of !context insertions
+        self.message_files: list[dict] = []  # the !context files of the message being built
         self.split = False  # the bare !infill has been seen
         self.files_before_hole: list[dict] = []
 
@@ -160,10 +164,11 @@ class _Reader:
             if self.out.infill_suffix is None and content:
                 self.out.infill_suffix = content
         elif content:
-            self.messages.append(Message(self.role or "system", content))
+            self.messages.append(Message(self.role or "system", content, tuple(self.message_files)))
         self.role = next_role
         self.parts = []
         self.file_parts = set()
+        self.message_files = []
 
     # --- lines ----------------------------------------------------------
     def load(self, name: str, text: str, depth: int) -> None:
@@ -238,6 +243,11 @@ class _Reader:
             self.load_profile(args.strip(), depth)
         elif command == "!debug":
             out.debug = True
+            # The original takes no argument and ignores one; `!debug tokens` adds the counts.
+            if args.split() == ["tokens"]:
+                out.debug_tokens = True
+        elif command == "!fit":
+            out.fit = True
         elif command == "!stats":
             out.stats = True
         elif command == "!gpt-oss":
@@ -254,6 +264,7 @@ class _Reader:
             self.file_parts.update(range(len(self.parts), len(self.parts) + len(pieces)))
             self.parts.extend(pieces)
             self.files_before_hole.extend(files)
+            self.message_files.extend(files)
         elif command in ("!reddit", "!reddit!"):
             self.parts.append(self.sources.reddit(args.strip(), command == "!reddit"))
         elif command == "!github":
@@ -322,6 +333,7 @@ class _Reader:
         self.split = True
         self.parts = []
         self.file_parts = set()
+        self.message_files = []
         self.role = INFILL
 
     def header(self, name: str, value: str) -> None:
@@ -471,7 +483,7 @@ def parse(text: str, sources: Sources, default_profile: str | None = None) -> Bu
         system = "\n\n".join(m.content for m in reader.messages)
         if system and out.mode == CHAT:
             if messages and messages[0].role == "system":
-                messages[0] = Message("system", f"{system}\n\n{messages[0].content}")
+                messages[0] = Message("system", f"{system}\n\n{messages[0].content}", messages[0].files)
             else:
                 messages.insert(0, Message("system", system))
 

@@ -313,9 +313,12 @@ FAILURES = [
 
 @pytest.mark.parametrize("text, env, response, stdout", [f[1:] for f in FAILURES], ids=[f[0] for f in FAILURES])
 def test_failures(text, env, response, stdout):
-    with respx.mock(assert_all_called=True) as mock:
-        mock.post(url__startswith=LOCAL).mock(return_value=response)
+    with respx.mock(assert_all_called=False) as mock:
+        sent = mock.post(url__startswith=LOCAL).mock(return_value=response)
+        # Not llama-server: the token counts asked for after a refusal as too long are not there (illume.counting).
+        mock.get(url__startswith=LOCAL).mock(return_value=httpx.Response(404))
         assert illume(text, env) == (1, stdout)
+        assert sent.called
 
 
 def test_token_limit_is_noted():
