@@ -16,7 +16,7 @@ from pathlib import Path
 
 from illume import prompt_cache
 import illume.backends.prefix as prefix
-from illume.errors import BufferError, IllumeError, SetupError, StreamError
+from illume.errors import BufferError, IllumeError, RequestError, SetupError, StreamError
 
 # Request keys and the llama-cpp-python argument each becomes.
 SAMPLING = {
@@ -271,6 +271,10 @@ class EmbeddedBackend:
             loaded.clean = 0
         else:
             prompt = self._prompt(llama, request, template)
+            if len(prompt) >= llama.n_ctx():
+                # Refused before any reply, in llama-server's words, so that illume can count and explain it.
+                raise RequestError(f"the prompt is {len(prompt)} tokens but the context holds {llama.n_ctx()} "
+                                   "(exceed_context_size_error)")
         yield ""
         cache = None
         if caching and limit > 0 and not infill:
