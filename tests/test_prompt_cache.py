@@ -1,0 +1,410 @@
+"""The prompt cache's store (illume/prompt_cache.py): entries, damage, concurrency, eviction, a full disk."""
+
+import multiprocessing
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from illume import prompt_cache as pc
+from illume.errors import SetupError
+
+KEY = bytes(range(16))
+
+
+def cache(tmp_path: Path, limit: int = 10**9, key: bytes = KEY) -> pc.PromptCache:
+    return pc.PromptCache(tmp_path / "prompts", key, limit)
+
+
+def entries(c: pc.PromptCache) -> list[str]:
+    return sorted(p.name for p in c.dir.iterdir()) if c.dir.exists() else []
+
+
+def test_the_longest_shared_prefix_wins_and_its_state_comes_back(tmp_path):
+    c = cache(tmp_path)
+    assert c.save([1, 2, 3], b"state-a") is None
+    assert c.save([1, 2, 9, 9], b"state-b") is None
+    found = c.best([1, 2, 9, 9, 5])
+    assert (found.tokens, found.common) == ([1, 2, 9, 9], 4)
+    assert bytes(c.load(found)) == b"state-b"
+    found = c.best([1, 2, 3, 4])
+    assert (found.tokens, found.common) == ([1, 2, 3], 3)
+    assert bytes(c.load(found)) == b"state-a"
+    assert c.best([7, 1, 2]) is None
+
+
+def test_a_partial_match_still_finds_the_entry(tmp_path):
+    # An edited middle message: only the part before the edit is shared.
+    c = cache(tmp_path)
+    c.save([1, 2, 3, 4, 5, 6], b"s")
+    found = c.best([1, 2, 3, 8, 8])
+    assert found.common == 3 and found.tokens == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_entry_that_begins_a_new_one_is_removed_as_covered(tmp_path):
+    c = cache(tmp_path)
+    c.save([1, 2, 3], b"turn one")
+    c.save([5, 6], b"another conversation")
+    c.save([1, 2, 3, 4, 5], b"turn two")
+    assert len(entries(c)) == 2
+    assert c.best([1, 2, 3]).tokens == [1, 2, 3, 4, 5]
+    assert c.best([5, 6, 7]).tokens == [5, 6]
+
+
+def test_models_do_not_see_each_others_entries(tmp_path):
+    cache(tmp_path).save([1, 2, 3], b"s")
+    assert cache(tmp_path, key=b"x" * 16).best([1, 2, 3, 4]) is None
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped state byte", "flipped token", "foreign format",
+                                    "foreign magic", "moved from another model", "empty", "header only"])
+def test_a_damaged_entry_is_a_miss_and_is_removed(tmp_path, damage):
+    c = cache(tmp_path)
+    c.save([1, 2, 3], b"0123456789" * 10)
+    path = c.dir / entries(c)[0]
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[:-7]
+    elif damage == "flipped state byte":
+        data[-5] ^= 0x10
+    elif damage == "flipped token":
+        data[pc.HEADER.size + 4] ^= 0x01
+    elif damage == "foreign format":
+        data[8:12] = (pc.FORMAT + 1).to_bytes(4, "little")
+    elif damage == "foreign magic":
+        data[:8] = b"GGUF\0\0\0\0"
+    elif damage == "moved from another model":
+        data[12:28] = b"y" * 16
+    elif damage == "empty":
+        data = b""
+    else:
+        data = data[:pc.HEADER.size]
+    path.write_bytes(bytes(data))
+    found = c.best([1, 2, 3, 4])
+    if found is not None:  # the header looked whole: the CRC catches it when the state is read
+        assert c.load(found) is None
+    assert not path.exists()
+    assert c.best([1, 2, 3, 4]) is None
+
+
+def test_the_least_recently_used_go_first_at_the_size_limit(tmp_path):
+    state = b"x" * 1000
+    entry = pc.HEADER.size + 4 * 2 + len(state)
+    c = cache(tmp_path, limit=3 * entry)
+    for i in range(3):
+        c.save([i, i], state)
+        os.utime(c.best([i, i]).path, (1000 + i, 1000 + i))  # distinct ages, oldest first
+    os.utime(c.best([0, 0]).path, (2000, 2000))  # [0, 0] was used last: [1, 1] is now the oldest
+    c.save([3, 3], state)
+    left = sorted(tuple(c.best([i, i, 9]).tokens) for i in range(4) if c.best([i, i, 9]))
+    assert left == [(0, 0), (2, 2), (3, 3)]
+    assert sum(p.stat().st_size for p in c.dir.iterdir()) <= 3 * entry
+
+
+def test_a_hit_marks_the_entry_as_used(tmp_path):
+    c = cache(tmp_path)
+    c.save([1, 2], b"s")
+    path = c.dir / entries(c)[0]
+    os.utime(path, (1000, 1000))
+    c.load(c.best([1, 2, 3]))
+    assert path.stat().st_mtime > time.time() - 60
+
+
+def test_an_entry_larger_than_the_whole_cache_is_not_saved(tmp_path):
+    c = cache(tmp_path, limit=100)
+    assert c.save([1, 2], b"x" * 200) is None
+    assert entries(c) == []
+
+
+def test_a_stale_temporary_file_is_cleaned_away(tmp_path):
+    c = cache(tmp_path)
+    c.dir.mkdir(parents=True)
+    stale = c.dir / f"{pc.TEMPORARY}12345-abc.kv.part"
+    stale.write_bytes(b"half an entry")
+    os.utime(stale, (1000, 1000))
+    fresh = c.dir / f"{pc.TEMPORARY}12346-abc.kv.part"
+    fresh.write_bytes(b"being written right now")
+    c.save([1], b"s")
+    assert not stale.exists() and fresh.exists()
+
+
+def _save_many(root: str, state: bytes, rounds: int) -> None:
+    c = pc.PromptCache(Path(root), KEY, 10**9)
+    for _ in range(rounds):
+        assert c.save(list(range(50)), state) is None
+
+
+def test_two_processes_saving_the_same_entry_leave_one_whole_copy(tmp_path):
+    # Two real processes race on the same file name, over and over; a reader never sees half an entry.
+    root = tmp_path / "prompts"
+    states = [bytes([i]) * 3_000_000 for i in (1, 2)]
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_save_many, args=(str(root), s, 15)) for s in states]
+    for w in writers:
+        w.start()
+    reader = pc.PromptCache(root, KEY, 10**9)
+    seen = 0
+    while any(w.is_alive() for w in writers):
+        found = reader.best(list(range(60)))
+        if found is not None:
+            state = reader.load(found)
+            if state is not None:
+                assert bytes(state) in states
+                seen += 1
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    assert entries(reader) == [pc.hashlib.sha256(pc._token_bytes(range(50))).hexdigest()[:32] + pc.SUFFIX]
+    assert bytes(reader.load(reader.best(list(range(60))))) in states
+
+
+def test_a_full_disk_is_a_note_and_leaves_nothing_behind(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        missing("a small tmpfs (mount needs root)", "run the tests as root, as .ci/run does")
+    try:
+        c = pc.PromptCache(mount / "prompts", KEY, 10**9)
+        note = c.save([1, 2, 3], b"x" * 200_000)
+        assert note == ("the prompt cache could not save this reply's state (the disk is full); "
+                        "the next call evaluates it again")
+        assert entries(c) == []
+        assert c.save([1, 2, 3], b"x" * 1000) is None  # room enough: it works again
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_the_folder_follows_xdg_cache_home():
+    assert pc.folder({"XDG_CACHE_HOME": "/x/cache"}) == Path("/x/cache/illume/prompts")
+    assert pc.folder({}) == Path(os.path.expanduser("~")) / ".cache" / "illume" / "prompts"
+
+
+@pytest.mark.parametrize("text,expected", [("", pc.DEFAULT_LIMIT), ("0", 0), ("1000", 1000), ("500M", 500 * 2**20),
+                                           ("2G", 2 * 2**30), ("2GiB", 2 * 2**30), ("1.5g", 3 * 2**29),
+                                           ("64k", 65536)])
+def test_the_size_limit_setting(text, expected):
+    assert pc.size_limit({"ILLUME_CACHE_SIZE": text}) == expected
+
+
+@pytest.mark.parametrize("text", ["big", "-1", "2X", "nan"])
+def test_a_bad_size_limit_says_what_it_wants(text):
+    with pytest.raises(SetupError, match="ILLUME_CACHE_SIZE: expected a size such as 2G, 500M or 0"):
+        pc.size_limit({"ILLUME_CACHE_SIZE": text})
+
+
+def test_the_model_key_changes_with_the_file_and_the_options(tmp_path):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF one")
+    key = pc.model_key(model, {"n_ctx": 4096}, "v1")
+    assert key == pc.model_key(model, {"n_ctx": 4096}, "v1")
+    assert key != pc.model_key(model, {"n_ctx": 2048}, "v1")
+    assert key != pc.model_key(model, {"n_ctx": 4096}, "v2")
+    model.write_bytes(b"GGUF two")  # rewritten in place, same size
+    assert key != pc.model_key(model, {"n_ctx": 4096}, "v1")
+
+
+# The real model through the real CLI: the cache as users meet it.
+
+import re  # noqa: E402
+
+from conftest import embedded_model, missing, run_illume, smollm2_path  # noqa: E402
+
+from illume.backends.prefix import EXACT_BATCH  # noqa: E402
+
+CONTEXT = "".join(f"Line {i}: the {['red', 'green', 'blue'][i % 3]} box holds {i * 7 % 13} marbles.\n"
+                  for i in range(60))
+CHAT = ("!profile embedded\n!:temperature 0\n!:seed 5\n!:max_tokens 12\n!stats\n"
+        f"Answer briefly. Facts:\n{CONTEXT}\n!user\nHow many marbles are in the box on line 4?\n")
+STATS = re.compile(r"\n\n!note [0-9.e+]+ tok/s, \d+ toks, [^,\n]*, (\d+) of (\d+) prompt tokens from the cache")
+
+
+@pytest.fixture
+def model():
+    embedded_model()
+
+
+def ask(buffer: str, home: Path, **env: str):
+    """Run the CLI on BUFFER with its cache in HOME; return (reply and notes without !stats, cached, prompt)."""
+    result = run_illume(buffer, env={"XDG_CACHE_HOME": str(home), **env})
+    assert result.returncode == 0, result.stdout
+    assert result.stderr == b""
+    text = result.stdout.decode()
+    match = STATS.search(text)
+    assert match, text
+    return STATS.sub("", text), int(match.group(1)), int(match.group(2))
+
+
+def next_turn(buffer: str, out: str, question: str) -> str:
+    return buffer + out + f"\n\n!user\n{question}\n"
+
+
+def cache_files(home: Path) -> list[Path]:
+    return sorted((home / "illume" / "prompts").rglob("*" + pc.SUFFIX))
+
+
+@pytest.mark.embedded
+def test_the_next_turn_restores_the_conversation_and_replies_the_same(model, tmp_path):
+    first, cached, total = ask(CHAT, tmp_path)
+    assert cached == 0 and total > 500
+    assert len(cache_files(tmp_path)) == 1
+    second = next_turn(CHAT, first, "And on line 5?")
+    warm, cached2, total2 = ask(second, tmp_path)
+    # The model's own memory held the first prompt before it evaluated anything; the last 64 tokens
+    # are always evaluated (backends/prefix.py says why), and the reply's with them.
+    assert cached2 == min(total, total2 - EXACT_BATCH)
+    cold, none, _ = ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path / "unused")
+    assert none == 0
+    assert warm == cold
+    assert not (tmp_path / "unused" / "illume").exists(), "!:cache_prompt false writes nothing"
+    assert len(cache_files(tmp_path)) == 1, "the first turn's entry is covered by the second's"
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("sampling", ["!:temperature 0\n", "!:temperature 1.2\n!:seed 42\n!:max_tokens 24\n"])
+def test_same_seed_same_reply_from_a_restored_state(model, tmp_path, sampling):
+    buffer = CHAT.replace("!stats\n", "!stats\n" + sampling)
+    first, _, _ = ask(buffer, tmp_path)
+    second = next_turn(buffer, first, "Which line has the most marbles?")
+    replies = {ask(second, tmp_path)[0] for _ in range(2)}  # restored from the cache, twice
+    replies.add(ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path)[0])
+    assert len(replies) == 1, replies
+
+
+def _prompt_tokens(buffer: str) -> list[int]:
+    """Return the tokens the embedded backend evaluates for BUFFER, rendered and tokenized in this process."""
+    from illume import buffer as buf
+    from illume import request as req
+    from illume.backends.embedded import EmbeddedBackend, _load
+
+    request = req.build(buf.parse(buffer, buf.Sources({})), {})
+    return EmbeddedBackend({})._prompt(_load(smollm2_path(), {}).llama, request, None)
+
+
+@pytest.mark.embedded
+def test_an_edited_middle_message_reuses_only_what_comes_before_it(model, tmp_path):
+    shelves = "".join(f"Shelf {i} holds {i * 3} jars.\n" for i in range(20))
+    turns = CHAT
+    for question in [f"More facts:\n{shelves}Which shelf holds 9 jars?", "Thanks."]:
+        out, _, _ = ask(turns, tmp_path)
+        turns = next_turn(turns, out, question)
+    ask(turns, tmp_path)
+    edited = turns.replace("Shelf 3 holds 9 jars.", "Shelf 3 holds 10 jars.")
+    expected = pc.common_prefix(_prompt_tokens(turns), _prompt_tokens(edited))
+    assert 500 < expected < len(_prompt_tokens(edited)) - 2 * EXACT_BATCH
+    _, cached, total = ask(edited, tmp_path)
+    assert cached == expected  # everything up to the edited line, nothing after it
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "foreign format", "garbage state"])
+def test_a_damaged_entry_is_ignored_removed_and_the_reply_unchanged(model, tmp_path, damage):
+    first, _, _ = ask(CHAT, tmp_path)
+    second = next_turn(CHAT, first, "And on line 5?")
+    cold, _, _ = ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path)
+    [entry] = cache_files(tmp_path)
+    data = bytearray(entry.read_bytes())
+    if damage == "truncated":
+        entry.write_bytes(data[: len(data) // 2])
+    elif damage == "flipped byte":
+        data[len(data) - 1000] ^= 0x40
+        entry.write_bytes(bytes(data))
+    elif damage == "foreign format":
+        data[8:12] = (pc.FORMAT + 1).to_bytes(4, "little")
+        entry.write_bytes(bytes(data))
+    else:  # whole and CRC-correct, but not a state llama.cpp can read
+        magic, fmt, key, n_tokens, state_bytes, crc = pc.HEADER.unpack(data[: pc.HEADER.size])
+        tokens = list(pc.struct.unpack(f"<{n_tokens}i", data[pc.HEADER.size: pc.HEADER.size + 4 * n_tokens]))
+        entry.unlink()
+        pc.PromptCache(entry.parent.parent, key, 10**9).save(tokens, os.urandom(state_bytes))
+    warm, cached, _ = ask(second, tmp_path)
+    assert cached == 0
+    assert warm == cold
+    [fresh] = cache_files(tmp_path)  # the damaged entry is gone; this turn's own took its place
+    assert fresh.read_bytes()[:8] == pc.MAGIC
+    assert ask(next_turn(second, warm, "Thanks."), tmp_path)[1] > 500
+
+
+@pytest.mark.embedded
+def test_two_processes_saving_the_same_entry_at_once(model, tmp_path):
+    import sys
+
+    from conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    both = [subprocess.Popen([sys.executable, "-m", "illume"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, cwd=REPO) for _ in range(2)]
+    outputs = [p.communicate(CHAT.encode(), timeout=300) for p in both]
+    assert [p.returncode for p in both] == [0, 0]
+    replies = {STATS.sub("", out.decode()) for out, _ in outputs}
+    assert len(replies) == 1
+    assert all(err == b"" for _, err in outputs)
+    [entry] = cache_files(tmp_path)
+    assert not [p for p in entry.parent.iterdir() if p.name.startswith(pc.TEMPORARY)]
+    again, cached, total = ask(CHAT, tmp_path)
+    assert cached == total - EXACT_BATCH
+    assert again == replies.pop()
+
+
+@pytest.mark.embedded
+def test_eviction_at_the_size_limit(model, tmp_path):
+    ask(CHAT, tmp_path)
+    [entry] = cache_files(tmp_path)
+    limit = str(int(entry.stat().st_size * 1.5))
+    other = CHAT.replace("Answer briefly.", "Answer in one word.")
+    ask(other, tmp_path, ILLUME_CACHE_SIZE=limit)
+    [kept] = cache_files(tmp_path)  # the older conversation went to make room
+    assert kept != entry
+    _, cached, _ = ask(CHAT, tmp_path, ILLUME_CACHE_SIZE=limit)
+    assert 0 < cached < 10, "only the shared start of the template could come from the other conversation"
+    _, cached, total = ask(other, tmp_path, ILLUME_CACHE_SIZE="0")
+    assert cached == 0
+
+
+@pytest.mark.embedded
+def test_a_full_disk_is_a_note_not_a_failure(model, tmp_path):
+    home = tmp_path / "small"
+    home.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(home)],
+                      capture_output=True).returncode != 0:
+        missing("a small tmpfs (mount needs root)", "run the tests as root, as .ci/run does")
+    try:
+        out, cached, _ = ask(CHAT, home)
+        cold, _, _ = ask(CHAT.replace("!stats\n", "!stats\n!:cache_prompt false\n"), home)
+        assert out == cold + ("\n\n!note the prompt cache could not save this reply's state (the disk is full); "
+                              "the next call evaluates it again")
+    finally:
+        subprocess.run(["umount", str(home)], check=True)
+
+
+@pytest.mark.embedded
+def test_buffers_in_one_process_share_a_prefix_without_the_disk(model, tmp_path):
+    # A batch run or branches: the loaded model keeps what it evaluated, and the next buffer starts from it.
+    import io
+
+    from illume.cli import Options, run
+
+    import llama_cpp
+
+    from illume.backends.embedded import _load
+
+    env = {"XDG_CACHE_HOME": str(tmp_path), "ILLUME_CACHE_SIZE": "0"}
+    llama = _load(smollm2_path(), {}).llama
+    outputs, evaluated = [], []
+    for question in ["line 4?", "line 9?"]:
+        out = io.BytesIO()
+        llama_cpp.llama_perf_context_reset(llama.ctx)
+        assert run(CHAT.replace("line 4?", question).encode(), out, env, Options()) == 0
+        outputs.append(out.getvalue().decode())
+        # The model's own count of tokens it evaluated in batches: the prompt's, not the reply's one by one.
+        evaluated.append(llama_cpp.llama_perf_context(llama.ctx).n_p_eval)
+    cached, total = map(int, STATS.search(outputs[1]).groups())
+    assert cached > 500
+    assert evaluated == [total, total - cached]
+    assert not (tmp_path / "illume").exists()
+    cold, _, _ = ask(CHAT.replace("line 4?", "line 9?").replace("!stats\n", "!stats\n!:cache_prompt false\n"),
+                     tmp_path)
+    assert STATS.sub("", outputs[1]) == cold
