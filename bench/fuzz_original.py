@@ -37,7 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from illume.headers import SECRET_NAMES, expand, mask  # noqa: E402
+from illume.headers import mask  # noqa: E402
+from illume.gotext import trim_space  # noqa: E402
+from illume.jsonwire import parse_value  # noqa: E402
 
 # --- the scripted server --------------------------------------------------
 
@@ -208,11 +210,12 @@ def json_value(r: random.Random, depth: int = 0) -> str:
 
 def header_value(r: random.Random) -> str:
     parts = []
+    odd = ["\x1c", "\x01", "\x7f", "$CTRL", "$NL"] if r.random() < 0.1 else []
     for _ in range(r.randint(1, 3)):
         parts.append(pick(r, ["Bearer", "x", "Basic abc", "close", "keep-alive", "chunked", "5", "0",
                               "127.0.0.1", "example.com", "gzip", "identity", "100-continue", "é", "a  b",
-                              "\U0001F600", "\xff", "\x1c", "\x01", "\x7f", "h2c", "trailers", "upgrade",
-                              "text/plain", "*/*", "illume-test/1"] + VARS))
+                              "\U0001F600", "\xff", "h2c", "trailers", "upgrade", "text/plain", "*/*",
+                              "illume-test/1"] + [v for v in VARS if v not in ("$CTRL", "$NL")] + odd))
     return pick(r, [" ", "", "\t"]).join(parts) if r.random() < 0.5 else " ".join(parts)
 
 
@@ -409,50 +412,72 @@ def same_debug(go: bytes, py: bytes) -> bool:
     return True
 
 
-LIBRARY_HEADERS = {"user-agent", "accept-encoding", "accept", "connection"}
+# What each HTTP library sends when the request sets nothing: legitimately different, not compared.
+LIBRARY_DEFAULTS = {
+    "user-agent": re.compile(r"Go-http-client/1\.1|python-httpx/[0-9.]+"),
+    "accept-encoding": re.compile(r"gzip|gzip, deflate(, br)?(, zstd)?"),
+    "accept": re.compile(r"\*/\*"),
+    "connection": re.compile(r"keep-alive"),
+}
 
 
-def named_headers(case: Case) -> set[str]:
-    names = set()
-    for line in case.buffer.replace("\r\n", "\n").split("\n"):
-        if line.startswith("!>"):
-            names.add(line[2:].split(" ", 1)[0].lower())
-    return names
-
-
-def request_view(req: dict, named: set[str]) -> dict:
+def request_view(req: dict) -> dict:
     headers = {}
     for name, value in req["headers"]:
-        if name in LIBRARY_HEADERS and name not in named:
+        default = LIBRARY_DEFAULTS.get(name)
+        if default and default.fullmatch(value):
             continue
         headers.setdefault(name, []).append(value)
     try:
-        parsed = json.loads(req["body"])
+        parsed = parse_value(req["body"].decode("utf-8", "surrogateescape"))
     except ValueError:
         parsed = None
     return {"method": req["method"], "target": req["target"], "headers": headers, "body": req["body"],
             "json": parsed}
 
 
+# Go before 1.22 escapes U+0008 and U+000C in JSON as \u0008 and \u000c; later Go, and illume, as \b and \f.
+_OLD_ESCAPES = re.compile(rb"(?<!\\)((?:\\\\)*)\\u00(08|0c)")
+OLD_GO = False  # set by main() when the original was built with such a Go
+
+
+def modern_escapes(data: bytes) -> bytes:
+    if not OLD_GO:
+        return data
+    return _OLD_ESCAPES.sub(lambda m: m.group(1) + (b"\\b" if m.group(2) == b"08" else b"\\f"), data)
+
+
+def modernised(reqs: list[dict]) -> list[dict]:
+    out = []
+    for req in reqs:
+        body = modern_escapes(req["body"])
+        headers = [(n, str(len(body)) if n == "content-length" and v == str(len(req["body"])) else v)
+                   for n, v in req["headers"]]
+        out.append(dict(req, body=body, headers=headers))
+    return out
+
+
 def compare(case: Case, go, py) -> list[str]:
     """Return the differences between the original's run GO and illume's run PY (empty: the same)."""
     (g_status, g_out, g_err, g_reqs), (p_status, p_out, p_err, p_reqs) = go, py
+    g_out, g_reqs = modern_escapes(g_out), modernised(g_reqs)
     problems = []
     if b"Traceback" in p_err or b"failed unexpectedly" in p_out:
         problems.append("illume crashed")
     if g_status != p_status:
         problems.append(f"status go={g_status} illume={p_status}")
-    named = named_headers(case)
     if len(g_reqs) != len(p_reqs):
         problems.append(f"requests go={len(g_reqs)} illume={len(p_reqs)}")
     for g, p in zip(g_reqs, p_reqs):
-        gv, pv = request_view(g, named), request_view(p, named)
+        gv, pv = request_view(g), request_view(p)
+        if gv["body"] != pv["body"]:
+            problems.append("request body as JSON: " + ("the same" if gv["json"] == pv["json"] else "different"))
         for field in ("method", "target", "headers", "body"):
             if gv[field] != pv[field]:
                 problems.append(f"request {field}: go={gv[field]!r} illume={pv[field]!r}"[:2000])
     g_norm, p_norm = normal_stdout(g_out), normal_stdout(p_out)
     if g_norm != p_norm:
-        if "debug" in case.notes and g_status == p_status == 0 and same_debug(g_norm, p_norm):
+        if g_norm.startswith(b"\n\nPOST ") and g_status == p_status == 0 and same_debug(g_norm, p_norm):
             pass
         elif g_status == p_status == 1 and g_out.startswith(b"\n\n!error\n\n") and p_out.startswith(b"\n\n!error\n\n") \
                 and (b'\n\n!error\n\nPost "' in g_out or b"\n\n!error\n\nparse " in g_out) and not g_reqs and not p_reqs:
@@ -475,8 +500,10 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
     (g_status, g_out, g_err, g_reqs), (p_status, p_out, p_err, p_reqs) = go, py
     if "illume crashed" in problems:
         return None
-    buf = case.buffer
-    lines = buf.replace("\r\n", "\n").split("\n")
+    # The buffer's lines and those of the profiles it may load.
+    lines = "\n".join([case.buffer] + [data.decode("utf-8", "surrogateescape") for name, data in case.files.items()
+                                       if not name.endswith((".md", ".txt", ".py", ".json"))])
+    lines = lines.replace("\r\n", "\n").split("\n")
     if g_status == 2 and b"panic:" in g_err and p_status == 1 and p_out.startswith(b"\n\n!error\n\n"):
         return "the original crashes (Go panic): illume prints !error"
     if p_status == 1 and re.search(rb"!error\n\n<stdin>:\d+: !>.*: (a header value cannot hold|not a valid header name)|"
@@ -515,8 +542,19 @@ def _unterminated_context(case: Case) -> bool:
 
 
 def _empty_prefix(case: Case) -> bool:
-    before = case.buffer.replace("\r\n", "\n").split("\n!infill")[0]
-    return not any(line.strip("\r") and not line.startswith("!") for line in before.split("\n"))
+    """Whether the message before the first bare !infill has no text (the original then shifts the parts)."""
+    lines = case.buffer.replace("\r\n", "\n").split("\n")
+    prefix = []
+    for line in lines:
+        word = line.split(" ", 1)[0]
+        if word == "!infill" and not line[len("!infill "):]:
+            break
+        if word in ("!begin", "!user", "!assistant"):
+            prefix = []
+        elif not line.startswith("!") or word in ("!context", "!reddit", "!reddit!", "!github") or \
+                line.startswith("!!"):
+            prefix.append(line)
+    return not any(line.strip("\r\n") for line in prefix)
 
 
 def environment(home: Path) -> dict:
@@ -537,6 +575,11 @@ def main() -> int:
     parser.add_argument("--only", type=int, help="run only this index (with one seed)")
     args = parser.parse_args()
     original = str(Path(args.original).resolve())
+    global OLD_GO
+    probe = subprocess.run([original], input=b'!debug\n!:k "\\f"\n', capture_output=True).stdout
+    OLD_GO = b"\\u000c" in probe
+    if OLD_GO:
+        print("the original was built with Go before 1.22: its \\u0008 and \\u000c are read as \\b and \\f")
     illume = [sys.executable, "-m", "illume"]
     server = Recorder()
     started = time.monotonic()
@@ -565,6 +608,10 @@ def main() -> int:
                     results.append((status, out, err, server.take()))
             problems = compare(case, *results)
             totals["buffers"] += 1
+            go_status, go_out, _, go_requests = results[0]
+            totals["sent"] += bool(go_requests)
+            totals["dry runs"] += go_status == 0 and go_out.startswith(b"\n\nPOST ")
+            totals["errors"] += go_status != 0
             if not problems:
                 totals["same"] += 1
                 continue
@@ -576,7 +623,7 @@ def main() -> int:
             totals["undocumented"] += 1
             if shown < args.show:
                 shown += 1
-                print(f"--- seed {seed} index {index}\nbuffer: {case.buffer!r}\nfiles: {list(case.files)}")
+                print(f"--- seed {seed} index {index}\nbuffer: {case.buffer[:1500]!r}\nfiles: {list(case.files)}")
                 for problem in problems:
                     print("  " + problem)
                 print(f"  go stderr: {results[0][2][-300:]!r}\n  illume stderr: {results[1][2][-300:]!r}")
@@ -587,6 +634,8 @@ def main() -> int:
     elapsed = time.monotonic() - started
     print(f"\nseeds {args.seeds}, {totals['buffers']} buffers in {elapsed:.0f} s: {totals['same']} the same, "
           f"{totals['documented']} documented differences, {totals['undocumented']} undocumented")
+    print(f"the original: {totals['sent']} requests sent, {totals['dry runs']} !debug dry runs, "
+          f"{totals['errors']} errors")
     for label, n in labels.most_common():
         print(f"  {n:5d}  {label}")
     return 1 if totals["undocumented"] else 0

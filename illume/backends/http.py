@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from illume import sse
+from illume.backends import wire
 from illume.errors import HTTPStatusError, RequestError, StreamError
 from illume.reply import Reply, error_message
 
@@ -92,11 +93,18 @@ class HTTPBackend:
         """Return the open response to REQUEST, after retries and same-purpose redirects."""
         import httpx
 
-        url = httpx.URL(request.url)
+        where = wire.target(request.url)
+        url = httpx.URL(where.url)
         body = _Body(request)
-        headers = _with_length(_encoded(request.headers.items()), body.length)
+        sent, no_user_agent = wire.headers(request.headers.items(), where.basic)
+        headers = _with_length(sent, body.length)
+        # The path as written, dot segments and all, as Go sends it (httpx would resolve them).
+        extensions = {"target": where.target} if where.target else {}
         for attempt in range(RETRIES + 1 + MAX_REDIRECTS):
-            response = client.send(client.build_request("POST", url, content=body, headers=headers), stream=True)
+            built = client.build_request("POST", url, content=body, headers=headers, extensions=extensions)
+            if no_user_agent:
+                del built.headers["user-agent"]
+            response = client.send(built, stream=True)
             status = response.status_code
             if status == 200:
                 return response
@@ -107,8 +115,9 @@ class HTTPBackend:
                     raise RequestError(f"the server redirected {url} to {target}: put that URL in !api")
                 if _origin(target) != _origin(url):
                     # Credentials stay with the host they were meant for.
-                    headers = _with_length(_encoded(request.headers.public_items()), body.length)
+                    headers = _with_length(wire.headers(request.headers.public_items(), None)[0], body.length)
                 url = target
+                extensions = {}
                 continue
             text = _error_text(response)
             summary = _error_summary(text)
@@ -155,11 +164,6 @@ def _check_kind(response) -> None:
         raise StreamError(f"expected an event stream but got {kind}: {excerpt}")
 
 
-def _encoded(headers) -> dict[str, bytes]:
-    """Return HEADERS with UTF-8 values: Go sends a header's bytes as they are, httpx would insist on ASCII."""
-    return {name: value.encode("utf-8", "surrogateescape") for name, value in headers}
-
-
 class _Body:
     """REQUEST's body for httpx: its pieces, encoded anew each time it is sent (a retry, a redirect).
 
@@ -179,9 +183,11 @@ class _Body:
 
 
 def _with_length(headers: dict[str, bytes], length: int) -> dict[str, bytes]:
-    """Return HEADERS with the Content-Length that httpx itself would add for a bytes body (last, unless set)."""
-    if not any(name.lower() == "content-length" for name in headers):
-        headers["Content-Length"] = str(length).encode()
+    """Return HEADERS with the Content-Length that httpx itself would add for a bytes body (last).
+
+    A buffer's own Content-Length never gets here (wire.OWNED): Go sends the body's.
+    """
+    headers["Content-Length"] = str(length).encode()
     return headers
 
 
