@@ -318,6 +318,10 @@ class Case:
             suffixes = " ".join(pick(r, [".md", ".txt", ".py", "md", "b.md", ".MD"]) for _ in range(r.randint(1, 3)))
             return f"!context{pick(r, [' ', '  ', chr(9)])}{root} {suffixes}{s(r)}"
         if kind == 10:
+            if r.random() < 0.15:
+                self.files["broken.json"] = pick(r, [b"{", b"[]", b"{}", b"[{}]", b'[{"data":{"children":[]}}]', b"null"])
+                return pick(r, ["!reddit broken.json", "!reddit! broken.json", "!github broken.json",
+                                "!github issue.json broken.json", "!reddit missing.json", "!github"])
             return pick(r, [f"!reddit {self.reddit_fixture()}", f"!reddit! {self.reddit_fixture()}",
                             "!github " + " ".join(self.github_fixture())])
         if kind == 11:
@@ -335,7 +339,7 @@ class Case:
                             "!infill [SUFFIX]{suffix}[PREFIX]{prefix}", "!infill {prefix"])
         if kind < 20:
             return pick(r, ["!user", "!assistant", "!user x", "!assistant\r", "!system", "!!user", "!!", "!",
-                            "!unknown arg", "!user\x1c", "!debug x"])
+                            "!unknown arg", "!user\x1c", "!debug x"] + (["!error"] if r.random() < 0.1 else []))
         return text(r)
 
     def generate(self) -> None:
@@ -504,8 +508,8 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
     lines = "\n".join([case.buffer] + [data.decode("utf-8", "surrogateescape") for name, data in case.files.items()
                                        if not name.endswith((".md", ".txt", ".py", ".json"))])
     lines = lines.replace("\r\n", "\n").split("\n")
-    if g_status == 2 and b"panic:" in g_err and p_status == 1 and p_out.startswith(b"\n\n!error\n\n"):
-        return "the original crashes (Go panic): illume prints !error"
+    if g_status == 2 and b"panic:" in g_err:
+        return "the original crashes (Go panic): illume does not"
     if p_status == 1 and re.search(rb"!error\n\n<stdin>:\d+: !>.*: (a header value cannot hold|not a valid header name)|"
                                    rb"!error\n\n[^\n]*:\d+: !>.*: (a header value cannot hold|not a valid header name)",
                                    p_out):
@@ -528,12 +532,19 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
         return "a !context file that does not end in a newline gets one before the closing fence"
     if any(line.startswith(("!reddit", "!github")) for line in lines) and p_status == 1:
         return "a !reddit/!github file that is not the JSON it should be is an error"
-    if any(re.match(r"!infill\s*$", line) for line in lines) and _empty_prefix(case):
-        return "infill with an empty prefix"
+    if any(re.fullmatch(r"!infill\r?", line) for line in lines) and (
+            _empty_prefix(case) or any(line.split(" ")[0].rstrip("\r") in ("!user", "!assistant", "!begin")
+                                       for line in lines)):
+        # The original takes its first two messages, wherever they are; illume the text on either side of !infill.
+        return "infill: the prefix and suffix are the texts right before and after !infill"
     if any(line.startswith("!exclude") for line in lines) and not any(line.startswith("!profile") for line in lines):
         return "an !exclude block left open does not swallow the default profile"
-    if re.search(r"\{[^}]*\}", " ".join(line for line in lines if line.startswith("!api"))):
+    go_url = g_out.split(b" HTTP/1.1\n")[0][len(b"\n\nPOST "):] if g_out.startswith(b"\n\nPOST ") else b""
+    if re.search(r"\{[^}]*\}", " ".join(line for line in lines if line.startswith("!api"))) and (
+            b"invalid control character in URL" in g_out or b"\n" in go_url):
         return "a non-string {key} in !api is its compact JSON"
+    if any(line.rstrip("\r") == "!error" for line in lines):
+        return "an !error section is not sent"
     return None
 
 

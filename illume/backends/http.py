@@ -98,8 +98,7 @@ class HTTPBackend:
         body = _Body(request)
         sent, no_user_agent = wire.headers(request.headers.items(), where.basic)
         headers = _with_length(sent, body.length)
-        # The path as written, dot segments and all, as Go sends it (httpx would resolve them).
-        extensions = {"target": where.target} if where.target else {}
+        extensions = _as_written(client, url, where.target)
         for attempt in range(RETRIES + 1 + MAX_REDIRECTS):
             built = client.build_request("POST", url, content=body, headers=headers, extensions=extensions)
             if no_user_agent:
@@ -150,6 +149,21 @@ class HTTPBackend:
             yield text
         if error:
             raise error
+
+
+def _as_written(client, url, target: bytes) -> dict:
+    """Return httpx request extensions that send TARGET, the path as Go sends it, where httpx would change it.
+
+    httpx resolves dot segments (`/a/../v1/`) and escapes some characters
+    differently; httpcore's "target" extension sends the path as given. Not
+    through a proxy, which needs the absolute form httpx writes itself.
+    """
+    if not target or target == url.raw_path:
+        return {}
+    choose = getattr(client, "_transport_for_url", None)
+    if choose is None or choose(url) is not getattr(client, "_transport", None):
+        return {}
+    return {"target": target}
 
 
 def _kind(response) -> str:
