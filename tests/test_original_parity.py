@@ -222,3 +222,10 @@ def test_context_names_under_a_directory_not_in_clean_form(tmp_path):
     result = subprocess.run([sys.executable, "-m", "illume"], input=b"!debug\n!context ./ctx .md\n!context ctx// .md",
                             capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert b'"content":"**`ctx/sub/d.md`**\\n```\\nD\\n```\\n\\n**`sub/d.md`**\\n```\\nD\\n```"' in result.stdout
+
+
+def test_the_gpt_oss_profile_is_the_originals():
+    result = run_illume("!debug\n!api http://x/\n!profile gpt-oss\n!user\nhi")
+    assert result.stdout == (b'\n\nPOST http://x/chat/completions HTTP/1.1\ncontent-type: application/json\n\n'
+                             b'{"max_tokens":16384,"messages":[{"role":"user","content":"hi"}],"stream":true,'
+                             b'"temperature":0.6,"top_k":0,"top_p":1}\n\n')
