@@ -33,6 +33,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -286,7 +287,8 @@ class Case:
         host = f"127.0.0.1:{self.port}"
         path = pick(r, ["/", "", "/v1", "/v1/", "/a/../v1/", "/./x/", "/a/./b/../c", "/{model}/v1", "/%41/",
                         "/%2f/", "/a b/", "/é/", "/a%zz/", "/?q=1", "/#frag", "/x?a=b&c", "/;p", "/a\"b/",
-                        "/[x]/", "/a|b/", "/{seed}/", "/..", "/.", "//double", "/\x1c", "/a\tb"])
+                        "/[x]/", "/a|b/", "/{seed}/", "/..", "/.", "//double", "/\x1c", "/a\tb", "/?q=é",
+                        "/\udcff/", "/?q=\udcfe", "/#frag\x7f", "/#%zz", "/a%20b/"])
         auth = pick(r, ["", "", "", "user:secret@", "user@", "u%40x:p%3Aw@", ":pw@"])
         if auth:
             self.notes.add("credentials")
@@ -517,6 +519,9 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
     if any(line.startswith("!>") and line[2:].split(" ", 1)[0].lower() == "content-type" and line[2:].split(" ", 1)[0] != "content-type"
            for line in lines):
         return "header names are case-insensitive"
+    if g_reqs and p_reqs and g_reqs[0]["target"] != p_reqs[0]["target"] and "?" in p_reqs[0]["target"] and \
+            unquote_to_bytes(g_reqs[0]["target"].encode("latin-1")) == unquote_to_bytes(p_reqs[0]["target"]):
+        return "a query's spaces and non-ASCII bytes are sent percent-encoded"
     if "nul" in case.notes and b"binary file" in p_out:
         return "a !context file with a NUL byte is refused as binary"
     if re.search(rb"no file under .* ends with", p_out):
@@ -537,7 +542,9 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
                                        for line in lines)):
         # The original takes its first two messages, wherever they are; illume the text on either side of !infill.
         return "infill: the prefix and suffix are the texts right before and after !infill"
-    if any(line.startswith("!exclude") for line in lines) and not any(line.startswith("!profile") for line in lines):
+    everything = g_out + b"".join(r["body"] for r in g_reqs), p_out + b"".join(r["body"] for r in p_reqs)
+    if any(line.startswith("!exclude") for line in lines) and \
+            b'"cache_prompt":true' in everything[1] and b'"cache_prompt":true' not in everything[0]:
         return "an !exclude block left open does not swallow the default profile"
     go_url = g_out.split(b" HTTP/1.1\n")[0][len(b"\n\nPOST "):] if g_out.startswith(b"\n\nPOST ") else b""
     if re.search(r"\{[^}]*\}", " ".join(line for line in lines if line.startswith("!api"))) and (

@@ -229,3 +229,18 @@ def test_the_gpt_oss_profile_is_the_originals():
     assert result.stdout == (b'\n\nPOST http://x/chat/completions HTTP/1.1\ncontent-type: application/json\n\n'
                              b'{"max_tokens":16384,"messages":[{"role":"user","content":"hi"}],"stream":true,'
                              b'"temperature":0.6,"top_k":0,"top_p":1}\n\n')
+
+
+def test_a_url_byte_that_is_not_utf8_is_sent_escaped_as_go_sends_it():
+    with FakeServer() as server:
+        result = run_illume(f"!api {server.url}".encode() + b"\xff/\n!user\nhi")
+        assert result.returncode == 0
+        assert [r.path for r in server.requests] == ["/%FF/chat/completions"]
+
+
+def test_a_control_character_in_the_fragment_is_no_error():
+    # Go checks the URL before its fragment only, and never sends the fragment.
+    with FakeServer() as server:
+        result = run_illume(f"!api {server.url}#frag\x7f\n!user\nhi")
+        assert result.returncode == 0
+        assert [r.path for r in server.requests] == ["/"]

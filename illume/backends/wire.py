@@ -43,9 +43,10 @@ class Target:
 
 def target(url: str) -> Target:
     """Return where URL sends a request as Go's client reads it; raise RequestError where Go refuses it."""
-    if any(c < " " or c == "\x7f" for c in url):
-        raise _invalid(url, "a URL cannot hold a control character")
     rest, hash_, fragment = url.partition("#")
+    # Go checks for control characters before the fragment only; the fragment is never sent.
+    if any(c < " " or c == "\x7f" for c in rest):
+        raise _invalid(url, "a URL cannot hold a control character")
     _unescape(url, fragment)
     scheme, colon, after = rest.partition(":")
     if not colon or "/" in scheme:
@@ -69,21 +70,35 @@ def target(url: str) -> Target:
             credentials = f"{unquote(user, errors='surrogateescape')}:{unquote(password, errors='surrogateescape')}"
             basic = "Basic " + base64.b64encode(credentials.encode("utf-8", "surrogateescape")).decode()
         _check_host(url, host)
-        plain = f"{scheme}://{host}{path}{query}" + (hash_ + fragment if hash_ else "")
+        plain = f"{scheme}://{host}{path}{query}"
     else:
         path = after
-        plain = url
-    return Target(plain, _request_uri(url, path, query).encode("utf-8", "surrogateescape"), basic)
+        plain = rest
+    # httpx needs only the scheme, host and port of it; bytes that were not UTF-8 must be escaped for it.
+    plain = _BYTE_NOT_UTF8.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", plain)
+    return Target(plain, _request_uri(url, path, query), basic)
 
 
-def _request_uri(url: str, path: str, query: str) -> str:
+_BYTE_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+# What HTTP allows in a request line's target (RFC 9112, 3.2; h11 refuses the rest).
+_TARGET_CHARS = frozenset(range(0x21, 0x7F))
+
+
+def _request_uri(url: str, path: str, query: str) -> bytes:
     """Return the request target Go sends for PATH and QUERY (net/url's EscapedPath and RequestURI)."""
     decoded = _unescape(url, path)
     if not set(path) <= _PATH_AS_WRITTEN:
         # Written with characters that must be escaped: Go escapes the decoded path anew.
-        path = "".join(c if c in _PATH_UNESCAPED else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogateescape"))
-                       for c in decoded)
-    return (path or "/") + query
+        path = "".join(c if c in _PATH_UNESCAPED else _escaped(c) for c in decoded)
+    target = ((path or "/") + query).encode("utf-8", "surrogateescape")
+    # Go sends a query as written, spaces and all; HTTP does not allow that, so those bytes go escaped.
+    if not set(target) <= _TARGET_CHARS:
+        target = b"".join(bytes([b]) if b in _TARGET_CHARS else b"%%%02X" % b for b in target)
+    return target
+
+
+def _escaped(char: str) -> str:
+    return "".join(f"%{b:02X}" for b in char.encode("utf-8", "surrogateescape"))
 
 
 def _unescape(url: str, text: str) -> str:
