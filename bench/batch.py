@@ -1,4 +1,4 @@
-"""Batch runs against the plain filter, side by side in one run (issue 6).
+"""Batch runs against the plain filter, side by side in one run.
 
 The same 16 chat buffers, on the same real llama-server (SmolLM2, started
 here with `--parallel 4`), answered two ways:

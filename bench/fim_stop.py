@@ -16,6 +16,7 @@ forked children of two worker processes with a time limit.
 
     python bench/fim_stop.py                      # everything, as in FIM_STOP.md
     python bench/fim_stop.py --limit 100 --no-run # a quick look
+    python bench/fim_stop.py --data DIR           # DIR holds the two .jsonl.gz sets
 """
 
 import argparse
@@ -36,7 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from illume.stopping import RULES, InfillGuard, parse_rules  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "humaneval-infilling"
+# The two .jsonl.gz files of HumanEval infilling (github.com/openai/human-eval-infilling,
+# its data/ folder): --data DIR, else $HUMANEVAL_INFILLING.
+DATA = Path(os.environ.get("HUMANEVAL_INFILLING", "humaneval-infilling"))
 SETS = {
     "single": "HumanEval-SingleLineInfilling.jsonl.gz",
     "multi": "HumanEval-MultiLineInfilling.jsonl.gz",
@@ -58,8 +61,11 @@ NEW_FUNCTION = (
 )
 
 
-def load(name):
-    with gzip.open(DATA / SETS[name], "rt") as lines:
+def load(name, data=None):
+    path = Path(data or DATA) / SETS[name]
+    if not path.is_file():
+        sys.exit(f"fim_stop.py: {path} not found: name the HumanEval infilling folder with --data DIR")
+    with gzip.open(path, "rt") as lines:
         return [json.loads(line) for line in lines]
 
 
@@ -160,6 +166,7 @@ def program(task, prefix, kept, suffix):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default="single,multi")
+    parser.add_argument("--data", metavar="DIR", help="folder of the HumanEval infilling sets ($HUMANEVAL_INFILLING)")
     parser.add_argument("--rules", default="all", help="directive argument, e.g. all, echo,scope")
     parser.add_argument("--limit", type=int, help="first N tasks of each set")
     parser.add_argument("--sample", type=int, help="N tasks of each set, drawn with a fixed seed")
@@ -173,7 +180,7 @@ def main(argv=None):
     rows = []
     started = time.time()
     for name in args.sets.split(","):
-        tasks = load(name)
+        tasks = load(name, args.data)
         if args.sample:
             tasks = random.Random(0).sample(tasks, min(args.sample, len(tasks)))
         if args.limit:

@@ -1,4 +1,4 @@
-"""The buffer language: text in, a description of the request out (SPEC A2-A5).
+"""The buffer language: text in, a description of the request out (docs/buffer.md).
 
 `parse` reads a buffer top to bottom in one pass, as the original does, and
 returns a `Buffer`: the conversation, the mode, the JSON keys, the headers
@@ -67,7 +67,7 @@ class Buffer:
         self.headers = Headers.default()
 
     def hole(self) -> tuple[str, str]:
-        """Return the infill prefix and suffix as sent (SPEC A6): the hole is a line of its own."""
+        """Return the infill prefix and suffix as sent (docs/wire.md, "Modes"): the hole is a line of its own."""
         suffix = "" if self.infill_suffix is None else "\n" + self.infill_suffix
         return self.infill_prefix + "\n", suffix
 

@@ -1,6 +1,6 @@
 """Documents inserted into a message: files (`!context`), Reddit threads, GitHub issues.
 
-Each function returns the text to insert (SPEC A7); failures raise
+Each function returns the text to insert (docs/documents.md); failures raise
 DocumentError with a message in the original's words ("open x: no such
 file or directory"), which the buffer parser locates by line.
 """

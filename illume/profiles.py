@@ -1,4 +1,4 @@
-"""Profiles: small buffers of directives, found by name (SPEC A5).
+"""Profiles: small buffers of directives, found by name (docs/profiles.md).
 
 `!profile NAME` resolves NAME as a built-in `profiles/NAME.profile`, else as
 a file path, else (for a bare name) as `NAME.profile` in the user's profile

@@ -1,4 +1,4 @@
-"""From a parsed buffer to the HTTP request: URL, JSON body, headers (SPEC A6)."""
+"""From a parsed buffer to the HTTP request: URL, JSON body, headers (docs/wire.md)."""
 
 from collections.abc import Iterator, Mapping
 

@@ -7,7 +7,7 @@ so a UTF-8 character split across pieces survives. Pure: no I/O.
 
 One leniency: a `data:` line that follows a complete JSON value (or
 `[DONE]`) without the blank line between starts a new event, as the
-original reads every `data: ` line on its own (SPEC A8) and some servers
+original reads every `data: ` line on its own (docs/wire.md) and some servers
 and scripts never send the blank lines.
 """
 

@@ -6,7 +6,7 @@ then invents `norm3`.  `InfillGuard` watches the middle as it streams, says
 when it has left the hole (the caller then closes the stream so the server
 stops generating), and gives back only the part that belongs in the hole.
 
-Rules (names for the stopping directive; the default is all of them):
+Rules (for `!stop-rules`; each is off unless the buffer, a profile or --stop-rules asks):
 
 echo
     The middle starts to reproduce the text that follows the hole: the rest

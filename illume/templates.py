@@ -1,4 +1,4 @@
-"""FIM templates: how a prefix and a suffix become one completion prompt (SPEC A6).
+"""FIM templates: how a prefix and a suffix become one completion prompt (docs/profiles.md).
 
 A template is one of
 - the original's one-line form, `<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>`;

@@ -1,4 +1,4 @@
-"""Bad input (issue 7): each case gives a clear `!error` naming the line, or works; none gives a traceback.
+"""Bad input: each case gives a clear `!error` naming the line, or works; none gives a traceback.
 
 The real CLI runs as a subprocess in a temporary folder; `--debug` shows the
 request where a case should work. A property-based test feeds the parser

@@ -1,4 +1,4 @@
-"""The buffer language (SPEC A2-A5): one table per directive family, one row a case."""
+"""The buffer language (docs/buffer.md): one table per directive family, one row a case."""
 
 import pytest
 

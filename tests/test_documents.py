@@ -1,4 +1,4 @@
-"""Inserted documents (SPEC A7): `!context` files and folders, `!reddit`, `!reddit!`, `!github`."""
+"""Inserted documents (docs/documents.md): `!context` files and folders, `!reddit`, `!reddit!`, `!github`."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Faults of the server and the network (issue 7, faults 1-9): the real CLI against a scripted fault server.
+"""Faults of the server and the network: the real CLI against a scripted fault server.
 
 Every case checks the exact bytes on stdout, the exit status, and that
 stderr holds no traceback. Fault 8 (context overflow) runs on a real

@@ -1,4 +1,4 @@
-"""Interrupts (issue 7, fault 10) and filter mode: SIGINT or SIGTERM while a reply streams.
+"""Interrupts and filter mode: SIGINT or SIGTERM while a reply streams.
 
 Vim's job stop sends SIGTERM. The partial reply must stay on stdout, then
 `!note interrupted`; the exit status is 130 (SIGINT) or 143 (SIGTERM); no

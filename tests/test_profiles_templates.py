@@ -1,4 +1,4 @@
-"""Built-in profiles (SPEC A5) and FIM templates (SPEC A6, Part B's Jinja files)."""
+"""Built-in profiles and FIM templates, original one-line and Jinja (docs/profiles.md)."""
 
 import os
 

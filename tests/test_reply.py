@@ -1,4 +1,4 @@
-"""The reply: text out of each response schema of SPEC A8, end markers, errors, GPT-OSS channels."""
+"""The reply: text out of each response schema docs/wire.md reads, end markers, errors, GPT-OSS channels."""
 
 import json
 

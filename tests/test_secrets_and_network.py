@@ -1,4 +1,4 @@
-"""Secrets and network conventions (issue 7): the real CLI against scripted servers.
+"""Secrets and network conventions: the real CLI against scripted servers.
 
 Credentials (`authorization`, `proxy-authorization`, `x-api-key`, `api-key`
 and any header value that came from a `$VAR`) are masked in `!debug` and in

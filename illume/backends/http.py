@@ -287,7 +287,7 @@ def _error_summary(text: str) -> str:
         if isinstance(parsed.get("estimated_time"), (int, float)):
             message += f" (estimated time {parsed['estimated_time']:g} s)"
         return message
-    # Anything else as the original prints it, byte for byte (SPEC A8), only cut short.
+    # Anything else as the original prints it, byte for byte (docs/wire.md), only cut short.
     return text if len(text) <= ERROR_BODY_LIMIT else text[:ERROR_BODY_LIMIT] + "…"
 
 
