@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from illume.headers import mask  # noqa: E402
 from illume.gotext import trim_space  # noqa: E402
-from illume.jsonwire import parse_value  # noqa: E402
+from illume.jsonwire import encode, parse_value  # noqa: E402
 
 # --- the scripted server --------------------------------------------------
 
@@ -477,7 +477,7 @@ def compare(case: Case, go, py) -> list[str]:
     for g, p in zip(g_reqs, p_reqs):
         gv, pv = request_view(g), request_view(p)
         if gv["body"] != pv["body"]:
-            problems.append("request body as JSON: " + ("the same" if gv["json"] == pv["json"] else "different"))
+            problems.append("request body as JSON: " + ("the same" if encode(gv["json"]) == encode(pv["json"]) else "different"))
         for field in ("method", "target", "headers", "body"):
             if gv[field] != pv[field]:
                 problems.append(f"request {field}: go={gv[field]!r} illume={pv[field]!r}"[:2000])
