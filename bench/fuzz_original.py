@@ -346,6 +346,9 @@ class Case:
 
     def generate(self) -> None:
         r = self.r
+        self.env: dict[str, str] = {}
+        if r.random() < 0.1:
+            self.env["ILLUME_PROFILE"] = pick(r, ["qwen3", "gemma-3", "fim:qwen", "llama.cpp", "missing"])
         if r.random() < 0.3:
             self.lines.append("!debug")
             self.notes.add("debug")
@@ -591,6 +594,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="save each undocumented difference here")
     parser.add_argument("--show", type=int, default=5, help="print this many undocumented differences")
     parser.add_argument("--only", type=int, help="run only this index (with one seed)")
+    parser.add_argument("--error-kinds", action="store_true", help="count the original's errors by their start")
     args = parser.parse_args()
     original = str(Path(args.original).resolve())
     global OLD_GO
@@ -603,6 +607,7 @@ def main() -> int:
     started = time.monotonic()
     totals = Counter()
     labels = Counter()
+    error_kinds = Counter()
     shown = 0
     for seed in args.seeds:
         indexes = [args.only] if args.only is not None else range(args.count)
@@ -616,6 +621,7 @@ def main() -> int:
                 home.mkdir()
                 env = environment(home)
                 env["PYTHONPATH"] = str(REPO)
+                env.update(case.env)
                 for argv in ([original], illume):
                     work = Path(tmp) / ("go" if argv == [original] else "py")
                     work.mkdir()
@@ -630,6 +636,9 @@ def main() -> int:
             totals["sent"] += bool(go_requests)
             totals["dry runs"] += go_status == 0 and go_out.startswith(b"\n\nPOST ")
             totals["errors"] += go_status != 0
+            if go_status != 0 and args.error_kinds:
+                kind = re.sub(rb"<stdin>:\d+: |[0-9]+", b"", go_out.split(b"!error\n\n")[-1])[:40]
+                error_kinds[kind] += 1
             if not problems:
                 totals["same"] += 1
                 continue
@@ -656,6 +665,8 @@ def main() -> int:
           f"{totals['errors']} errors")
     for label, n in labels.most_common():
         print(f"  {n:5d}  {label}")
+    for kind, n in error_kinds.most_common(15):
+        print(f"  {n:5d}  the original failed: {kind!r}")
     return 1 if totals["undocumented"] else 0
 
 
