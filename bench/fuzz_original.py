@@ -513,6 +513,8 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
     lines = "\n".join([case.buffer] + [data.decode("utf-8", "surrogateescape") for name, data in case.files.items()
                                        if not name.endswith((".md", ".txt", ".py", ".json"))])
     lines = lines.replace("\r\n", "\n").split("\n")
+    if case.env.get("ILLUME_PROFILE") == "qwen3" and b"/no_think" in p_out + b"".join(r["body"] for r in p_reqs):
+        return "the default profile's text goes at the top as the system prompt"
     if g_status == 2 and b"panic:" in g_err:
         return "the original crashes (Go panic): illume does not"
     if p_status == 1 and re.search(rb"!error\n\n<stdin>:\d+: !>.*: (a header value cannot hold|not a valid header name)|"
