@@ -1,7 +1,7 @@
 """Batch runs: `illume --batch [-j N] [-o DIR] [--skip-done] FILE...`.
 
 Each FILE is answered exactly as `illume < FILE` would answer it (through
-`cli.run`), N at a time on worker threads: the work is waiting on a
+`answer.answer`), N at a time on worker threads: the work is waiting on a
 server, and a local llama-server serves as many requests at once as it
 has slots (`--parallel`, 4 by default in this project's setups).
 
@@ -25,8 +25,8 @@ completion buffer appended to carries no mark of where its reply began, so
 `--skip-done` without `-o` refuses it, as a failure, rather than guess.
 
 The embedded backend holds one model and redirects file descriptor 2 while
-it runs: buffers that use it are answered one at a time (a lock), whatever
-N is.
+it runs: buffers whose backend is not `concurrent` are answered one at a
+time (a lock), whatever N is.
 """
 
 import os
@@ -37,8 +37,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 
-from illume import cli
+from illume.answer import Options, answer, prepare
+from illume.errors import Exit, IllumeError, Interrupted
+from illume.output import Output, unexpected
 
 DEFAULT_JOBS = 4
 GRACE = 5.0  # seconds an interrupted batch waits for its requests to stop
@@ -52,7 +55,7 @@ class Refused(Exception):
     """A file that --skip-done cannot judge, with the reason."""
 
 
-def check(paths: list[str], output_dir: str | None, options: cli.Options) -> str | None:
+def check(paths: list[str], output_dir: str | None, options: Options) -> str | None:
     """Return what is wrong with this batch's command line, or None."""
     if not paths:
         return "--batch needs at least one FILE"
@@ -70,16 +73,10 @@ def check(paths: list[str], output_dir: str | None, options: cli.Options) -> str
     return None
 
 
-def answered(raw: bytes, env: Mapping[str, str], profile: str | None) -> bool:
-    """Return whether the buffer RAW already ends with a reply; raise Refused when it cannot be told."""
+def answered(text: str, parsed) -> bool:
+    """Return whether the buffer TEXT (PARSED) already ends with a reply; raise Refused when it cannot be told."""
     from illume import buffer as buf
-    from illume.errors import IllumeError
 
-    text = raw.decode("utf-8", "surrogateescape")
-    try:
-        parsed = buf.parse(text, buf.Sources(env), default_profile=profile)
-    except IllumeError:
-        return False  # it fails again when run, and says why
     if parsed.mode != buf.CHAT:
         raise Refused(f"--skip-done cannot tell whether a {parsed.mode} buffer was answered "
                       "(the reply appended to it carries no mark); use --output-dir")
@@ -120,7 +117,7 @@ class _Collector:
     def write(self, data: bytes) -> int:
         if self.cancel.is_set() and not self.stopped:
             self.stopped = True
-            raise cli.Interrupted(self.status[0])  # run() catches it: the request is closed, the note goes here
+            raise Interrupted(self.status[0])  # the reply loop closes the request on its way out
         self.parts.append(bytes(data))
         return len(data)
 
@@ -131,20 +128,10 @@ class _Collector:
         return b"".join(self.parts)
 
 
-def _error_message(output: bytes, status: int) -> str:
-    """Return the message of the `!error` section that ends OUTPUT."""
-    if status in (cli.EXIT_SIGINT, cli.EXIT_SIGTERM):
-        return "interrupted"
-    head, marker, message = output.rpartition(b"\n\n!error\n\n")
-    if not marker:
-        return f"failed with exit status {status}"
-    return message.decode("utf-8", "replace").strip()
-
-
 class Batch:
     """One batch run: the files, the workers, the writes, the report."""
 
-    def __init__(self, paths: list[str], env: Mapping[str, str], options: cli.Options, jobs: int,
+    def __init__(self, paths: list[str], env: Mapping[str, str], options: Options, jobs: int,
                  output_dir: str | None, skip_done: bool, stderr=None):
         self.paths = paths
         self.env = env
@@ -157,8 +144,8 @@ class Batch:
         self.todo: queue.SimpleQueue = queue.SimpleQueue()
         self.results: queue.SimpleQueue = queue.SimpleQueue()
         self.cancel = threading.Event()
-        self.interrupt_status = [cli.EXIT_SIGINT]
-        self.embedded = threading.Lock()
+        self.interrupt_status = [Exit.SIGINT]
+        self.one_at_a_time = threading.Lock()  # held while a backend that is not concurrent answers
         self.counts = {ANSWERED: 0, FAILED: 0, SKIPPED: 0}
         self.failures: list[tuple[str, str]] = []
         self.started = time.monotonic()
@@ -176,48 +163,44 @@ class Batch:
             try:
                 result = self.answer(path)
             except Exception as e:  # a bug of ours: reported for this file, the others go on
-                result = Result(path, FAILED, message=f"illume failed unexpectedly: {type(e).__name__}: {e}")
+                result = Result(path, FAILED, message=unexpected(e))
             self.results.put(result)
 
     def answer(self, path: str) -> Result:
+        """Return PATH's outcome: its reply, or why there is none."""
         try:
             with open(path, "rb") as f:
                 raw = f.read()
         except OSError as e:
             return Result(path, FAILED, message=f"cannot read it: {e.strerror or e}")
-        if self.skip_done:
+        if self.skip_done and self.output_dir is not None and os.path.exists(self.target(path)):
+            return Result(path, SKIPPED)
+        text = raw.decode("utf-8", "surrogateescape")
+        try:
+            question = prepare(text, self.env, self.options)
+        except IllumeError as e:
+            return Result(path, FAILED, raw, message=str(e).strip(), status=Exit.ERROR)
+        if self.skip_done and self.output_dir is None:
             try:
-                if self.done(raw, path):
+                if answered(text, question.parsed):
                     return Result(path, SKIPPED)
             except Refused as e:
                 return Result(path, FAILED, message=str(e))
+        del text
         output = _Collector(self.cancel, self.interrupt_status)
-        if self.uses_embedded(raw):
-            with self.embedded:
-                status = cli.run(raw, output, self.env, self.options)
-        else:
-            status = cli.run(raw, output, self.env, self.options)
-        data = output.getvalue()
-        if status != cli.EXIT_OK:
-            return Result(path, FAILED, raw, data, _error_message(data, status), status)
-        return Result(path, ANSWERED, raw, data)
-
-    def done(self, raw: bytes, path: str) -> bool:
-        if self.output_dir is not None:
-            return os.path.exists(self.target(path))
-        return answered(raw, self.env, self.options.profile)
-
-    def uses_embedded(self, raw: bytes) -> bool:
-        from illume import buffer as buf
-        from illume import request as req
-        from illume.errors import IllumeError
-
+        out = Output(output, question.secrets)
         try:
-            parsed = buf.parse(raw.decode("utf-8", "surrogateescape"), buf.Sources(self.env),
-                               default_profile=self.options.profile)
-            return req.build(parsed, self.env).url.startswith("embedded:")
-        except IllumeError:
-            return False  # it fails again in run() and says why
+            if self.options.filter:
+                output.write(raw)
+            with nullcontext() if question.concurrent else self.one_at_a_time:
+                answer(question, out)
+        except IllumeError as e:
+            return Result(path, FAILED, raw, message=out.scrub(str(e)).strip(), status=Exit.ERROR)
+        except Interrupted as e:
+            return Result(path, FAILED, raw, message="interrupted", status=e.status)
+        except Exception as e:  # a bug of ours, scrubbed of the buffer's secrets: the others go on
+            return Result(path, FAILED, raw, message=out.scrub(unexpected(e)), status=Exit.ERROR)
+        return Result(path, ANSWERED, raw, output.getvalue())
 
     # --- the main thread ----------------------------------------------
     def run(self) -> int:
@@ -239,15 +222,15 @@ class Batch:
                     continue
                 finished += 1
                 self.commit(result)
-        except (KeyboardInterrupt, cli.Interrupted) as e:
-            status = e.status if isinstance(e, cli.Interrupted) else cli.EXIT_SIGINT
+        except (KeyboardInterrupt, Interrupted) as e:
+            status = e.status if isinstance(e, Interrupted) else Exit.SIGINT
             self.interrupt_status[0] = status
             self.cancel.set()
             self.stop(workers, finished)
             self.report(interrupted=True)
             return status
         self.report()
-        return cli.EXIT_ERROR if self.counts[FAILED] else cli.EXIT_OK
+        return Exit.ERROR if self.counts[FAILED] else Exit.OK
 
     def stop(self, workers: list, finished: int) -> None:
         """Let the running requests stop (each at its next piece); write the replies that were complete."""
@@ -277,7 +260,7 @@ class Batch:
                 result.outcome, result.message = FAILED, f"cannot write the reply: {e.strerror or e}"
             except _Changed as e:
                 result.outcome, result.message = FAILED, str(e)
-        if result.outcome == FAILED and result.status in (cli.EXIT_SIGINT, cli.EXIT_SIGTERM) and self.cancel.is_set():
+        if result.outcome == FAILED and result.status in (Exit.SIGINT, Exit.SIGTERM) and self.cancel.is_set():
             return  # stopped by this interrupt: counted as not run
         self.counts[result.outcome] += 1
         if result.outcome == FAILED:
@@ -353,7 +336,7 @@ def write_atomically(path: str, data: bytes, mode: int) -> None:
         raise
 
 
-def main(paths: list[str], env: Mapping[str, str], options: cli.Options, jobs: int | None,
+def main(paths: list[str], env: Mapping[str, str], options: Options, jobs: int | None,
          output_dir: str | None, skip_done: bool) -> int:
     """Run the batch the command line asks for; return the exit status (usage errors are the caller's)."""
     batch = Batch(paths, env, options, jobs or DEFAULT_JOBS, output_dir, skip_done)

@@ -41,6 +41,7 @@ import time
 
 from illume import buffer as buf
 from illume.errors import BufferError, HTTPStatusError, IllumeError
+from illume.output import ASSISTANT, Times, write_reply
 from illume.reply import DONE, GptOss, Reply
 
 # Statuses with which an OpenAI-style server refuses a key or its value:
@@ -59,37 +60,37 @@ def first_request(parsed: buf.Buffer, request):
     """Return the request to send first for PARSED's branches; raise BufferError in infill mode."""
     if request.mode == buf.INFILL:
         raise BufferError("!branches: fill in the middle takes one reply (remove !branches)")
-    if _embedded(request):
-        return request
+    if not _concurrent(request):
+        return request  # answered one request after another
     return _with_body(request, n=parsed.branches)
 
 
-def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> int:
-    """Print PARSED's branches on OUT in order; return 0. Raises IllumeError when any failed."""
+def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
+    """Print PARSED's branches on OUT in order. Raises IllumeError when any failed."""
     cancel = threading.Event()
-    started = time.perf_counter()
+    times = Times()
     try:
-        if _embedded(request):
-            from illume.backends.embedded import EmbeddedBackend
-
-            branches = [_Inline(EmbeddedBackend(env), _own_request(request, k)) for k in range(parsed.branches)]
-        else:
+        if _concurrent(request):
             branches = _over_http(request, parsed.branches, timeout, cancel)
-        failures, answered = _print(branches, parsed, request.mode, out)
+        else:
+            from illume.backends import for_request
+
+            branches = [_Inline(for_request(request, env, timeout), _own_request(request, k))
+                        for k in range(parsed.branches)]
+        failures = _print(branches, parsed, request.mode, out, times)
     finally:
         cancel.set()  # on an interrupt too: every request still streaming stops at its next piece
     if parsed.stats:
-        from illume.stats import note as stats_note
-
-        events = sum(branch.reply.events for branch in branches)
-        out.write(stats_note(events, answered - started, time.perf_counter() - answered))
+        times.ended = time.perf_counter()
+        out.write(times.note(sum(branch.reply.events for branch in branches)))
     if failures:
         raise IllumeError("; ".join(failures))
-    return 0
 
 
-def _embedded(request) -> bool:
-    return request.url.startswith("embedded:")  # as backends.for_request decides
+def _concurrent(request) -> bool:
+    from illume.backends import backend_class
+
+    return backend_class(request.url).concurrent
 
 
 def _with_body(request, drop=(), **keys):
@@ -277,35 +278,23 @@ class _Choices:
 
 # --- printing ---
 
-def _print(branches: list, parsed: buf.Buffer, mode: str, out) -> tuple[list[str], float]:
-    """Print BRANCHES in order; return the failures and when the first was accepted."""
-    from illume.cli import _after_reply, _check_ending
-
+def _print(branches: list, parsed: buf.Buffer, mode: str, out, times: Times) -> list[str]:
+    """Print BRANCHES in order; return the failures. TIMES gets when the first branch was accepted."""
     count = len(branches)
     failures = []
-    answered = time.perf_counter()
+    times.answered = time.perf_counter()
     for number, branch in enumerate(branches, 1):
-        translate = GptOss() if parsed.gpt_oss else None
-        accepted = False
+        header = note(number, count) + (ASSISTANT + parsed.prepend if mode == buf.CHAT else "\n\n")
+        own = Times()
         try:
-            for text in branch.pieces():
-                if not accepted:
-                    accepted = True
-                    if number == 1:
-                        answered = time.perf_counter()
-                    header = "\n\n!assistant\n\n" + parsed.prepend if mode == buf.CHAT else "\n\n"
-                    out.write(note(number, count) + header)
-                if text:
-                    out.write(translate.feed(text) if translate else text)
-            if translate:
-                out.write(translate.finish())
-            _check_ending(branch.reply)
+            write_reply(branch.pieces(), branch.reply, out, own, header,
+                        translate=GptOss() if parsed.gpt_oss else None)
         except IllumeError as e:
-            if number == 1 and not accepted:
+            if number == 1 and own.answered is None:
                 raise  # the request itself failed: reported as the plain filter reports it
-            if not accepted:
+            if own.answered is None:
                 out.write(note(number, count))
             failures.append(f"branch {number} of {count}: {e}")
-            continue
-        out.write(_after_reply(branch.reply))
-    return failures, answered
+        if number == 1 and own.answered is not None:
+            times.answered = own.answered
+    return failures

@@ -1,12 +1,11 @@
 """The command line: `illume [FILE]`, a unix filter.
 
-`program` is the main program without error handling: it takes its input,
-output and environment as arguments and raises IllumeError. `run` is the
-edge where every error becomes the `!error` section and an exit status.
+Reads the buffer, answers it (`illume.answer`) and is the edge where every
+failure becomes the `!error` section and an exit status. `--batch` hands
+its files to `illume.batch`.
 """
 
 import os
-import re
 import signal
 import sys
 from collections.abc import Mapping
@@ -15,173 +14,9 @@ from typing import BinaryIO
 import click
 
 from illume import __version__
-from illume.errors import IllumeError, StreamError
-
-EXIT_OK, EXIT_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 130, 143
-DEFAULT_TIMEOUT = 300.0
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the status to exit with."""
-
-    def __init__(self, status: int):
-        self.status = status
-
-
-class Options:
-    """The command-line options that shape one run."""
-
-    def __init__(self, profile: str | None = None, debug: bool = False, filter: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT, stop_rules: str | None = None, file_name: str | None = None):
-        self.profile = profile
-        self.debug = debug
-        self.filter = filter
-        self.timeout = timeout
-        self.stop_rules = stop_rules  # infill stopping rules when the buffer sets none (!stop-rules wins)
-        self.file_name = file_name  # the name the buffer is edited under: a hint for the language, never opened
-
-
-class Output:
-    """Standard output, flushed after every piece so an editor shows it live."""
-
-    def __init__(self, stream: BinaryIO):
-        self.stream = stream
-        self.secrets: list[str] = []  # values to mask in anything printed about a failure
-
-    def write(self, text: str) -> None:
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError:
-            try:
-                # Bytes of the user's own that were not UTF-8 go back out as they came.
-                data = text.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                # A lone surrogate from a reply's JSON ("\ud800"): U+FFFD, as Go's decoder gives.
-                data = _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
-        self.stream.write(data)
-        self.stream.flush()
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def program(text: str, out: Output, env: Mapping[str, str], options: Options) -> int:
-    """Answer the buffer TEXT on OUT; return the exit status. Raises IllumeError."""
-    from illume import buffer as buf
-    from illume import request as req
-
-    parsed = buf.parse(text, buf.Sources(env), default_profile=options.profile)
-    if options.debug:
-        parsed.debug = True
-    request = req.build(parsed, env)
-    if parsed.branches > 1:
-        from illume import branches
-
-        request = branches.first_request(parsed, request)
-    from illume.headers import proxy_secrets
-
-    out.secrets = parsed.headers.secrets() + proxy_secrets(env)
-    if parsed.debug:
-        out.write(request.debug_text())
-        return EXIT_OK
-    if request.url.startswith(buf.INVALID_URL):
-        raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
-    if parsed.branches > 1:
-        return branches.answer(parsed, request, out, env, options.timeout)
-
-    from illume.backends import for_request
-    from illume.reply import GptOss, Reply
-
-    backend = for_request(request, env, options.timeout)
-    reply = Reply()
-    translate = GptOss() if parsed.gpt_oss else None
-    guard = _infill_guard(parsed, options) if request.mode == buf.INFILL else None
-    stream = backend.stream(request, reply)
-    try:
-        next(stream)  # the request was accepted
-        if request.mode == buf.CHAT:
-            out.write("\n\n!assistant\n\n" + parsed.prepend)
-        for text in stream:
-            if translate:
-                text = translate.feed(text)
-            if guard:
-                text = guard.feed(text)
-            out.write(text)
-            if guard and guard.stopped:
-                break  # the middle left its hole; closing the stream stops the server
-    finally:
-        stream.close()  # on a stop or an interrupt: the server stops generating
-        held = translate.finish() if translate else ""  # text held back for a token, even before an error
-        if guard:
-            held = guard.feed(held) + guard.finish()
-        out.write(held)
-    if not (guard and guard.stopped):
-        _check_ending(reply)
-    out.write(_after_reply(reply))
-    if parsed.stats:
-        from illume.stats import note
-
-        out.write(note(reply.events, backend.answered - backend.started, backend.ended - backend.answered))
-    return EXIT_OK
-
-
-# Off unless the buffer asks (`!stop-rules all`, `!stop-rules echo,scope`):
-# the original prints every byte of the middle, and buffers and scripts that
-# rely on that keep getting it.
-DEFAULT_STOP_RULES = frozenset()
-
-
-def _infill_guard(parsed, options):
-    """Return the guard that ends an infill middle once it leaves its hole, or None when turned off."""
-    from illume.stopping import InfillGuard, parse_rules
-
-    chosen = parsed.stop_rules if parsed.stop_rules is not None else options.stop_rules
-    rules = DEFAULT_STOP_RULES if chosen is None else parse_rules(chosen)
-    if not rules:
-        return None
-    prefix, suffix = parsed.hole()
-    # The buffer's own word first, then the file the editor has open, then a !context file before the hole.
-    hint = parsed.language or options.file_name or (
-        parsed.infill_files[-1]["filename"] if parsed.infill_files else None)
-    return InfillGuard(prefix, suffix, rules=rules, language=hint)
-
-
-def _check_ending(reply) -> None:
-    """Raise StreamError when the reply ended before its end marker."""
-    if not reply.finished:
-        raise StreamError("the reply was cut off: the stream ended before its end marker")
-
-
-def _after_reply(reply) -> str:
-    """Return the notes that follow a whole reply: skipped malformed events, a stop at the token limit."""
-    notes = ""
-    if reply.malformed:
-        # The original skips them without a word; a note keeps them from passing unseen.
-        notes += f"\n\n!note skipped {len(reply.malformed)} malformed event(s) from the server, " \
-                 f"first: {reply.malformed[0]}"
-    if reply.limit:
-        notes += f"\n\n!note the reply stopped at {reply.limit} (raise !:max_tokens for more)"
-    return notes
-
-
-def _scrub(message: str, secrets: list[str]) -> str:
-    from illume.headers import mask
-
-    for secret in secrets:
-        message = message.replace(secret, mask(secret))
-    return message
-
-
-def _error_section(message: str) -> str:
-    """Return the `!error` section for MESSAGE, its later lines unable to act as directives.
-
-    The section goes back to illume with the buffer on the next turn; a line
-    of a server's error body such as `!api URL` must stay text there, so it
-    gets the `!!` escape (SPEC A2), and text inside `!error` is never sent.
-    """
-    first, *rest = message.split("\n")
-    rest = ["!" + line if line.startswith("!") else line for line in rest]
-    return "\n\n!error\n\n" + "\n".join([first, *rest]) + "\n"
+from illume.answer import DEFAULT_TIMEOUT, Options, answer, prepare
+from illume.errors import Exit, IllumeError, Interrupted
+from illume.output import Output, unexpected
 
 
 def _raise_interrupted(signum, frame):
@@ -189,12 +24,12 @@ def _raise_interrupted(signum, frame):
     # the handling of the first: the note and the exit status still follow.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT)
+    raise Interrupted(Exit.SIGTERM if signum == signal.SIGTERM else Exit.SIGINT)
 
 
 def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) -> int:
-    """Run the program on RAW with every failure reported on STDOUT; return the exit status."""
-    out = Output(stdout)
+    """Answer the buffer RAW on STDOUT, every failure reported there too; return the exit status."""
+    out = Output(stdout)  # no secrets known before the buffer is read
     try:
         if options.filter:
             stdout.write(raw)
@@ -202,22 +37,24 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
         # Invalid UTF-8 is kept as surrogate escapes, to go out as Go sends it (jsonwire).
         text = raw.decode("utf-8", "surrogateescape")
         del raw  # a big buffer's bytes need not stay for the whole reply
-        return program(text, out, env, options)
+        question = prepare(text, env, options)
+        del text
+        out = Output(stdout, question.secrets)
+        return answer(question, out)
     except IllumeError as e:
-        out.write(_error_section(_scrub(str(e), out.secrets)))
-        return EXIT_ERROR
+        out.error(str(e))
+        return Exit.ERROR
     except Interrupted as e:
-        out.write("\n\n!note interrupted\n")
+        out.interrupted()
         return e.status
     except KeyboardInterrupt:
-        out.write("\n\n!note interrupted\n")
-        return EXIT_SIGINT
+        out.interrupted()
+        return Exit.SIGINT
     except BrokenPipeError:
-        return EXIT_ERROR
+        return Exit.ERROR
     except Exception as e:  # a bug of ours: still no traceback, still the user's text intact
-        out.write(_error_section(f"illume failed unexpectedly: {type(e).__name__}: {_scrub(str(e), out.secrets)}"
-                                 " (please report this)"))
-        return EXIT_ERROR
+        out.error(unexpected(e) + " (please report this)")
+        return Exit.ERROR
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -298,7 +135,7 @@ def _read_buffer(files) -> bytes:
         name = files[0] if files else "<stdin>"
         raise click.BadParameter(f"{name!r}: {e.strerror}", param_hint="'[FILE]...'") from None
     except KeyboardInterrupt:
-        sys.exit(EXIT_SIGINT)
+        sys.exit(Exit.SIGINT)
     except Interrupted as e:  # while reading the buffer: nothing to keep yet
         sys.exit(e.status)
 

@@ -7,9 +7,36 @@
     │   └── HTTPStatusError     the server answered with a non-200 status
     └── StreamError             the reply broke off or carried an error
 
-Backends raise these and nothing else; `cli.main` is the one place that
-prints them and picks the exit status.
+    Interrupted                 SIGINT or SIGTERM arrived (a BaseException)
+
+Backends raise these and nothing else; `cli.run` is the one place that
+prints them (through `illume.output`) and picks the `Exit` status, and
+`batch` reports them per file.
 """
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    """The exit statuses: 128 + the signal's number after an interrupt, as a shell reports it."""
+
+    OK = 0
+    ERROR = 1
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; `status` is the status to exit with.
+
+    A BaseException, as KeyboardInterrupt is: the broad `except Exception`
+    around code that is not ours (a Jinja template, tree-sitter) must let it
+    through, so an interrupt always ends in `!note interrupted`.
+    """
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
 
 
 class IllumeError(Exception):

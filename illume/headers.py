@@ -122,11 +122,6 @@ class Headers:
         found = [_credential(value)[1] for _, value, secret in self._entries.values() if secret]
         return [s for s in found if len(s) >= 4]
 
-    def copy(self) -> "Headers":
-        other = Headers()
-        other._entries = dict(self._entries)
-        return other
-
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 

@@ -1,8 +1,13 @@
 """Profiles: small buffers of directives, found by name (docs/profiles.md).
 
-`!profile NAME` resolves NAME as a built-in `profiles/NAME.profile`, else as
-a file path, else (for a bare name) as `NAME.profile` in the user's profile
-folder, `$XDG_CONFIG_HOME/illume/profiles`.
+`!profile NAME` resolves NAME as a built-in profile, else as a file path,
+else (for a bare name) as `NAME.profile` in the user's profile folder,
+`$XDG_CONFIG_HOME/illume/profiles`.
+
+Built-in profiles live in `profiles/`, one file each. A name holds a `:`
+(`fim:qwen`), which Windows refuses in a file name, so the file is stored
+under the name with its first `:` made a `-` (`fim-qwen.profile`); only the
+typed name finds it (`!profile fim-qwen` is no built-in).
 """
 
 import os
@@ -12,18 +17,37 @@ from illume.documents import DocumentError, read_text
 from illume.resources import builtin_dir, user_dir
 
 DEFAULT = "llama.cpp"
+_NAMESPACES = ("fim",)  # the `NAMESPACE:` prefixes of built-in names
 
 
 def _is_bare(name: str) -> bool:
     return "/" not in name and "\\" not in name
 
 
+def _stored(name: str) -> str:
+    """Return the file name (without `.profile`) a built-in profile NAME is stored under."""
+    return name.replace(":", "-", 1)
+
+
+def _typed(stored: str) -> str:
+    """Return the profile name users type for the built-in file STORED (without `.profile`)."""
+    namespace, dash, rest = stored.partition("-")
+    return f"{namespace}:{rest}" if dash and namespace in _NAMESPACES else stored
+
+
+def builtin_file(name: str) -> str | None:
+    """Return the path of the built-in profile NAME, or None when there is none."""
+    if not _is_bare(name) or name in ("", ".", "..") or _typed(_stored(name)) != name:
+        return None
+    path = os.path.join(builtin_dir("profiles"), f"{_stored(name)}.profile")
+    return path if os.path.isfile(path) else None
+
+
 def resolve(name: str, env: Mapping[str, str]) -> tuple[str, str]:
     """Return (identity, text) of the profile NAME; identity tells two loads of one file apart."""
-    if _is_bare(name) and name not in ("", ".", ".."):
-        builtin = os.path.join(builtin_dir("profiles"), f"{name}.profile")
-        if os.path.isfile(builtin):
-            return builtin, read_text(builtin)
+    builtin = builtin_file(name)
+    if builtin is not None:
+        return builtin, read_text(builtin)
     try:
         return os.path.abspath(name), read_text(name)
     except DocumentError as first:
@@ -37,4 +61,4 @@ def resolve(name: str, env: Mapping[str, str]) -> tuple[str, str]:
 
 def builtin_names() -> list[str]:
     """Return the names of the built-in profiles."""
-    return sorted(n[: -len(".profile")] for n in os.listdir(builtin_dir("profiles")) if n.endswith(".profile"))
+    return sorted(_typed(n[: -len(".profile")]) for n in os.listdir(builtin_dir("profiles")) if n.endswith(".profile"))

@@ -1,4 +1,4 @@
-"""The reply: text out of streamed events, whatever the server's schema (SPEC A8).
+"""The reply: text out of streamed events, whatever the server's schema (docs/wire.md, "The reply").
 
 Servers disagree on where the text is. In order, the original reads
 `choices[0].delta.content` (chat), `choices[0].text` (completions),
@@ -125,6 +125,22 @@ class Reply:
         """Remember a finish reason that means the token limit cut the reply."""
         if reason in ("length", "max_tokens"):
             self.limit = "the token limit"
+
+    def check_ending(self) -> None:
+        """Raise StreamError when the stream ended before its end marker."""
+        if not self.finished:
+            raise StreamError("the reply was cut off: the stream ended before its end marker")
+
+    def notes(self) -> str:
+        """Return the notes that follow a whole reply: skipped malformed events, a stop at the token limit."""
+        notes = ""
+        if self.malformed:
+            # The original skips them without a word; a note keeps them from passing unseen.
+            notes += f"\n\n!note skipped {len(self.malformed)} malformed event(s) from the server, " \
+                     f"first: {self.malformed[0]}"
+        if self.limit:
+            notes += f"\n\n!note the reply stopped at {self.limit} (raise !:max_tokens for more)"
+        return notes
 
 
 class GptOss:

@@ -43,5 +43,8 @@ def go_general(number: float) -> str:
 
 def note(events: int, seconds_to_headers: float, seconds_streaming: float) -> str:
     """Return the `!stats` line: stream rate, streamed events, time to the response headers."""
-    rate = events / seconds_streaming if seconds_streaming > 0 else math.inf
+    if seconds_streaming:
+        rate = events / seconds_streaming
+    else:  # as Go divides a float64 by zero
+        rate = math.inf if events else math.nan
     return f"\n\n!note {go_general(rate)} tok/s, {events} toks, {go_duration(seconds_to_headers)}"

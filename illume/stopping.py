@@ -6,31 +6,53 @@ then invents `norm3`.  `InfillGuard` watches the middle as it streams, says
 when it has left the hole (the caller then closes the stream so the server
 stops generating), and gives back only the part that belongs in the hole.
 
-Rules (for `!stop-rules`; each is off unless the buffer, a profile or --stop-rules asks):
+The rules are off unless asked for: by the buffer's `!stop-rules`, by a
+profile that sets it, or by `illume --stop-rules` (the editors pass `all`).
+They are built to be safe on by default: a rule that is unsure leaves the
+middle as the model wrote it, since cutting a good line costs more than
+missing an overrun.
+
+Rules (names for `!stop-rules` and `--stop-rules`):
 
 echo
     The middle starts to reproduce the text that follows the hole: the rest
     of the cursor line (checked when the middle's first line ends), or the
     next non-blank lines of the suffix, compared line by line with their
     indentation (one matching line is held back until the next one confirms
-    it, or the stream ends).  The middle is cut before the echo.
+    it; a stream that ends after only part of the suffix keeps it, since
+    code may well repeat the line after the hole).  The middle is cut
+    before the echo.
 scope
     The middle leaves the hole's scope: a closing bracket that the hole did
-    not open (brackets inside strings and comments do not count; a bracket
-    that the prefix opened and the suffix does not close may be closed), a
-    Python line indented at or below the header of the function or class the
-    hole sits in, or, when the hole sits inside a block, a new top-level
-    definition at column 0 (`def`/`class`/`@` in Python, any code line but a
-    closing bracket, preprocessor line or label in C and JavaScript).  The
-    middle is cut before that line, or just before the bracket when code
-    precedes it on its line.
+    not open (brackets inside strings, comments and JavaScript regex
+    literals do not count; a bracket that the prefix opened and the suffix
+    does not close may be closed), a Python line indented at or below the
+    header of the function or class the hole sits in, or, when the hole sits
+    inside a block, a new top-level definition at column 0 (`def`/`class`/`@`
+    in Python, any code line but a closing bracket, preprocessor line or
+    label in C and JavaScript; not inside `namespace` or `extern "C"`, nor
+    in a block whose body is written at column 0).  A buffer that starts
+    inside a block, a docstring or a comment is read as the fragment it is.
+    The middle is cut before that line, or just before the bracket when
+    code precedes it on its line.
 syntax
-    Where tree-sitter and the language's grammar are installed, a point is
-    good when prefix + middle + suffix parses with no more errors than
-    prefix + suffix alone.  Lines are printed only up to the latest good
-    point, and the final cut is the latest good point at or before the one
-    the other rules chose (or the end of the stream).  Without tree-sitter
-    every point is good.
+    Where tree-sitter and the language's grammar are installed, and
+    prefix + suffix alone parses without errors, a point is good when
+    prefix + middle + suffix has no parse error that reaches the middle's
+    last line (see illume.syntax.HoleCheck).  Lines are printed only up to
+    the latest good point, and the final cut is the latest good point at or
+    before the one the other rules chose (or the end of the stream).
+    Without tree-sitter, when the buffer is a piece of a file (it starts
+    indented, inside a string or comment, or inside a block the suffix
+    closes), or when the surroundings do not parse (code the grammar does
+    not know), every point is good.
+
+The language comes from illume.language: a hint (`!language`, the editor's
+file name or filetype, a `!context` file's name), a shebang or modeline,
+else a guess from the whole buffer that must lead clearly.  Only the rules
+that hold for any code (echo, and brackets outside quotes) run when the
+language is unknown, has no rules of its own, or is named by a hint that the
+code contradicts; syntax runs only for Python, C and JavaScript.
 
 The directive argument (`parse_rules`) is `all`, `off` (or `none`), or
 rule names separated by commas or spaces; a name preceded by `-` removes
@@ -45,21 +67,14 @@ when the syntax rule first runs.
 
 import re
 
+from illume.language import FAMILY, RULED, guess_language, scores
+
 RULES = ("echo", "scope", "syntax")
-
-LANGUAGES = ("python", "c", "javascript")
-
-# File-name endings and other names for the languages that have rules.
-_LANGUAGE_NAMES = {
-    "py": "python", "pyi": "python", "pyw": "python", "python": "python", "python3": "python",
-    "c": "c", "h": "c",
-    "js": "javascript", "mjs": "javascript", "cjs": "javascript", "jsx": "javascript",
-    "javascript": "javascript", "node": "javascript",
-}
 
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = "([{"
 _PY_DEFINITION = re.compile(r"(async\s+def|def|class)\b|@")
+_WRAPPER = re.compile(r'\s*(namespace\b|extern\s+"C(\+\+)?")')
 _LABEL = re.compile(r"[A-Za-z_]\w*\s*:(?!:)")
 
 
@@ -92,28 +107,6 @@ def parse_rules(argument):
     return frozenset(chosen)
 
 
-def guess_language(hint, prefix=""):
-    """Give back "python", "c", "javascript" or None, from a name/file name hint or the prefix."""
-    if hint:
-        name = hint.strip().lower()
-        key = name.rsplit(".", 1)[-1] if "." in name else name
-        if key in _LANGUAGE_NAMES:
-            return _LANGUAGE_NAMES[key]
-        if name in _LANGUAGE_NAMES:
-            return _LANGUAGE_NAMES[name]
-    text = prefix[-4000:]
-    scores = {
-        "python": len(re.findall(r"^\s*(def|class|import|from|elif|return|for|if|while)\b[^\n;{]*:?$", text, re.M))
-        + 3 * len(re.findall(r"^\s*(def |class |from \S+ import|elif )", text, re.M)),
-        "c": 3 * len(re.findall(r"^#\s*(include|define|if|endif)\b", text, re.M))
-        + len(re.findall(r"\b(int|char|void|size_t|struct|unsigned|static)\b[\w\s*]*[;({=]", text)),
-        "javascript": 3 * len(re.findall(r"\b(function|const|let|=>|require\(|console\.)", text))
-        + len(re.findall(r"\bvar\b|===", text)),
-    }
-    best = max(scores, key=scores.get)
-    return best if scores[best] > 0 else None
-
-
 class _Lexer:
     """Follows strings, comments and brackets through code one line at a time."""
 
@@ -123,6 +116,9 @@ class _Lexer:
         self.block_comments = language in ("c", "javascript")
         self.mode = None  # None: code; "string": inside self.quote; "comment": inside /* */
         self.quote = ""
+        # JavaScript `${...}` inside template strings, innermost last: how
+        # many `{` are open in each; its `}` goes back into the string.
+        self.templates = []
         self.depth = 0  # brackets open since the lexer started (may go below 0)
         self.lowest = 0
 
@@ -142,6 +138,11 @@ class _Lexer:
                     self.mode = None
                     i += len(self.quote)
                     continue
+                if self.quote == "`" and text.startswith("${", i):
+                    self.templates.append(0)
+                    self.mode = None
+                    i += 2
+                    continue
                 i += 1
             elif self.mode == "comment":
                 end = text.find("*/", i)
@@ -155,6 +156,10 @@ class _Lexer:
             elif self.block_comments and text.startswith("/*", i):
                 self.mode = "comment"
                 i += 2
+            elif ch == "/" and self.language == "javascript" and _regex_may_start(text, i):
+                i = _regex_end(text, i)
+            elif ch == "'" and self.language is None and i >= 2 and (text[i - 2 : i].isalnum()):
+                i += 1  # unknown language: an apostrophe in a word (`don't`), not a quote
             elif ch in "'\"" or (ch == "`" and self.language == "javascript"):
                 if self.language == "python" and text.startswith(ch * 3, i):
                     self.quote = ch * 3
@@ -162,11 +167,19 @@ class _Lexer:
                     self.quote = ch
                 self.mode = "string"
                 i += len(self.quote)
+            elif ch == "}" and self.templates and self.templates[-1] == 0:
+                self.templates.pop()  # the end of a `${...}`: back into its template string
+                self.mode, self.quote = "string", "`"
+                i += 1
             elif ch in _OPENERS:
+                if ch == "{" and self.templates:
+                    self.templates[-1] += 1
                 self.depth += 1
                 brackets.append((i, ch))
                 i += 1
             elif ch in _CLOSERS:
+                if ch == "}" and self.templates:
+                    self.templates[-1] -= 1
                 self.depth -= 1
                 self.lowest = min(self.lowest, self.depth)
                 brackets.append((i, ch))
@@ -179,6 +192,50 @@ class _Lexer:
         return starts_in_code, brackets, code_end
 
 
+# Where an expression may begin, a JavaScript `/` starts a regex literal:
+# after these characters, these keywords, or at the start of a line.
+_BEFORE_REGEX = set("(,=:[!&|?{};+-*%<>~^")
+_LONGEST_REGEX = 1000  # a regex literal is looked for this far, so a long line stays linear
+_KEYWORDS_BEFORE_REGEX = {
+    "return", "typeof", "instanceof", "in", "of", "new", "delete", "void", "throw", "case", "do", "else",
+    "yield", "await",
+}
+
+
+def _regex_may_start(text, i):
+    """Give back whether the `/` at `i` may open a regex literal (else it divides)."""
+    end = i
+    while end > 0 and text[end - 1] in " \t":
+        end -= 1
+    if end == 0 or text[end - 1] in _BEFORE_REGEX:
+        return True
+    start = end
+    while start > 0 and end - start <= 10 and (text[start - 1].isalnum() or text[start - 1] in "_$"):
+        start -= 1
+    return text[start:end] in _KEYWORDS_BEFORE_REGEX
+
+
+def _regex_end(text, i):
+    """Give back where the regex literal opened at `i` ends (after its flags), or i + 1 if none ends on the line."""
+    j, in_class = i + 1, False
+    while j < min(len(text), i + _LONGEST_REGEX):
+        ch = text[j]
+        if ch == "\\":
+            j += 2
+            continue
+        if ch == "[":
+            in_class = True
+        elif ch == "]":
+            in_class = False
+        elif ch == "/" and not in_class:
+            j += 1
+            while j < len(text) and (text[j].isalnum() or text[j] in "_$"):
+                j += 1
+            return j
+        j += 1
+    return i + 1  # no end on this line (or not within reach): a division after all
+
+
 def _indent(line):
     return len(line.expandtabs(8)) - len(line.expandtabs(8).lstrip())
 
@@ -187,8 +244,10 @@ class InfillGuard:
     """Streams a FIM middle through the stopping rules.
 
     `prefix` and `suffix` are exactly the texts sent to the model, `rules`
-    a set of names from RULES (None: all), `language` a language name, a
-    file name, or None to guess from the prefix.
+    a set of names from RULES (None: all), `language` a hint (a language
+    name, an editor's filetype or a file name), a sequence of hints, the
+    strongest first, or None; see illume.language for how the buffer's own
+    signals join them.
     """
 
     def __init__(self, prefix, suffix, rules=None, language=None):
@@ -198,7 +257,9 @@ class InfillGuard:
         unknown = self.rules - set(RULES)
         if unknown:
             raise ValueError(f"unknown stopping rules: {', '.join(sorted(unknown))}")
-        self.language = guess_language(language, prefix)
+        # None when unsure: then only the rules that hold for any code run.
+        self.language = guess_language(language, prefix + suffix)
+        self._family = FAMILY.get(self.language)  # whose strings, comments and brackets it has
         self.stopped = False
         self.reason = None  # the rule that stopped the middle, once one has
 
@@ -218,7 +279,7 @@ class InfillGuard:
         self._echo_targets = self._suffix_lines_to_echo(suffix_lines)
         self._setup_scope()
         self._check = None
-        if "syntax" in self.rules and self.language:
+        if "syntax" in self.rules and self.language in RULED and not self._fragment:
             from illume.syntax import HoleCheck, available
 
             if available(self.language):
@@ -252,7 +313,10 @@ class InfillGuard:
         if not self.stopped:
             if self._closed_early is not None and self._middle_depth < -self._may_close:
                 self._stop(self._closed_early, "scope")
-            elif self._suspect is not None:  # the stream ended inside an echo
+            elif self._suspect is not None and self._suspect[1] >= len(self._echo_targets):
+                # The stream ended right after the whole suffix was written
+                # again.  After only part of it, the middle may well repeat
+                # the line that follows it (a second `onTick()`): kept.
                 self._stop(self._before_line(self._suspect[0]), "echo")
             else:
                 self._settle(len(self._text))
@@ -264,11 +328,6 @@ class InfillGuard:
         guard = cls(prefix, suffix, rules=rules, language=language)
         return guard.feed(middle) + guard.finish()
 
-    @property
-    def kept(self):
-        """Give back everything given out so far."""
-        return self._text[: self._emitted]
-
     # -- set-up -----------------------------------------------------------
 
     def _suffix_lines_to_echo(self, suffix_lines):
@@ -279,20 +338,76 @@ class InfillGuard:
         lines.extend(line.rstrip() for line in suffix_lines[1:] if line.strip())
         return lines[:2]
 
-    def _setup_scope(self):
-        self._lexer = _Lexer(self.language)
+    def _scan_prefix(self, mode=None, quote=""):
+        """Give back (lexer, code lines at depth 0, openers, last code line) after lexing the prefix from `mode`."""
+        lexer = _Lexer(self._family)
+        lexer.mode, lexer.quote = mode, quote
         code_lines = []  # (indent, code) of prefix lines that start in code at depth 0
+        openers = []  # the prefix line of each bracket open at the hole
+        last_code = None  # the prefix's last code line, and whether it opened a bracket
         for line in self.prefix.split("\n"):
-            depth = self._lexer.depth
-            in_code, _, code_end = self._lexer.line(line)
-            if in_code and depth <= 0 and line[:code_end].strip():
-                code_lines.append((_indent(line), line[:code_end].strip()))
-            self._lexer.depth = max(self._lexer.depth, 0)  # stray closers in the prefix
+            depth = lexer.depth
+            in_code, brackets, code_end = lexer.line(line)
+            code = line[:code_end]
+            if in_code and depth <= 0 and code.strip():
+                code_lines.append((_indent(line), code.strip()))
+            elif in_code and depth > 0 and code.strip() and code_lines:
+                # A continuation line: it ends the statement (a `def` header's `):`).
+                indent, start = code_lines[-1]
+                code_lines[-1] = (indent, start + " " + code.strip())
+            for _, bracket in brackets:
+                if bracket in _OPENERS:
+                    openers.append(line)
+                elif openers:
+                    openers.pop()
+            if in_code and code.strip():
+                last_code = (line, any(bracket in _OPENERS for _, bracket in brackets))
+            lexer.depth = max(lexer.depth, 0)  # stray closers in the prefix
+        return lexer, code_lines, openers, last_code
+
+    def _fragment_start(self):
+        """Give back the lexer's (mode, quote) at the start of the prefix: inside a string or comment for a fragment.
+
+        A buffer cut from a file may start inside a docstring or a block
+        comment; read from code, its closing quotes would open a string
+        that swallows the code after it.  In C and JavaScript a `*/` before
+        any `/*` says so.  In Python, when the prefix read from code leaves
+        the hole inside a string, it is read again from inside its first
+        triple-quoted string, and that reading wins when it leaves the hole
+        in code and its code looks at least as much like Python.
+        """
+        if self._family in ("c", "javascript"):
+            close, open_ = self.prefix.find("*/"), self.prefix.find("/*")
+            if close >= 0 and (open_ < 0 or close < open_):
+                return "comment", ""
+        elif self._family == "python":
+            match = re.search(r"\"\"\"|'''", self.prefix)
+            if match:
+                (plain, plain_ends_in_code), (inside, inside_ends_in_code) = (
+                    self._python_reading(None, ""), self._python_reading("string", match.group()))
+                if inside_ends_in_code and not plain_ends_in_code and inside >= plain:
+                    return "string", match.group()
+        return None, ""
+
+    def _python_reading(self, mode, quote):
+        """Give back (how Python-like its code is, whether the hole is in code), reading the prefix from `mode`."""
+        lexer = _Lexer("python")
+        lexer.mode, lexer.quote = mode, quote
+        code = []
+        for line in self.prefix.split("\n"):
+            in_code, _, code_end = lexer.line(line)
+            if in_code and lexer.mode is None:
+                code.append(line[:code_end])
+        return scores("\n".join(code))["python"], lexer.mode is None
+
+    def _setup_scope(self):
+        start = self._fragment_start()
+        self._lexer, code_lines, openers, last_code = self._scan_prefix(*start)
         open_at_hole = self._lexer.depth
         # How many of the prefix's open brackets the suffix closes, scanning
         # it as if the middle were balanced.
-        after = _Lexer(self.language)
-        after.mode, after.quote = self._lexer.mode, self._lexer.quote
+        after = _Lexer(self._family)
+        after.mode, after.quote, after.templates = self._lexer.mode, self._lexer.quote, list(self._lexer.templates)
         suffix_indents = []
         for number, line in enumerate(self.suffix.split("\n")):
             depth = after.depth
@@ -308,6 +423,14 @@ class InfillGuard:
         self._open_at_hole = open_at_hole
         self._middle_depth = 0
         self._suffix_indent = suffix_indents[0] if suffix_indents else None
+        suffix_closes = after.lowest + open_at_hole < 0
+        self._top_level_rule = self._column_0_leaves(openers, last_code, suffix_closes)
+        # A piece of a file rather than a whole one: it starts indented, inside
+        # a string or comment, or inside a block that the suffix closes.  Its
+        # parse can succeed by luck and fail with any middle, so the syntax
+        # rule does not judge it.
+        first = next((line for line in (self.prefix + self.suffix).split("\n") if line.strip()), "")
+        self._fragment = start[0] is not None or suffix_closes or _indent(first) > 0
 
         # Python: the middle may dedent as far as the body of the outermost
         # def/class that holds the hole (finishing a nested function is
@@ -331,7 +454,35 @@ class InfillGuard:
                     break
             if innermost is not None:
                 self._definition_floor = innermost
+        elif self._suffix_indent:
+            self._definition_floor = 1  # no code before the hole, indented code after: inside something
         self._level_chosen = False
+
+    def _column_0_leaves(self, openers, last_code, suffix_closes):
+        """Give back whether a code line at column 0 leaves the hole's block (C and JavaScript).
+
+        Yes inside a block: one the prefix opens, or, in a fragment of a
+        file, one the suffix closes or whose code around the hole is
+        indented.  Not when the only open blocks are wrappers whose body
+        sits at column 0 by custom (`namespace`, `extern "C"`), nor when the
+        hole's block is written at column 0 (an unindented IIFE or AMD
+        module), which the code line before the hole or after it shows.
+        """
+        near = []
+        if last_code is not None and not last_code[1]:
+            near.append(last_code[0])
+        first_after = next((line for line in self.suffix.split("\n")[1:] if line.strip()), None)
+        if first_after is not None:
+            near.append(first_after)
+        if any(
+            _indent(line) == 0 and line.strip()[0] not in ")]}#" and not line.startswith(("/*", "//", "*"))
+            and not _LABEL.match(line)
+            for line in near
+        ):
+            return False
+        if openers:
+            return any(not _WRAPPER.match(line) for line in openers)
+        return suffix_closes or bool(near)
 
     # -- the rules, line by line ------------------------------------------
 
@@ -408,11 +559,11 @@ class InfillGuard:
         starts_line = not first or not self._head.strip()
         if in_code and starts_line and stripped:
             indent = _indent(whole)
-            if self.language == "python" and self._open_at_hole + depth > 0:
+            if self._family == "python" and self._open_at_hole + depth > 0:
                 # `def` and `class` cannot stand inside brackets: a new definition.
                 if indent < self._definition_floor and re.match(r"(async\s+def|def|class)\s", stripped):
                     return self._before_line(start)
-            elif self.language == "python":
+            elif self._family == "python":
                 floor = self._floor
                 if not self._level_chosen:
                     self._level_chosen = True
@@ -425,11 +576,10 @@ class InfillGuard:
                     return self._before_line(start)
                 if indent < self._definition_floor and _PY_DEFINITION.match(stripped):
                     return self._before_line(start)
-            elif self.language in ("c", "javascript"):
+            elif self._family in ("c", "javascript") and self._top_level_rule:
                 if (
                     indent == 0
                     and depth <= 0
-                    and self._open_at_hole > 0
                     and stripped[0] not in ")]}#"
                     and not stripped.startswith(("/*", "//"))
                     and not _LABEL.match(stripped)
@@ -443,7 +593,7 @@ class InfillGuard:
                 before = line[:index].rstrip()
                 if not before.strip() or (first and self._head.strip() == "" and not before):
                     return self._before_line(start)
-                if self.language == "python" and self._open_at_hole + depth > 0 and self._closed_early is None:
+                if self._family == "python" and self._open_at_hole + depth > 0 and self._closed_early is None:
                     # A continuation line that closes the bracket the suffix
                     # was to close: wrong unless the middle opens another
                     # one for the suffix, which the next line shows (Python

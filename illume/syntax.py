@@ -8,6 +8,7 @@ every question gets the answer "unknown" (None), so callers fall back to
 their other rules.
 """
 
+import re
 from functools import lru_cache
 
 # language name -> module of its prebuilt grammar on PyPI.
@@ -40,12 +41,15 @@ def available(language):
     return parser_for(language) is not None
 
 
-def count_errors(source, language):
-    """Give back the number of ERROR and MISSING nodes in `source`, or None if unknown."""
+def count_errors(source, language, reaching=0):
+    """Give back the number of ERROR and MISSING nodes in `source` ending at or after byte `reaching`, or None.
+
+    None means unknown: no tree-sitter or no grammar for `language`.
+    """
     parser = parser_for(language)
     if parser is None:
         return None
-    root = parser.parse(source.encode("utf-8", "surrogatepass")).root_node
+    root = parser.parse(_encode(source)).root_node
     if not root.has_error:
         return 0
     count = 0
@@ -54,16 +58,35 @@ def count_errors(source, language):
         node = stack.pop()
         if node.is_error or node.is_missing:
             count += 1
-        # Only subtrees that hold an error are worth walking.
-        stack.extend(child for child in node.children if child.has_error or child.is_missing)
+        # Only subtrees that hold an error, and reach far enough, are worth walking.
+        stack.extend(
+            child for child in node.children
+            if (child.has_error or child.is_missing) and child.end_byte >= reaching
+        )
     return count
 
 
-class HoleCheck:
-    """Answers whether a middle leaves prefix + middle + suffix no worse parsed.
+def _encode(text):
+    return text.encode("utf-8", "surrogatepass")
 
-    "No worse" means no more errors than prefix + suffix alone: the file the
-    user had, with the hole empty.
+
+# A C line that is only a macro's name (capitals, or a capital and an
+# underscore, as in Py_END_ALLOW_THREADS), perhaps with arguments:
+# tree-sitter reads it as an error without its expansion.
+_C_MACRO_LINE = re.compile(r"\s*(?:[A-Z][A-Za-z0-9]*_\w*|[A-Z][A-Z0-9]+)(?:\([^()]*\))?;?\s*$")
+
+
+class HoleCheck:
+    """Answers whether a middle leaves prefix + middle + suffix parsed without errors.
+
+    Only where prefix + suffix alone (the file the user had, with the hole
+    empty) parses without errors: then any error is the middle's doing.
+    Where it does not (a buffer that starts inside a class or a function, a
+    window onto a file, code the grammar does not know, or the wrong
+    language), error counts say nothing about where a middle should end:
+    a method without its class parses as one big error, and as several
+    smaller ones with any line in the hole.  Every verdict is then
+    "unknown", and the caller keeps the middle as its other rules cut it.
     """
 
     def __init__(self, prefix, suffix, language):
@@ -72,16 +95,24 @@ class HoleCheck:
         self.language = language
         self.baseline = count_errors(prefix + suffix, language)
 
-    @property
-    def known(self):
-        return self.baseline is not None
-
     def verdict(self, middle):
-        """Give back "ok", "worse" or "unknown" for the file with `middle` in the hole."""
-        if self.baseline is None:
+        """Give back "ok", "worse" or "unknown" for the file with `middle` in the hole.
+
+        Only errors that reach the middle's last line count: a dangling
+        construct runs to the end of the middle or past it, while a line
+        the grammar does not know but the model finished (a C macro such
+        as `Py_BEGIN_ALLOW_THREADS`) is no reason to drop the lines after it.
+        """
+        if self.baseline is None or self.baseline > 0:
             return "unknown"
-        errors = count_errors(self.prefix + middle + self.suffix, self.language)
-        return "ok" if errors <= self.baseline else "worse"
+        body = middle.rstrip()
+        last_line = body.rfind("\n") + 1 if body else 0
+        reaching = len(_encode(self.prefix + middle[:last_line]))
+        if count_errors(self.prefix + middle + self.suffix, self.language, reaching) == 0:
+            return "ok"
+        if self.language == "c" and _C_MACRO_LINE.match(body[last_line:]) and self.verdict(middle[:last_line]) == "ok":
+            return "ok"  # a macro such as `Py_END_ALLOW_THREADS` ends the middle: the grammar cannot tell
+        return "worse"
 
 
 def verdict(prefix, middle, suffix, language):

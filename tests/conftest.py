@@ -40,6 +40,20 @@ def _missing(reason: str):
     pytest.skip(reason)
 
 
+def no_repack() -> list[str]:
+    """Return llama-server's flag that keeps weights out of repacked (AMX) buffers where the CPU claims AMX.
+
+    On machines that advertise AMX without running it (seen in VMs), llama.cpp's
+    AMX kernels kill the server with SIGILL on its first prompt; the embedded
+    backend makes the same choice (illume.backends.embedded).
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            return ["--no-repack"] if " amx_tile" in f.read() else []
+    except OSError:
+        return []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,7 +70,7 @@ def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4):
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{port}.log"
     command = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-               "-c", str(context * parallel), "--parallel", str(parallel), "-t", "2", *extra]
+               "-c", str(context * parallel), "--parallel", str(parallel), "-t", "2", *no_repack(), *extra]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120

@@ -10,7 +10,9 @@ import time
 import pytest
 
 from conftest import REPO, run_illume
+from fakeserver import FakeServer, Reply
 from illume import batch
+from illume import buffer as buf
 from illume.cli import Options
 
 SETTINGS = "!:temperature 0\n!:max_tokens 16\n"
@@ -189,11 +191,32 @@ ASSISTANT_LAST = "!user\nhi\n\n!assistant\n\nHello.\n"
     (ASSISTANT_LAST + "\n!error\n\ncannot connect to localhost:8080\n", False),
     ("!user\nhi\n\n!assistant\n\npart\n\n!error\n\nthe reply was cut off\n", False),
     (ASSISTANT_LAST + "!end\n!user\nignored\n", True),
-    ("!profile no-such-profile\n" + ASSISTANT_LAST, False),  # it fails when run, and says why
     ("!user\nhi\n!!assistant\nnot a directive\n", False),
 ])
 def test_what_counts_as_answered(text, expected):
-    assert batch.answered(text.encode(), {}, "llama.cpp") is expected
+    parsed = buf.parse(text, buf.Sources({}), default_profile="llama.cpp")
+    assert batch.answered(text, parsed) is expected
+
+
+def test_skip_done_reports_a_buffer_that_does_not_read(tmp_path):
+    data = b"!profile no-such-profile\n!user\nhi\n\n!assistant\n\nHello.\n"
+    path = write(tmp_path, "broken.txt", data)
+    result = run_batch("--skip-done", path)
+    assert result.returncode == 1
+    assert f"illume: {path}: <stdin>:1: open no-such-profile: no such file or directory\n".encode() in result.stderr
+    assert summary(result.stderr) == (1, False, 0, 1, 0, 0)
+    assert path.read_bytes() == data
+
+
+def test_a_failure_is_reported_without_the_buffers_secrets(tmp_path):
+    key = "sk-proj-0123456789abcdefWXYZ"
+    with FakeServer() as server:
+        server.respond(Reply(status=401, body=f"invalid key {key}"))  # a careless server echoes it
+        path = write(tmp_path, "a.txt", f"!api {server.url}\n!>authorization Bearer {key}\n!user\nhi\n".encode())
+        result = run_batch(path)
+    assert result.returncode == 1
+    assert f"illume: {path}: HTTP 401: invalid key ***WXYZ\n".encode() in result.stderr
+    assert key.encode() not in result.stderr
 
 
 # --- usage ---

@@ -167,6 +167,31 @@ def test_branches_cut_off_keep_their_text_and_are_reported():
         f"\n\n!error\n\nbranch 1 of 2: {cut}; branch 2 of 2: {cut}\n")
 
 
+FAILING = chat_events(["par", "tial <"], done=False) + [json.dumps({"error": {"message": "out of memory"}})]
+
+
+def test_a_failing_branch_keeps_the_text_held_back_for_a_token():
+    # `<` may begin a GPT-OSS token, so !gpt-oss holds it back for the next piece; an error comes instead.
+    with FakeServer() as server:
+        server.respond(Reply(FAILING))
+        result = run_illume(f"!api {server.url}\n!gpt-oss\n!branches 2\n!user\nhi\n")
+    assert result.returncode == 1
+    error = "the server reported an error: out of memory"
+    assert result.stdout.decode() == (
+        "\n\n!note branch 1 of 2\n\n!assistant\n\npartial <"
+        "\n\n!note branch 2 of 2\n\n!assistant\n\npartial <"
+        f"\n\n!error\n\nbranch 1 of 2: {error}; branch 2 of 2: {error}\n")
+
+
+def test_a_failing_reply_keeps_the_text_held_back_for_a_token():
+    # The same without branches: the single reply and the branches share one reply loop.
+    with FakeServer() as server:
+        server.respond(Reply(FAILING))
+        result = run_illume(f"!api {server.url}\n!gpt-oss\n!user\nhi\n")
+    assert result.returncode == 1
+    assert result.stdout == b"\n\n!assistant\n\npartial <\n\n!error\n\nthe server reported an error: out of memory\n"
+
+
 # --- the embedded model, one branch after another ---
 
 @pytest.mark.embedded

@@ -106,10 +106,3 @@ def test_public_items_and_secrets():
     headers.set("x-plain", "visible")
     assert headers.public_items() == [("content-type", "application/json"), ("x-plain", "visible")]
     assert headers.secrets() == ["sk-abcdefghijklmnop1234", "envvalue"]
-
-
-def test_copy_is_independent():
-    headers = Headers.default()
-    other = headers.copy()
-    other.set("x-new", "1")
-    assert headers.items() == [("content-type", "application/json")]

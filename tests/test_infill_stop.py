@@ -1,6 +1,7 @@
 """Infill that knows when to stop, end to end: the real CLI against a scripted server that overruns."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -21,6 +22,17 @@ def test_overrun_is_cut_and_the_stream_closed_early():
         result = run_illume(f"!api {server.url}\n{NORM}", timeout=60)
     assert result.returncode == 0, result.stdout
     assert result.stdout == b"    r = math.sqrt(sum(x * x for x in v))"
+
+
+def test_stats_after_a_stop_time_the_stream_until_it_was_closed():
+    # The stream never ends by itself: the rate is over the time until illume closed it, not +Inf.
+    with FakeServer() as server:
+        server.respond(Reply(infill_events(OVERRUN[:6], done=False), delay=0.05, hold=600), path="/infill")
+        result = run_illume(f"!api {server.url}\n!stats\n{NORM}", timeout=60)
+    assert result.returncode == 0, result.stdout
+    middle, note = result.stdout.split(b"\n\n!note ")
+    assert middle == b"    r = math.sqrt(sum(x * x for x in v))"
+    assert re.fullmatch(rb"[0-9.]+(e[+-][0-9]+)? tok/s, [1-6] toks, [0-9.]+(ns|\xc2\xb5s|ms|s)", note), note
 
 
 def test_without_rules_the_same_stall_is_waited_out():
@@ -115,6 +127,36 @@ def test_file_name_option_tells_the_language():
     # `#` opens a comment in Python, not in C: read as C, the `(` stays open
     # and the scope rule never sees the new function; read as Python it does.
     buffer = "!stop-rules echo,scope\ndef f(x):\n!infill\n    return y\n"
+    middle = ["    y = x  # (\n", "    return y\n\n\ndef g(x):\n    return 2\n"]
+    results = {}
+    for name in ("src/f.py", "src/f.c"):
+        with FakeServer() as server:
+            server.respond(Reply(infill_events(middle)), path="/infill")
+            results[name] = run_illume(f"!api {server.url}\n{buffer}", "--file-name", name).stdout
+    assert results["src/f.py"] == b"    y = x  # ("
+    assert results["src/f.c"] == "".join(middle).encode()
+
+
+def test_file_name_names_the_language_of_a_buffer_with_regex_literals():
+    # As the editors run it: every rule on, the file's name passed.  Read as
+    # JavaScript, the backtick inside the regex literal is no template string
+    # and the new function after the middle is cut; named a text file, no
+    # language rule applies and every byte stays.
+    buffer = "function quote(s) {\n!infill\n  return s;\n}\n"
+    middle = ["  s = s.replace(/`/g, '\\\\`');\n", "\n\nfunction helper(x) {\n", "  return x;\n}\n"]
+    results = {}
+    for name in ("src/quote.js", "notes.txt"):
+        with FakeServer() as server:
+            server.respond(Reply(infill_events(middle)), path="/infill")
+            result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "all", "--file-name", name)
+        assert result.returncode == 0, result.stdout
+        results[name] = result.stdout
+    assert results["src/quote.js"] == b"  s = s.replace(/`/g, '\\\\`');\n\n"
+    assert results["notes.txt"] == "".join(middle).encode()
+
+
+def test_a_language_word_that_names_none_falls_through_to_the_file_name():
+    buffer = "!stop-rules echo,scope\n!language frobnicate\ndef f(x):\n!infill\n    return y\n"
     middle = ["    y = x  # (\n", "    return y\n\n\ndef g(x):\n    return 2\n"]
     results = {}
     for name in ("src/f.py", "src/f.c"):

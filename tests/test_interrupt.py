@@ -173,6 +173,20 @@ def test_filter_mode_on_a_buffer_error():
     assert result.stdout == buffer + b"\n\n!error\n\n<stdin>:3: open /no/such/file: no such file or directory\n"
 
 
+def test_interrupt_while_a_template_renders():
+    # Ten billion turns of a sandboxed loop: rendering never ends by itself. Jinja runs inside an
+    # `except Exception` (to report a template's own failure); the interrupt must get through it.
+    loops = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+    buffer = f"!api http://127.0.0.1:9/\n!debug\n!infill {loops}{{{{ prefix }}}}<FIM>{{{{ suffix }}}}\n" \
+             "def f():\n!infill\n    pass\n"
+    illume = Illume(buffer.encode(), "--filter")
+    illume.wait_for(lambda out: out == buffer.encode())  # the buffer is read
+    time.sleep(1.0)  # past parsing it: rendering the template
+    illume.process.send_signal(signal.SIGTERM)
+    code, out, err = illume.finish()
+    assert (code, out, err) == (143, buffer.encode() + NOTE, b"")
+
+
 # --- the real llama-server: the slot is free again ------------------------------
 
 def busy_slots(url: str) -> list[int]:

@@ -41,3 +41,19 @@ def test_installed_wheel_finds_its_builtins(wheel, tmp_path):
                             env=env, capture_output=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stdout
     assert b'"prompt":"<|fim_prefix|>x\\n<|fim_suffix|>\\ny<|fim_middle|>"' in result.stdout
+
+
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)), *(f"LPT{n}" for n in range(1, 10))}
+
+
+def test_every_file_name_is_one_windows_accepts():
+    # A single name Windows refuses (`fim:qwen.profile`) stops the whole checkout there.
+    skipped = {".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache", ".hypothesis"}
+    refused = []
+    for folder, folders, files in os.walk(REPO):
+        folders[:] = [f for f in folders if f not in skipped and not f.endswith(".egg-info")]
+        for name in folders + files:
+            if (set(name) & set('<>:"|?*\\') or name.endswith((".", " "))
+                    or name.split(".")[0].upper() in WINDOWS_RESERVED):
+                refused.append(os.path.relpath(os.path.join(folder, name), REPO))
+    assert refused == []

@@ -1,11 +1,9 @@
 """Built-in profiles and FIM templates, original one-line and Jinja (docs/profiles.md)."""
 
-import os
 
 import pytest
 
 from illume import buffer, profiles, request, templates
-from illume.resources import builtin_dir
 
 
 @pytest.fixture(autouse=True)
@@ -15,7 +13,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def profile_lines(name: str) -> list[str]:
-    with open(os.path.join(builtin_dir("profiles"), f"{name}.profile"), encoding="utf-8") as f:
+    with open(profiles.builtin_file(name), encoding="utf-8") as f:
         return f.read().splitlines()
 
 
@@ -197,3 +195,12 @@ def test_a_template_that_fails_while_rendering_is_a_clear_error():
     status = run(b"!infill {{ 1/0 }}{{ prefix }}\nx\n!infill\ny\n!debug\n", out, {}, Options())
     assert status == 1
     assert out.getvalue() == b"\n\n!error\n\n!infill failed: ZeroDivisionError: division by zero\n"
+
+
+def test_builtin_names_are_typed_names_not_file_names():
+    # fim:qwen is stored as fim-qwen.profile (Windows refuses `:`); only the typed name is a built-in.
+    assert profiles.builtin_file("fim:qwen").endswith("fim-qwen.profile")
+    assert profiles.builtin_file("fim:qwen-repo").endswith("fim-qwen-repo.profile")
+    assert profiles.builtin_file("fim-qwen") is None and profiles.builtin_file("fim:nothing") is None
+    assert "fim:qwen-repo" in profiles.builtin_names() and "fim-qwen" not in profiles.builtin_names()
+    assert buffer.parse("!profile fim:qwen-repo\nx\n!infill\ny\n", buffer.Sources({})).profile == "fim:qwen-repo"

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from illume import syntax
-from illume.stopping import RULES, InfillGuard, guess_language, parse_rules
+from illume.language import guess_language, language_of, scores
+from illume.stopping import RULES, InfillGuard, parse_rules
 
 NO_SYNTAX = {"echo", "scope"}
 
@@ -370,19 +371,249 @@ def test_guard_rejects_unknown_rules():
         InfillGuard("", "", rules={"echo", "bogus"})
 
 
+# -- the language ----------------------------------------------------------
+
+CMPFILE = (
+    "static int cmpfile(const char *str, const char *name)\n"
+    "{\n"
+    "    const char *dot = strrchr(name, '.');\n"
+    "    if (dot == NULL)\n"
+    "        return strcmp(str, name);\n"
+    "    return strncmp(str, name, (size_t)(dot - name));\n"
+    "}\n"
+)
+SHAPES_JS = (
+    "const shapes = require('./shapes');\n\n"
+    "function area(shape) {\n"
+    "  if (shape.kind === 'circle') {\n"
+    "    return Math.PI * shape.r ** 2;\n"
+    "  }\n"
+    "  return shape.w * shape.h;\n"
+    "}\n"
+)
+RECT_PY = (
+    "import math\n\n\n"
+    "class Rect:\n"
+    "    def __init__(self, w, h):\n"
+    "        self.w = w\n"
+    "        self.h = h\n\n"
+    "    def area(self):\n"
+    "        return self.w * self.h\n"
+)
+
+
 @pytest.mark.parametrize(
-    "hint, prefix, expected",
+    "hint, expected",
     [
-        ("src/main.py", "", "python"),
-        ("Python", "", "python"),
-        ("lib.h", "", "c"),
-        ("app.mjs", "", "javascript"),
-        ("notes.txt", "", None),
-        (None, "#include <stdio.h>\n\nint main(void) {\n", "c"),
-        (None, "import os\n\ndef main():\n", "python"),
-        (None, "const fs = require('fs');\nfunction main() {\n", "javascript"),
-        (None, "", None),
+        ("src/main.py", "python"),
+        ("Python", "python"),
+        ("python3", "python"),
+        ("lib.h", "c"),
+        ("C:\\src\\util.c", "c"),
+        ("app.mjs", "javascript"),
+        ("javascript", "javascript"),
+        ("js2-mode", "javascript"),
+        ("typescript", "typescript"),
+        ("web/app.tsx", "typescript"),
+        ("cpp", "cpp"),
+        ("src/main.rs", "rust"),
+        ("notes.txt", "text"),
+        ("rs", "rust"),
+        ("Makefile", None),
+        ("", None),
+        (None, None),
     ],
 )
-def test_guess_language(hint, prefix, expected):
-    assert guess_language(hint, prefix) == expected
+def test_language_of_a_hint(hint, expected):
+    assert language_of(hint) == expected
+
+
+@pytest.mark.parametrize(
+    "hints, text, expected",
+    [
+        # A hint decides when the code does not say otherwise.
+        ("src/sort.c", "", "c"),
+        (["", None, "notes/a.py"], "", "python"),
+        ("main.rs", CMPFILE, "rust"),  # named, though without rules of its own: not guessed as C
+        # The code decides without a hint; the case the issue names: C's `const` is no JavaScript.
+        (None, CMPFILE, "c"),
+        (None, SHAPES_JS, "javascript"),
+        (None, RECT_PY, "python"),
+        # Docstrings are prose: a doctest's `=>` is no JavaScript.
+        (None, RECT_PY + '    def f(self):\n        """f("") => 0, f("ab") => 2, f(x) => 3, f(y) => 4"""\n',
+         "python"),
+        # The buffer's own word: a shebang or a modeline.
+        (None, "#!/usr/bin/env node\nx = 1\n", "javascript"),
+        (None, "#!/usr/bin/python3.11\nx = 1\n", "python"),
+        (None, "x = 1\n# vim: set ts=4 ft=python:\n", "python"),
+        (None, "/* -*- mode: c; indent-tabs-mode: nil -*- */\nx = 1;\n", "c"),
+        (None, "// -*- js -*-\nx = 1\n", "javascript"),
+        # Python's dict literals are no C braces.
+        (None, "import re\n\n\ndef f():\n    return {\n        'a': 1,\n    }\n\n\ntable = {\n    'b': 2,\n}\n",
+         "python"),
+        # Too little to go on: no guess.
+        (None, "    x = y\n", None),
+        (None, "", None),
+        # A hint the code clearly contradicts: neither is trusted.
+        ("python", CMPFILE * 2, None),
+        ("c", RECT_PY * 2, None),
+    ],
+)
+def test_guess_language(hints, text, expected):
+    assert guess_language(hints, text) == expected
+
+
+def test_c_const_and_static_do_not_count_for_javascript():
+    assert scores(CMPFILE)["javascript"] == 0
+
+
+def test_a_weak_guess_leaves_the_syntax_rule_out():
+    # One line of code: no language, so a truncated middle is not trimmed by a grammar.
+    guard = InfillGuard("    x = y\n", "\n    z = x\n")
+    assert guard.language is None
+    assert guard.feed("    w = f(x,\n") + guard.finish() == "    w = f(x,\n"
+
+
+# -- fragments: a buffer that starts inside a class, a function or a comment --
+
+METHOD_PREFIX = "    def grow(self, n):\n        w = self.w + n\n"
+METHOD_SUFFIX = "\n        return Rect(w, h)\n\n    def shrink(self, n):\n        return self.grow(-n)\n"
+
+
+@pytest.mark.parametrize(
+    "name, hint, prefix, suffix, output, expected",
+    [
+        # Without its class and after a docstring's end: one big parse error with the hole
+        # empty, more with any line in it; every line used to be cut.
+        ("methods after a docstring's end, kept whole", "python",
+         '        the element.\n        """\n\n    def endElement(self, name):\n'
+         '        """Signals the end of an element."""\n\n    def startElementNS(self, name, qname, attrs):\n',
+         '\n\n    def endElementNS(self, name, qname):\n        """Signals the end."""\n        self.depth -= 1\n',
+         '        """Signals the start of an element in namespace mode."""\n        self.depth += 1', None),
+        # Indented, yet prefix + suffix parses without errors; any middle breaks it.
+        ("an indented fragment that parses by luck, kept whole", "python",
+         "            # We don't do this if we're assigning to x.next.\n            if is_assign_target(node):\n",
+         '\n            attr.replace(Name("__next__"))\n        elif "global" in results:\n'
+         "            self.warning(node, bind_warning)\n",
+         '                head = results["head"]\n                if "".join(str(n) for n in head) == "b":\n'
+         "                    self.warning(node, bind_warning)\n                return", None),
+        # C read as JavaScript: the four lines around the hole are valid JavaScript, `goto` is not.
+        ("C in a JavaScript-shaped fragment, kept whole", "javascript",
+         "    doc = xmlParseFile(enc_file);\n    if ((doc == NULL) || (xmlDocGetRootElement(doc) == NULL)){\n",
+         "\n    }\n\n    node = xmlSecFindNode(xmlDocGetRootElement(doc));\n",
+         '        fprintf(stderr, "Error: unable to parse file %s\\n", enc_file);\n        goto done;', None),
+        ("a method without its class, kept whole", "python", METHOD_PREFIX, METHOD_SUFFIX,
+         "        h = self.h + n\n        assert w > 0 and h > 0", None),
+        ("a method without its class, new function cut", "python", METHOD_PREFIX, METHOD_SUFFIX,
+         "        h = self.h + n\n\n\ndef helper(x):\n    return x\n", "        h = self.h + n\n\n"),
+        ("a def header over two lines", "python",
+         "import os\n\n\nasync def serve(host, port, *,\n                limit=10, **kwds):\n", "\n",
+         '    """Serve."""\n    return host\n\n\ndef helper(x):\n    return x\n',
+         '    """Serve."""\n    return host\n\n'),
+        ("a C function body without its header, kept whole", "c",
+         "    int n = 0;\n    for (i = 0; i < len; i++)\n", "\n    return n;\n}\n",
+         "        if (s[i] == '(')\n            n++;", None),
+        ("a C function body without its header, new function cut", "c",
+         "    int n = 0;\n    for (i = 0; i < len; i++)\n", "\n    return n;\n}\n",
+         "        n++;\n\nstatic int helper(void)\n{\n", "        n++;\n"),
+        ("a fragment that starts inside a docstring", "python",
+         "        the number of items.\n        \"\"\"\n        total = 0\n", "\n        return total\n",
+         "        total += len(self)\n\n\ndef helper(x):\n    return x\n", "        total += len(self)\n\n"),
+        ("a fragment that starts inside a block comment", "c",
+         " * don't count the (first one\n */\n    n = 0;\n", "\n    return n;\n}\n",
+         "    n++;\n\nint helper(void) {\n", "    n++;\n"),
+    ],
+)
+def test_fragments(name, hint, prefix, suffix, output, expected):
+    pytest.importorskip("tree_sitter")
+    expected = output if expected is None else expected
+    assert InfillGuard.cut(prefix, suffix, output, language=hint) == expected
+
+
+@pytest.mark.parametrize("middle", [
+    "    Py_BEGIN_ALLOW_THREADS\n    fsync(fd);\n    Py_END_ALLOW_THREADS",
+    "    Py_BEGIN_ALLOW_THREADS\n    fsync(fd);\n    Py_END_ALLOW_THREADS\n    close(fd);",
+    "    fsync(fd);\n    CHECK_FD(fd)",
+])
+def test_a_line_the_grammar_does_not_know_is_kept(middle):
+    # tree-sitter-c reads a bare macro statement as an error; the model finished the line.
+    pytest.importorskip("tree_sitter_c")
+    prefix = "#include <Python.h>\n\nstatic void wait(int fd)\n{\n"
+    assert InfillGuard.cut(prefix, "\n}\n", middle, language="c") == middle
+    assert InfillGuard.cut(prefix, "\n}\n", middle + "\n    g(fd, ", language="c") == middle
+
+
+@pytest.mark.parametrize(
+    "name, hint, prefix, suffix, output, expected",
+    [
+        ("unindented IIFE body", "javascript",
+         "(function () {\n'use strict';\nvar n = 0;\n", "\nreturn n;\n})();\n",
+         "n += 1;\nvar m = n * 2;", None),
+        ("C++ namespace body", "cpp",
+         "namespace geo {\n\nint area(int w, int h) {\n    return w * h;\n}\n\n", "\n\n}  // namespace geo\n",
+         "int perimeter(int w, int h) {\n    return 2 * (w + h);\n}", None),
+        ("extern C block", "c",
+         '#ifdef __cplusplus\nextern "C" {\n#endif\n\nint area(int w, int h);\n', "\n\n#ifdef __cplusplus\n}\n#endif\n",
+         "int perimeter(int w, int h);", None),
+    ],
+)
+def test_blocks_whose_body_sits_at_column_0(name, hint, prefix, suffix, output, expected):
+    expected = output if expected is None else expected
+    assert InfillGuard.cut(prefix, suffix, output, language=hint) == expected
+
+
+# -- JavaScript regex literals in the scope rule -----------------------------
+
+REGEX_PREFIX = "function quote(s) {\n"
+REGEX_NEWDEF = "\n\nfunction helper(x) {\n  return x;\n}\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "  s = s.replace(/'/g, \"\\\\'\");",
+        "  s = s.replace(/[\\t\"#$&'()]/g, '');",
+        "  if (/`/.test(s)) s = s.split(/[{(]/).join('');",
+        "  return /}/.test(s) ? s : s;",
+        "  const half = s.length / 2, third = (s.length) / 3; // a ' in a comment",
+        "  s = s.replace(/\\//g, '-');",
+        # A template inside a template's `${...}`, with a regex literal in it.
+        "  s = `'${s.replace(/'/g, `'\\\\''`)}'`;",
+        "  s = `${s.length > 2 ? `${s}}` : '{'}`;",
+    ],
+)
+def test_regex_literals_and_division(line):
+    for rules in (None, NO_SYNTAX):
+        assert InfillGuard.cut(REGEX_PREFIX, "\n}\n", line, rules=rules, language="javascript") == line
+        kept = InfillGuard.cut(REGEX_PREFIX, "\n  return s;\n}\n", line + REGEX_NEWDEF, rules=rules,
+                               language="javascript")
+        assert kept == line + "\n"  # the blank line before the cut stays, as always
+
+
+# -- a wrong language given: a clean middle is kept whole ---------------------
+
+@pytest.mark.parametrize(
+    "hint, prefix, suffix, middle",
+    [
+        ("python", "static int count(const char *s)\n{\n    int n = 0;\n",
+         "\n    return n;\n}\n", "    for (; *s; s++)\n        if (*s == '(')  /* don't ( */\n            n++;"),
+        ("c", "def count(s):\n    n = 0\n", "\n    return n\n",
+         "    for ch in s:  # don't count ')'\n        if ch == '(':\n            n += 1"),
+        ("python", "function count(s) {\n  let n = 0;\n", "\n  return n;\n}\n",
+         "  for (const ch of s.replace(/'/g, '')) {\n    if (ch === '(') n++;\n  }"),
+        ("javascript", "def count(s):\n    n = 0\n", "\n    return n\n",
+         "    for ch in s:\n        n += ch == '/'  # a /regex/ it is not ("),
+    ],
+)
+def test_a_wrong_language_keeps_a_clean_middle_whole(hint, prefix, suffix, middle):
+    for rules in (None, NO_SYNTAX):
+        assert InfillGuard.cut(prefix, suffix, middle, rules=rules, language=hint) == middle
+
+
+def test_a_middle_that_repeats_the_next_line_once_is_kept():
+    # Real code: `onTick()` twice in a row.  Only an echo of the whole suffix is cut at the end of a stream.
+    prefix = "  tick (delay = 0) {\n"
+    middle = "    fastNow += delay\n    onTick()"
+    suffix = "\n    onTick()\n  },\n"
+    assert InfillGuard.cut(prefix, suffix, middle, language="javascript") == middle
+    assert InfillGuard.cut(prefix, suffix, middle + "\n    onTick()\n  },\n", language="javascript") == middle

@@ -407,14 +407,103 @@ def test_user_section_below_a_streaming_reply(editor, server):
     assert after == buffer[:-1] + "\n\n!assistant\n\n" + REPLY + "\n\n!user\nAnd now?\n"
 
 
+ECHO_ARGV = [sys.executable, "-c",
+             "import json, sys; sys.stdin.read(); print('\\n\\n!assistant\\n\\n' + json.dumps(sys.argv[1:]), end='')"]
+
+
+@pytest.mark.parametrize("before, expected", [
+    ("", ["--stop-rules", "all", "--file-name", "{file}", "--timeout", "5"]),
+    ("let g:illume_stop_rules = 'echo,scope'", ["--stop-rules", "echo,scope", "--file-name", "{file}", "--timeout", "5"]),
+    ("let g:illume_stop_rules = ''", ["--file-name", "{file}", "--timeout", "5"]),
+    ("enew", ["--stop-rules", "all", "--timeout", "5"]),  # a buffer without a name sends none
+], ids=["default", "chosen", "none", "unnamed"])
+def test_infill_passes_the_stop_rules_and_the_file_name(editor, before, expected):
+    file = str(editor.tmp / "buffer.txt")
+    out = editor.tmp / "out.txt"
+    editor.run("x = 1\n", f"""
+  {before}
+  call setline(1, 'x = 1')
+  let g:illume_args = ['--timeout', '5']
+  IllumeInfill
+  call Wait()
+  call writefile(getline(1, '$'), {vim_string(str(out))})
+""", command=ECHO_ARGV)
+    argv = [file if item == "{file}" else item for item in expected]
+    assert out.read_text() == "x = 1\n\n\n!assistant\n\n" + json.dumps(argv) + "\n"
+
+
+@pytest.mark.parametrize("before, expected", [
+    ("", "def add(a, b):\n    return a + b\nprint(add(1, 2))\n"),
+    ("let g:illume_stop_rules = ''", "def add(a, b):\n    return a + b\nprint(add(1, 2))\nprint('more')\nprint(add(1, 2))\n"),
+], ids=["stops-by-default", "rules-off"])
+def test_infill_stops_at_the_end_of_the_hole(editor, server, before, expected):
+    # The model fills the hole, then repeats the line after it and goes on.
+    server.respond(Reply(infill_events(["    return a", " + b\nprint(add", "(1, 2))\nprint('more')\n"]), delay=0.1),
+                   path="/infill")
+    head = f"!api {server.url}\n"
+    after = editor.run(head + "def add(a, b):\n\nprint(add(1, 2))\n", f"""
+  {before}
+  call cursor(3, 1)
+  IllumeInfill
+  call Wait()
+  write
+""")
+    assert after == head + expected
+
+
+@pytest.mark.parametrize("before, line", [("", "$"), ("let g:illume_follow = 0", "3")], ids=["follows", "off"])
+def test_the_cursor_on_the_last_line_follows_the_reply(editor, server, before, line):
+    server.respond(Reply(chat_events(PIECES), delay=0.1))
+    buffer = chat_buffer(server.url)
+    found = editor.tmp / "cursor.json"
+    editor.run(buffer, f"""
+  {before}
+  call cursor(3, 1)
+  split
+  call cursor(1, 1)
+  wincmd w
+  Illume
+  call Wait()
+  call writefile([json_encode([line('.'), line('$'), line('.', win_getid(1))])], {vim_string(str(found))})
+""")
+    last = (buffer[:-1] + "\n\n!assistant\n\n" + REPLY).count("\n") + 1
+    # The window whose cursor sat elsewhere (line 1) keeps it there.
+    assert json.loads(found.read_text()) == [last if line == "$" else 3, last, 1]
+
+
+def test_illume_done_fires_with_the_result(editor, server):
+    server.respond(Reply(chat_events(["Hi."])), path="/ok/chat/completions")
+    server.respond(Reply(status=500, body="model exploded"), path="/bad/chat/completions")
+    server.respond(Reply(chat_events(["Once upon", " a time"], done=False), hold=600), path="/stalls/chat/completions")
+    found = editor.tmp / "done.json"
+    editor.run("", f"""
+  let g:seen = []
+  autocmd User IllumeDone call add(g:seen, [g:illume_done.buffer == bufnr('%'), g:illume_done.result,
+        \\ g:illume_done.exit_status, illume#running()])
+  for g:path in ['ok', 'bad', 'stalls']
+    %delete
+    call setline(1, ['!api {server.url}' . g:path . '/', '!user', 'Hi'])
+    Illume
+    if g:path ==# 'stalls'
+      call WaitUntil('getline("$") =~# "a time"')
+      IllumeStop
+    endif
+    call Wait()
+  endfor
+  call writefile([json_encode(g:seen)], {vim_string(str(found))})
+""")
+    assert json.loads(found.read_text()) == [[1, "ok", 0, 0], [1, "error", 1, 0], [1, "stopped", 143, 0]]
+
+
 def test_help_has_a_tag_for_every_command_mapping_and_option(editor):
     plugin = (PLUGIN / "plugin" / "illume.vim").read_text()
     autoload = (PLUGIN / "autoload" / "illume.vim").read_text()
     wanted = {f":{name}" for name in re.findall(r"^command! .*?(Illume\w*) ", plugin, re.M)}
     wanted |= set(re.findall(r"^nnoremap <silent> (<Plug>\(illume[\w-]*\))", plugin, re.M))
     wanted |= {f"{scope}:{name}" for scope, name in re.findall(r"get\(([gb]):, '(illume_\w+)'", plugin + autoload)}
-    wanted |= {f"illume-<Leader>{key}" for key in "afsu"} | {"illume#running()"}
-    assert len(wanted) >= 4 + 4 + 4 + (4 + 3) + 1, sorted(wanted)  # the regexes found them all
+    wanted |= {f"illume-<Leader>{key}" for key in "afsu"} | {"illume#running()", "IllumeDone", "g:illume_done"}
+    wanted |= {"b:illume_follow"}  # read with getbufvar()
+    assert len(wanted) >= 4 + 4 + 4 + (6 + 4) + 3, sorted(wanted)  # the regexes found them all
     doc = editor.tmp / "doc"
     shutil.copytree(PLUGIN / "doc", doc)
     editor.run("", f"  execute 'helptags' fnameescape({vim_string(str(doc))})")

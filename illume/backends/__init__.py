@@ -3,16 +3,25 @@
 They never print and never choose an exit status; they raise the errors of
 `illume.errors`. The first item a backend yields is "" as soon as the
 request has been accepted, so the caller can print its header (`!assistant`)
-before the first word arrives.
+before the first word arrives. A backend class says whether its requests may
+run at once (`concurrent`): `!branches` and `--batch` go by it.
 """
+
+
+def backend_class(url: str) -> type:
+    """Return the class of the backend that serves URL."""
+    if url.startswith("embedded:"):
+        from illume.backends.embedded import EmbeddedBackend
+
+        return EmbeddedBackend
+    from illume.backends.http import HTTPBackend
+
+    return HTTPBackend
 
 
 def for_request(request, env, timeout):
     """Return the backend that serves REQUEST's URL."""
-    if request.url.startswith("embedded:"):
-        from illume.backends.embedded import EmbeddedBackend
-
-        return EmbeddedBackend(env)
     from illume.backends.http import HTTPBackend
 
-    return HTTPBackend(timeout=timeout)
+    kind = backend_class(request.url)
+    return HTTPBackend(timeout=timeout) if kind is HTTPBackend else kind(env)

@@ -10,7 +10,6 @@ on either. llama_cpp is imported here, when a reply is asked for.
 import atexit
 import importlib.util
 import os
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,9 +158,10 @@ def _load(path: Path, options: dict):
 
 
 class EmbeddedBackend:
+    concurrent = False  # one model in this process, not thread-safe, and it redirects file descriptor 2
+
     def __init__(self, env: Mapping[str, str]):
         self.env = env
-        self.started = self.answered = self.ended = 0.0
 
     def stream(self, request, reply) -> Iterator[str]:
         """Yield the model's reply text token by token; "" first, once the model is loaded."""
@@ -170,14 +170,12 @@ class EmbeddedBackend:
         body = request.body
         load_options, sampling = split_keys(body)
         path = model_path(body, self.env)
-        self.started = time.perf_counter()
         model = _load(path, load_options)
         if "grammar" in sampling:
             sampling["grammar"] = _grammar(sampling["grammar"])
         # Forget the previous reply's tokens: llama-cpp-python would reuse them
         # as a cached prefix, and the same buffer must give the same reply.
         model.reset()
-        self.answered = time.perf_counter()
         yield ""
         try:
             with _quiet():
@@ -194,7 +192,6 @@ class EmbeddedBackend:
         except (ValueError, RuntimeError) as e:
             raise StreamError(f"the model failed: {e}") from None
         reply.finished = True
-        self.ended = time.perf_counter()
 
     def _infill(self, model, body, sampling):
         import llama_cpp

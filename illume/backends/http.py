@@ -49,10 +49,17 @@ def _origin(url) -> tuple:
 
 
 class HTTPBackend:
+    concurrent = True  # a server answers requests side by side (llama-server: one per slot)
+
     def __init__(self, timeout: float, sleep=time.sleep):
+        # Imported here rather than in `stream`, so that the time `!stats` counts
+        # from the request to its response headers leaves them out (httpx's client
+        # imports httpcore when it is made): the original counts from the send.
+        import httpcore  # noqa: F401
+        import httpx  # noqa: F401
+
         self.timeout = timeout
         self.sleep = sleep
-        self.started = self.answered = self.ended = 0.0
 
     def stream(self, request, reply: Reply) -> Iterator[str]:
         """Yield the reply's text as it streams in; "" first, once the server said 200."""
@@ -61,16 +68,13 @@ class HTTPBackend:
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 30.0))
         try:
             with httpx.Client(timeout=timeout, follow_redirects=False, verify=_verify(request.url)) as client:
-                self.started = time.perf_counter()
                 response = self._open(client, request)
                 try:
-                    self.answered = time.perf_counter()
                     _check_kind(response)  # before "", so an HTML page gets no `!assistant` line
                     yield ""
                     yield from self._read(response, reply)
                 finally:
                     response.close()
-                self.ended = time.perf_counter()
         except httpx.TimeoutException as e:
             what = "connecting" if isinstance(e, httpx.ConnectTimeout) else "waiting for the reply"
             raise StreamError(f"timed out after {self.timeout:g} s {what} ({_where(request.url)}); "

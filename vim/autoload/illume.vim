@@ -12,7 +12,7 @@ let s:stop_wait_s = 3.0
 function! illume#chat() abort
   let l:buf = bufnr('%')
   call s:stop_and_wait(l:buf)
-  call s:start(l:buf, 'chat', getline(1, '$'), 0, '', 0)
+  call s:start(l:buf, 'chat', getline(1, '$'), 0, '', 0, [])
 endfunction
 
 function! illume#infill(lnum) abort
@@ -29,7 +29,21 @@ function! illume#infill(lnum) abort
     call insert(l:sent, '!infill', a:lnum)
     let [l:head, l:replace] = ["\n", 0]
   endif
-  call s:start(l:buf, 'infill', l:sent, len(l:lines) - a:lnum, l:head, l:replace)
+  call s:start(l:buf, 'infill', l:sent, len(l:lines) - a:lnum, l:head, l:replace, s:infill_args())
+endfunction
+
+" The infill's own arguments: the stopping rules (on unless set to ''), and
+" the file's name, from which illume tells the language.
+function! s:infill_args() abort
+  let l:args = []
+  let l:rules = get(b:, 'illume_stop_rules', get(g:, 'illume_stop_rules', 'all'))
+  if !empty(l:rules)
+    call extend(l:args, ['--stop-rules', l:rules])
+  endif
+  if !empty(bufname('%'))
+    call extend(l:args, ['--file-name', expand('%:p')])
+  endif
+  return l:args
 endfunction
 
 function! illume#stop(...) abort
@@ -66,7 +80,8 @@ endfunction
 
 " The job ------------------------------------------------------------------
 
-function! s:command() abort
+" Returns the command line: g:illume_command, the profile, EXTRA, g:illume_args.
+function! s:command(extra) abort
   let l:command = get(b:, 'illume_command', get(g:, 'illume_command', ['illume']))
   let l:argv = type(l:command) == v:t_list ? copy(l:command) : split(l:command)
   if get(l:argv, 0, '') =~# '^[~$]'
@@ -76,15 +91,15 @@ function! s:command() abort
   if !empty(l:profile)
     call extend(l:argv, ['--profile', l:profile])
   endif
-  return l:argv + get(b:, 'illume_args', get(g:, 'illume_args', []))
+  return l:argv + a:extra + get(b:, 'illume_args', get(g:, 'illume_args', []))
 endfunction
 
-function! s:start(buf, mode, lines, lines_after, head, replace) abort
+function! s:start(buf, mode, lines, lines_after, head, replace, extra) abort
   let l:reply = {'buf': a:buf, 'mode': a:mode, 'lines_after': a:lines_after,
         \ 'head': a:head, 'replace': a:replace, 'tick': -1, 'newlines': 0,
         \ 'tail': '', 'failed': 0, 'err': '', 'stopped': 0, 'detached': 0}
   try
-    let l:reply.job = illume#job#start(s:command(), {
+    let l:reply.job = illume#job#start(s:command(a:extra), {
           \ 'input': join(a:lines, "\n") . "\n",
           \ 'on_out': function('s:on_out', [l:reply]),
           \ 'on_err': function('s:on_err', [l:reply]),
@@ -115,17 +130,28 @@ function! s:stop_and_wait(buf) abort
   while illume#job#running(l:reply.job) && reltimefloat(reltime(l:start)) < s:stop_wait_s
     sleep 10m
   endwhile
-  call s:detach(l:reply)
+  call s:detach(l:reply, -1)
 endfunction
 
-function! s:detach(reply) abort
-  " From here on the job's output goes nowhere (it is being stopped).
+" Ends the reply: from here on the job's output goes nowhere (it is being
+" stopped, or it ended). STATUS is its exit status, -1 when unknown.
+function! s:detach(reply, status) abort
   let a:reply.detached = 1
   if get(s:replies, a:reply.buf, {}) is a:reply
     call remove(s:replies, a:reply.buf)
     if bufexists(a:reply.buf)
       execute 'autocmd! illume * <buffer=' . a:reply.buf . '>'
     endif
+    call s:announce(a:reply, a:status)
+  endif
+endfunction
+
+" Fires User IllumeDone with g:illume_done saying how the reply ended.
+function! s:announce(reply, status) abort
+  let g:illume_done = {'buffer': a:reply.buf, 'exit_status': a:status,
+        \ 'result': a:reply.stopped ? 'stopped' : (a:reply.failed || a:status != 0) ? 'error' : 'ok'}
+  if exists('#User#IllumeDone')
+    doautocmd <nomodeline> User IllumeDone
   endif
 endfunction
 
@@ -134,7 +160,7 @@ function! illume#_unloaded(buf) abort
   if !empty(l:reply)
     let l:reply.stopped = 1
     call illume#job#stop(l:reply.job)
-    call s:detach(l:reply)
+    call s:detach(l:reply, -1)
   endif
 endfunction
 
@@ -170,7 +196,7 @@ function! s:on_exit(reply, id, status) abort
     " The line below the hole already starts the suffix.
     call s:change(a:reply, function('s:drop_empty_last', [a:reply]))
   endif
-  call s:detach(a:reply)
+  call s:detach(a:reply, a:status)
 endfunction
 
 " Changing the buffer ---------------------------------------------------------
@@ -212,6 +238,7 @@ function! s:change(reply, Fn) abort
     return
   endif
   let l:join = getbufvar(l:buf, 'changedtick') == a:reply.tick
+  let l:followers = s:followers(l:buf)
   try
     if bufnr('%') == l:buf
       call s:apply(l:join, a:Fn)
@@ -224,13 +251,27 @@ function! s:change(reply, Fn) abort
   catch
     let a:reply.stopped = 1
     call illume#job#stop(a:reply.job)
-    call s:detach(a:reply)
+    call s:detach(a:reply, -1)
     echohl ErrorMsg
     echomsg 'illume: reply stopped, cannot change buffer ' . l:buf . ': ' . v:exception
     echohl None
     return
   endtry
   let a:reply.tick = getbufvar(l:buf, 'changedtick')
+  for l:winid in l:followers
+    call win_execute(l:winid, 'call cursor(line("$"), strlen(getline("$")) + 1)')
+  endfor
+endfunction
+
+" Returns the windows on BUF whose cursor sits on its last line: they follow
+" the reply there (g:illume_follow). Not the current window while you type
+" or select in it (Insert, Replace, Visual mode): that would move your work.
+function! s:followers(buf) abort
+  if !getbufvar(a:buf, 'illume_follow', get(g:, 'illume_follow', 1))
+    return []
+  endif
+  return filter(win_findbuf(a:buf), 'line(".", v:val) == line("$", v:val)'
+        \ . ' && (v:val != win_getid() || mode() =~# "^[nc]")')
 endfunction
 
 function! s:apply(join, Fn) abort

@@ -1,0 +1,487 @@
+;;; illume.el --- Talk to a language model from the buffer -*- lexical-binding: t; -*-
+
+;; Author: illume contributors
+;; Maintainer: illume contributors
+;; Version: 0.1.0
+;; Package-Requires: ((emacs "27.1"))
+;; Keywords: tools, convenience
+;; SPDX-License-Identifier: Unlicense
+
+;; This is free and unencumbered software released into the public domain.
+
+;;; Commentary:
+
+;; Runs the `illume' program on the buffer and streams its reply into the
+;; buffer while you keep editing.  The buffer is the whole conversation:
+;; `!user' and `!assistant' lines separate the messages, `!api URL',
+;; `!:KEY JSON' and `!profile NAME' lines say how to reach the model (see
+;; the illume README for the buffer language).
+;;
+;; Commands (also on `illume-keymap-prefix' in `illume-mode'):
+;;
+;;   M-x illume          send the buffer, stream the reply at its end   (a)
+;;   M-x illume-infill   fill in the middle at point's line             (f)
+;;   M-x illume-stop     stop the reply; what arrived stays             (s)
+;;   M-x illume-user     start a new `!user' message at the end         (u)
+;;
+;; One reply runs per buffer; a second request stops the first.  The whole
+;; reply is one undo step.  Failures land in the buffer as the `!error'
+;; section illume prints: no text is ever lost.  A reply in progress shows
+;; `illume-mode-line-indicator' in the mode line; `illume-done-functions'
+;; run when it ends.
+;;
+;; Setup, with illume on `exec-path' (or see `illume-command'):
+;;
+;;   (add-to-list 'load-path "/path/to/illume/emacs")
+;;   (require 'illume)
+;;   (add-hook 'text-mode-hook #'illume-mode)   ; C-c ~ a, C-c ~ f, ...
+
+;;; Code:
+
+(require 'cl-lib)
+
+(defgroup illume nil
+  "Talk to a language model from the buffer, with the illume program."
+  :group 'tools
+  :prefix "illume-")
+
+(defcustom illume-command '("illume")
+  "The program to run and its first arguments, a list of strings.
+It runs without a shell, in the buffer's `default-directory': the
+buffer goes to its standard input, its standard output is the
+reply.  A first item starting with `~' is expanded.  To use a
+virtual environment, for example:
+
+  (setq illume-command \\='(\"~/illume/.venv/bin/illume\"))"
+  :type '(repeat string))
+
+(defcustom illume-profile nil
+  "The profile loaded when the buffer loads none, or nil for illume's own.
+Passed as `--profile NAME'; illume's own default is $ILLUME_PROFILE,
+else `llama.cpp'."
+  :type '(choice (const :tag "illume's default" nil) string))
+
+(defcustom illume-args nil
+  "More arguments for illume, a list of strings, after all others."
+  :type '(repeat string))
+
+(defcustom illume-stop-rules "all"
+  "The stopping rules `illume-infill' asks for, or nil (or \"\") for none.
+They end the middle as soon as it leaves its hole, so that no
+text past the hole has to be deleted by hand: a comma-separated
+list of `echo', `scope' and `syntax', or `all'.  Passed as
+`--stop-rules'; a `!stop-rules' line in the buffer wins.  Plain
+`illume' replies are not affected."
+  :type '(choice (const :tag "All rules" "all")
+                 (const :tag "None" nil)
+                 (string :tag "Rules")))
+
+(defcustom illume-follow t
+  "Non-nil: a window whose point is at the end of the buffer follows the reply.
+Its point stays at the end as the reply streams in, so the
+reply's last line stays in view.  With nil, point stays where it
+was in the text."
+  :type 'boolean)
+
+(defcustom illume-mode-line-indicator " illume…"
+  "What the mode line shows while a reply streams into the buffer."
+  :type 'string)
+
+(defcustom illume-done-functions nil
+  "Functions run when a reply ends, in the buffer it streamed into.
+Each is called with two arguments: RESULT, one of the symbols
+`ok', `error' (illume printed an `!error' section or failed) and
+`stopped' (`illume-stop', a second request, or the buffer was
+killed), and EXIT-STATUS, illume's exit status (-1 when unknown)."
+  :type 'hook)
+
+(defvar illume-command-map
+  (let ((map (make-sparse-keymap)))
+    (define-key map "a" #'illume)
+    (define-key map "f" #'illume-infill)
+    (define-key map "s" #'illume-stop)
+    (define-key map "u" #'illume-user)
+    map)
+  "Keymap of the illume commands, on `illume-keymap-prefix' in `illume-mode'.")
+(fset 'illume-command-map illume-command-map)
+
+(defvar illume-mode-map (make-sparse-keymap)
+  "Keymap of `illume-mode': `illume-command-map' on `illume-keymap-prefix'.")
+
+(defun illume--set-prefix (symbol prefix)
+  "Set SYMBOL to PREFIX and bind `illume-command-map' to it in `illume-mode-map'."
+  (when (and (boundp symbol) (symbol-value symbol))
+    (define-key illume-mode-map (kbd (symbol-value symbol)) nil))
+  (set-default symbol prefix)
+  (when prefix
+    (define-key illume-mode-map (kbd prefix) 'illume-command-map)))
+
+(defcustom illume-keymap-prefix "C-c ~"
+  "The key `illume-mode' puts `illume-command-map' on, as for `kbd', or nil.
+`C-c' followed by a punctuation character is left to minor modes
+by the Emacs key binding conventions."
+  :type '(choice (const :tag "None" nil) string)
+  :set #'illume--set-prefix)
+
+;;; The reply
+
+(cl-defstruct (illume--reply (:constructor illume--reply-create)
+                             (:copier nil))
+  "A reply streaming into a buffer."
+  buffer               ; the buffer it streams into
+  process              ; the illume process
+  stderr               ; the pipe process reading illume's standard error
+  marker               ; where the next text goes
+  mode                 ; `chat' or `infill'
+  (head "")            ; text to insert before the first output
+  replace              ; non-nil: the first output replaces the hole's line
+  (newlines 0)         ; line breaks inserted so far
+  (tail "")            ; the last bytes seen, to spot "\n!error\n" across chunks
+  failed               ; non-nil once illume printed an !error section
+  stopped              ; non-nil once asked to stop
+  (err "")             ; the end of what illume wrote on standard error
+  undo                 ; `buffer-undo-list' right after the reply's last change
+  kill-timer           ; kills the process when SIGTERM was not enough
+  broken               ; non-nil once the buffer refused a change
+  done)                ; non-nil once the reply ended
+
+(defvar-local illume--current nil
+  "The `illume--reply' streaming into this buffer, or nil.")
+
+(defconst illume--stop-wait 3.0
+  "Seconds a second request waits for the first reply's last words.")
+
+(defconst illume--kill-after 2.0
+  "Seconds after SIGTERM when a process that lingers is killed.")
+
+(defun illume-running-p (&optional buffer)
+  "Return non-nil while a reply streams into BUFFER (default: the current one)."
+  (buffer-local-value 'illume--current (or buffer (current-buffer))))
+
+;;; Commands
+
+;;;###autoload
+(defun illume ()
+  "Send the buffer to illume and stream the reply at its end.
+The whole buffer is sent, also when it is narrowed.  The reply
+lands as illume prints it: a chat reply starts with an
+`!assistant' line.  When the buffer ends with a newline the reply
+goes right before it, as if appended to the buffer's last line.
+You can keep editing while it streams; text above the reply is
+never changed.  A reply already running in the buffer is stopped
+first.  The whole reply is one undo step, unless you change the
+buffer while it streams: then the rest of it is a step of its own."
+  (interactive)
+  (illume--check-buffer)
+  (illume--stop-and-wait (current-buffer))
+  (let* ((text (illume--buffer-text))
+         (end (- (1+ (buffer-size)) (if (string-suffix-p "\n" text) 1 0))))
+    (illume--start 'chat text end "" nil (illume--argv nil))))
+
+;;;###autoload
+(defun illume-infill ()
+  "Fill in the middle at point's line, streaming it in place.
+The buffer is sent with a bare `!infill' line at point's line:
+the text above is the prefix, the text below the suffix.  When
+the line is blank (empty or only white space) it is the hole and
+the middle replaces it; otherwise the middle goes on new lines
+right below it.  The `!infill' line is only sent, never put in
+the buffer.  The stopping rules of `illume-stop-rules' are on and
+the buffer's file name tells illume the language (`--file-name')."
+  (interactive)
+  (illume--check-buffer)
+  (illume--stop-and-wait (current-buffer))
+  (let* ((bol (line-beginning-position))
+         (eol (line-end-position))
+         (blank (save-excursion (goto-char bol) (looking-at-p "[ \t]*$")))
+         (text (save-restriction
+                 (widen)
+                 (if blank
+                     (concat (buffer-substring-no-properties (point-min) bol) "!infill"
+                             (buffer-substring-no-properties eol (point-max)))
+                   (concat (buffer-substring-no-properties (point-min) eol) "\n!infill"
+                           (buffer-substring-no-properties eol (point-max)))))))
+    (illume--start 'infill text (if blank bol eol) (if blank "" "\n") blank (illume--argv t))))
+
+;;;###autoload
+(defun illume-stop ()
+  "Stop the reply streaming into this buffer.
+What already arrived stays, followed by the `!note interrupted'
+line illume prints when it stops."
+  (interactive)
+  (let ((reply illume--current))
+    (if (not reply)
+        (message "No illume reply is running in this buffer")
+      (illume--stop reply))))
+
+;;;###autoload
+(defun illume-user ()
+  "Start a new `!user' message at the end of the buffer and move point there.
+It follows an empty line unless the buffer's last line is blank.
+While a reply streams, the message goes below it and the reply
+keeps streaming above it."
+  (interactive)
+  (illume--check-buffer)
+  (save-restriction
+    (widen)
+    (let* ((text (illume--buffer-text))
+           (newline-at-end (string-suffix-p "\n" text))
+           ;; The last line, as if the buffer ended with a newline.
+           (last (car (last (split-string (if newline-at-end (substring text 0 -1) text) "\n")))))
+      (goto-char (point-max))
+      (cond ((string= text "") (insert "!user\n\n"))
+            ((and (not illume--current) (string-match-p "\\`[ \t]*\\'" last))
+             (insert (if newline-at-end "" "\n") "!user\n\n"))
+            (t (insert (if newline-at-end "" "\n") "\n!user\n\n")))
+      (forward-char -1))))
+
+;;;###autoload
+(define-minor-mode illume-mode
+  "Keys for illume's commands, on `illume-keymap-prefix'.
+
+\\{illume-mode-map}"
+  :lighter " Illume"
+  :keymap illume-mode-map
+  :group 'illume)
+
+;;; Starting and stopping
+
+(defun illume--check-buffer ()
+  "Signal an error unless the current buffer can take a reply."
+  (barf-if-buffer-read-only))
+
+(defun illume--buffer-text ()
+  "Return the whole buffer's text, narrowed or not, without properties."
+  (save-restriction
+    (widen)
+    (buffer-substring-no-properties (point-min) (point-max))))
+
+(defun illume--argv (infill)
+  "Return the command line to run, with the infill options when INFILL is non-nil."
+  (let ((argv (copy-sequence illume-command)))
+    (unless argv
+      (user-error "Set `illume-command' to the illume program to run"))
+    (when (string-prefix-p "~" (car argv))
+      (setcar argv (expand-file-name (car argv))))
+    (append argv
+            (and illume-profile (not (string= illume-profile ""))
+                 (list "--profile" illume-profile))
+            (and infill illume-stop-rules (not (string= illume-stop-rules ""))
+                 (list "--stop-rules" illume-stop-rules))
+            (and infill buffer-file-name
+                 (list "--file-name" buffer-file-name))
+            illume-args)))
+
+(defun illume--start (mode text position head replace argv)
+  "Run ARGV on TEXT and stream its output to POSITION in the current buffer.
+MODE is `chat' or `infill'; HEAD goes before the first output;
+REPLACE non-nil makes the first output replace the rest of the
+line at POSITION."
+  (let* ((buffer (current-buffer))
+         (reply (illume--reply-create :buffer buffer :mode mode :head head :replace replace
+                                      :marker (copy-marker position)))
+         (program (car argv)))
+    (unless (if (file-name-absolute-p program) (file-executable-p program) (executable-find program))
+      (user-error "Cannot run %s: no such program (see `illume-command')" program))
+    (condition-case err
+        (let* ((stderr (make-pipe-process
+                        :name "illume stderr" :buffer nil :noquery t
+                        :coding 'utf-8-unix
+                        :filter (lambda (_process text) (illume--on-err reply text))
+                        :sentinel (lambda (_process _event) (illume--maybe-finish reply))))
+               (process (progn
+                          (setf (illume--reply-stderr reply) stderr)
+                          (make-process
+                           :name "illume" :buffer nil :command argv :noquery t
+                           :connection-type 'pipe :coding 'utf-8-unix :stderr stderr
+                           :filter (lambda (_process text) (illume--on-out reply text))
+                           :sentinel (lambda (_process _event) (illume--maybe-finish reply))))))
+          (setf (illume--reply-process reply) process))
+      (error
+       (when (illume--reply-stderr reply)
+         (delete-process (illume--reply-stderr reply)))
+       (user-error "Cannot run %s: %s" program (error-message-string err))))
+    (setq illume--current reply)
+    (add-hook 'kill-buffer-hook #'illume--killed nil t)
+    (illume--show-running)
+    (let ((process (illume--reply-process reply)))
+      (condition-case nil
+          (progn (process-send-string process text)
+                 (process-send-eof process))
+        ;; It ended before reading it all: its output says why.
+        (error nil)))))
+
+(defun illume--stop (reply)
+  "Ask REPLY's process to end (SIGTERM), and kill it if it lingers."
+  (setf (illume--reply-stopped reply) t)
+  (let ((process (illume--reply-process reply)))
+    (when (process-live-p process)
+      (signal-process process 'TERM)
+      (unless (illume--reply-kill-timer reply)
+        (setf (illume--reply-kill-timer reply)
+              (run-at-time illume--kill-after nil
+                           (lambda ()
+                             (when (process-live-p process)
+                               (kill-process process)))))))))
+
+(defun illume--stop-and-wait (buffer)
+  "Stop the reply streaming into BUFFER and wait a moment for its last words."
+  (let ((reply (buffer-local-value 'illume--current buffer)))
+    (when reply
+      (illume--stop reply)
+      (let ((deadline (+ (float-time) illume--stop-wait)))
+        (while (and (not (illume--reply-done reply)) (< (float-time) deadline))
+          (accept-process-output nil 0.01)))
+      (unless (illume--reply-done reply)
+        (illume--finish reply -1)))))
+
+(defun illume--killed ()
+  "Stop the reply of the buffer being killed."
+  (when illume--current
+    (let ((reply illume--current))
+      (illume--stop reply)
+      (illume--finish reply -1))))
+
+;;; Output
+
+(defun illume--on-out (reply text)
+  "Insert TEXT, output of REPLY's process, at the reply's place."
+  (unless (illume--reply-done reply)
+    (let ((seen (concat (illume--reply-tail reply) text)))
+      (when (string-match-p "\n!error\n" seen)
+        (setf (illume--reply-failed reply) t))
+      (setf (illume--reply-tail reply) (substring seen (max 0 (- (length seen) 8)))))
+    (let ((text (concat (illume--reply-head reply) text)))
+      (setf (illume--reply-head reply) "")
+      (illume--change reply (lambda () (illume--insert reply text))))))
+
+(defun illume--on-err (reply text)
+  "Keep the end of TEXT, standard error of REPLY's process."
+  (let ((err (concat (illume--reply-err reply) text)))
+    (setf (illume--reply-err reply) (substring err (max 0 (- (length err) 4000))))))
+
+(defun illume--maybe-finish (reply)
+  "Finish REPLY once its process has exited and its standard error is read."
+  (let ((process (illume--reply-process reply))
+        (stderr (illume--reply-stderr reply)))
+    (when (and process (memq (process-status process) '(exit signal)))
+      (if (process-live-p stderr)
+          ;; A program it started may hold standard error open: wait a little only.
+          (run-at-time 1 nil (lambda () (when (process-live-p stderr) (delete-process stderr))))
+        (illume--finish reply (if (eq (process-status process) 'signal)
+                                  (+ 128 (process-exit-status process))
+                                (process-exit-status process)))))))
+
+(defun illume--finish (reply status)
+  "End REPLY, whose process exited with STATUS (-1 when unknown)."
+  (unless (illume--reply-done reply)
+    (let ((buffer (illume--reply-buffer reply))
+          (stopped (illume--reply-stopped reply)))
+      (when (buffer-live-p buffer)
+        (with-current-buffer buffer
+          (when (and (/= status 0) (/= status -1) (not stopped) (not (illume--reply-failed reply)))
+            ;; illume failed without saying so (it crashed, or it is not illume).
+            (let ((why (and (string-match "\\([^\n]*[^\n \t]\\)[\n \t]*\\'" (illume--reply-err reply))
+                            (match-string 1 (illume--reply-err reply)))))
+              (illume--on-out reply (format "\n\n!error\n\nillume exited with status %d%s\n"
+                                            status (if why (concat ": " why) "")))
+              (setf (illume--reply-failed reply) t)))
+          (when (and (eq (illume--reply-mode reply) 'infill) (> (illume--reply-newlines reply) 0))
+            ;; The line after the hole already starts the suffix.
+            (illume--change reply (lambda () (illume--drop-empty-last reply))))))
+      (setf (illume--reply-done reply) t)
+      (when (illume--reply-kill-timer reply)
+        (cancel-timer (illume--reply-kill-timer reply)))
+      (when (process-live-p (illume--reply-process reply))
+        (delete-process (illume--reply-process reply)))
+      (when (process-live-p (illume--reply-stderr reply))
+        (delete-process (illume--reply-stderr reply)))
+      (when (buffer-live-p buffer)
+        (with-current-buffer buffer
+          (when (eq illume--current reply)
+            (setq illume--current nil)
+            (remove-hook 'kill-buffer-hook #'illume--killed t))
+          (set-marker (illume--reply-marker reply) nil)
+          (force-mode-line-update)
+          (run-hook-with-args 'illume-done-functions
+                              (cond (stopped 'stopped)
+                                    ((or (illume--reply-failed reply) (/= status 0)) 'error)
+                                    (t 'ok))
+                              status))))))
+
+;;; Changing the buffer
+
+(defun illume--insert (reply text)
+  "Insert TEXT at REPLY's marker and move the marker past it."
+  (let ((marker (illume--reply-marker reply)))
+    (goto-char marker)
+    (when (illume--reply-replace reply)
+      (delete-region (point) (line-end-position))
+      (setf (illume--reply-replace reply) nil))
+    (insert text)
+    (setf (illume--reply-newlines reply) (+ (illume--reply-newlines reply) (cl-count ?\n text)))
+    (set-marker marker (point))))
+
+(defun illume--drop-empty-last (reply)
+  "Delete REPLY's last line break when the hole's line after it is empty."
+  (let ((marker (illume--reply-marker reply)))
+    (goto-char marker)
+    (when (and (eq (char-before) ?\n) (eolp))
+      (delete-char -1))))
+
+(defun illume--change (reply change)
+  "Call CHANGE to change REPLY's buffer, as part of the reply's undo step.
+The change joins the reply's previous one when nothing else
+changed the buffer in between (undo boundaries made meanwhile
+are dropped); otherwise it starts a step of its own.  Windows
+whose point is at the end of the buffer keep it there when
+`illume-follow' is non-nil."
+  (let ((buffer (illume--reply-buffer reply)))
+    (unless (illume--reply-broken reply)
+      (with-current-buffer buffer
+        (let* ((end (point-max))
+               (followers (and illume-follow
+                               (cl-remove-if-not (lambda (window) (= (window-point window) end))
+                                                 (get-buffer-window-list buffer nil t))))
+               (point-at-end (and illume-follow (= (point) end))))
+          (illume--join-undo reply)
+          (condition-case err
+              (save-excursion
+                (save-restriction
+                  (widen)
+                  (funcall change)))
+            (error
+             ;; Read-only now, say: stop, and change nothing more.
+             (setf (illume--reply-broken reply) t)
+             (illume--stop reply)
+             (illume--finish reply -1)
+             (message "Illume reply stopped, cannot change the buffer: %s" (error-message-string err))))
+          (setf (illume--reply-undo reply) buffer-undo-list)
+          (when point-at-end
+            (goto-char (point-max)))
+          (dolist (window followers)
+            (set-window-point window (point-max))))))))
+
+(defun illume--join-undo (reply)
+  "Make the next change join REPLY's undo step, or start a new step.
+It joins when `buffer-undo-list' holds nothing but boundaries
+above the reply's last change."
+  (unless (eq buffer-undo-list t)
+    (let ((mine (illume--reply-undo reply))
+          (list buffer-undo-list))
+      (while (and list (null (car list)) (not (eq list mine)))
+        (setq list (cdr list)))
+      (if (and mine (eq list mine))
+          (setq buffer-undo-list mine)
+        (undo-boundary)))))
+
+;;; The mode line
+
+(defun illume--show-running ()
+  "Show `illume-mode-line-indicator' in the mode line of buffers with a reply."
+  (unless (assq 'illume--current mode-line-misc-info)
+    (push '(illume--current illume-mode-line-indicator) mode-line-misc-info))
+  (force-mode-line-update))
+
+(provide 'illume)
+;;; illume.el ends here

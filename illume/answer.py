@@ -1,0 +1,118 @@
+"""Answering one buffer: read it, build its request, stream the reply onto an Output.
+
+`prepare` reads the buffer and builds the request; `answer` sends it and
+writes the reply. Neither reports a failure: they raise IllumeError (or
+Interrupted), and the caller says so in its own way: the command line with
+an `!error` section (`illume.cli`), a batch run on stderr (`illume.batch`).
+The two steps are apart because the Output is made between them: it needs
+the buffer's secrets, to keep them out of whatever it prints.
+"""
+
+from collections.abc import Mapping
+
+from illume.errors import Exit, IllumeError
+from illume.output import ASSISTANT, Output, Times, write_reply
+
+DEFAULT_TIMEOUT = 300.0
+
+# Off unless the buffer asks (`!stop-rules all`, `!stop-rules echo,scope`):
+# the original prints every byte of the middle, and buffers and scripts that
+# rely on that keep getting it.
+DEFAULT_STOP_RULES = frozenset()
+
+
+class Options:
+    """The command-line options that shape one run."""
+
+    def __init__(self, profile: str | None = None, debug: bool = False, filter: bool = False,
+                 timeout: float = DEFAULT_TIMEOUT, stop_rules: str | None = None, file_name: str | None = None):
+        self.profile = profile
+        self.debug = debug
+        self.filter = filter
+        self.timeout = timeout
+        self.stop_rules = stop_rules  # infill stopping rules when the buffer sets none (!stop-rules wins)
+        self.file_name = file_name  # the name the buffer is edited under: a hint for the language, never opened
+
+
+class Question:
+    """A buffer read and the request built from it, with what answering it needs."""
+
+    def __init__(self, parsed, request, env: Mapping[str, str], options: Options, secrets: list[str]):
+        self.parsed = parsed
+        self.request = request
+        self.env = env
+        self.options = options
+        self.secrets = secrets  # values to mask in anything printed about a failure
+
+    @property
+    def concurrent(self) -> bool:
+        """Return whether this request may run beside others (false for the embedded model)."""
+        from illume.backends import backend_class
+
+        return backend_class(self.request.url).concurrent
+
+
+def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
+    """Return the Question that the buffer TEXT asks. Raises IllumeError."""
+    from illume import buffer as buf
+    from illume import request as req
+    from illume.headers import proxy_secrets
+
+    parsed = buf.parse(text, buf.Sources(env), default_profile=options.profile)
+    if options.debug:
+        parsed.debug = True
+    request = req.build(parsed, env)
+    if parsed.branches > 1:
+        from illume import branches
+
+        request = branches.first_request(parsed, request)
+    return Question(parsed, request, env, options, parsed.headers.secrets() + proxy_secrets(env))
+
+
+def answer(question: Question, out: Output) -> Exit:
+    """Answer QUESTION on OUT (the reply, or the request for `!debug`); return the exit status.
+
+    Raises IllumeError when there is no reply, or only part of one.
+    """
+    from illume import buffer as buf
+
+    parsed, request, options = question.parsed, question.request, question.options
+    if parsed.debug:
+        out.write(request.debug_text())
+        return Exit.OK
+    if request.url.startswith(buf.INVALID_URL):
+        raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
+    if parsed.branches > 1:
+        from illume import branches
+
+        branches.answer(parsed, request, out, question.env, options.timeout)
+        return Exit.OK
+
+    from illume.backends import for_request
+    from illume.reply import GptOss, Reply
+
+    backend = for_request(request, question.env, options.timeout)
+    header = ASSISTANT + parsed.prepend if request.mode == buf.CHAT else ""
+    translate = GptOss() if parsed.gpt_oss else None
+    guard = infill_guard(parsed, options) if request.mode == buf.INFILL else None
+    reply = Reply()
+    times = Times()  # after the guard is made: its parser is no part of the time to the headers
+    write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard)
+    if parsed.stats:
+        out.write(times.note(reply.events))
+    return Exit.OK
+
+
+def infill_guard(parsed, options: Options):
+    """Return the guard that ends an infill middle once it leaves its hole, or None when turned off."""
+    from illume.stopping import InfillGuard, parse_rules
+
+    chosen = parsed.stop_rules if parsed.stop_rules is not None else options.stop_rules
+    rules = DEFAULT_STOP_RULES if chosen is None else parse_rules(chosen)
+    if not rules:
+        return None
+    prefix, suffix = parsed.hole()
+    # Strongest first: the buffer's own word, the file the editor has open, a
+    # !context file before the hole. One that names no language falls through.
+    hints = [parsed.language, options.file_name, parsed.infill_files[-1]["filename"] if parsed.infill_files else None]
+    return InfillGuard(prefix, suffix, rules=rules, language=hints)

@@ -1,0 +1,133 @@
+"""Standard output: the reply as it streams, and the lines illume writes around it.
+
+`Output` writes and flushes every piece, so an editor shows the reply live.
+The lines of illume's own are made here: `!assistant` before a chat reply,
+the notes after it, `!note interrupted`, and the `!error` section, scrubbed
+of the buffer's secrets. `write_reply` is the one loop that streams a reply,
+for the single reply and for each `!branches` branch alike; it also takes
+the times that `!stats` reports.
+"""
+
+import re
+import time
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+ASSISTANT = "\n\n!assistant\n\n"
+INTERRUPTED = "\n\n!note interrupted\n"
+
+
+class Output:
+    """Standard output, flushed after every piece; SECRETS are masked in whatever it says about a failure."""
+
+    def __init__(self, stream: BinaryIO, secrets: Iterable[str] = ()):
+        self.stream = stream
+        self.secrets = tuple(secrets)
+
+    def write(self, text: str) -> None:
+        """Write TEXT and flush it."""
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                # Bytes of the user's own that were not UTF-8 go back out as they came.
+                data = text.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                # A lone surrogate from a reply's JSON ("\ud800"): U+FFFD, as Go's decoder gives.
+                data = _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
+        self.stream.write(data)
+        self.stream.flush()
+
+    def scrub(self, message: str) -> str:
+        """Return MESSAGE with each secret masked."""
+        from illume.headers import mask
+
+        for secret in self.secrets:
+            message = message.replace(secret, mask(secret))
+        return message
+
+    def error(self, message: str) -> None:
+        """Write the `!error` section for MESSAGE, scrubbed."""
+        self.write(error_section(self.scrub(message)))
+
+    def interrupted(self) -> None:
+        """Write the note that ends an interrupted run."""
+        self.write(INTERRUPTED)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def error_section(message: str) -> str:
+    """Return the `!error` section for MESSAGE, its later lines unable to act as directives.
+
+    The section goes back to illume with the buffer on the next turn; a line
+    of a server's error body such as `!api URL` must stay text there, so it
+    gets the `!!` escape, and text inside `!error` is never sent
+    (docs/buffer.md, "`!error`").
+    """
+    first, *rest = message.split("\n")
+    rest = ["!" + line if line.startswith("!") else line for line in rest]
+    return "\n\n!error\n\n" + "\n".join([first, *rest]) + "\n"
+
+
+def unexpected(error: Exception) -> str:
+    """Return the message for ERROR, a bug of illume's own rather than a failure it knows."""
+    return f"illume failed unexpectedly: {type(error).__name__}: {error}"
+
+
+class Times:
+    """When a reply was asked for, accepted (its headers came) and ended, for `!stats`.
+
+    `started` is set when the value is made, just before the request is
+    sent; `write_reply` sets the other two, `ended` however the stream ends
+    (its end marker, a stop by the infill guard, a failure).
+    """
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.answered: float | None = None
+        self.ended: float | None = None
+
+    def note(self, events: int) -> str:
+        """Return the `!stats` note for a reply of EVENTS events."""
+        from illume.stats import note
+
+        return note(events, self.answered - self.started, self.ended - self.answered)
+
+
+def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header: str = "",
+                translate=None, guard=None) -> None:
+    """Stream one reply on OUT: HEADER once the request is accepted, its text, then its notes.
+
+    PIECES is a backend's stream: "" once the request is accepted, then the
+    text. TRANSLATE (GptOss) and then GUARD (InfillGuard) pass the text on;
+    what they hold back is written however the stream ends, before an error
+    or an interrupt too. PIECES is closed however it ends, so the server
+    stops generating. Raises IllumeError when the reply fails; REPLY is what
+    the backend filled. TIMES gets when the reply was accepted
+    (`times.answered` stays None if it never was) and when it ended.
+    """
+    try:
+        next(pieces, None)  # the request was accepted
+        times.answered = time.perf_counter()
+        out.write(header)
+        for text in pieces:
+            if translate:
+                text = translate.feed(text)
+            if guard:
+                text = guard.feed(text)
+            if text:
+                out.write(text)
+            if guard and guard.stopped:
+                break  # the middle left its hole; closing the stream stops the server
+    finally:
+        pieces.close()
+        times.ended = time.perf_counter()
+        held = translate.finish() if translate else ""  # text held back for a token, even before an error
+        if guard:
+            held = guard.feed(held) + guard.finish()
+        out.write(held)
+    if not (guard and guard.stopped):
+        reply.check_ending()
+    out.write(reply.notes())

@@ -1,0 +1,412 @@
+;;; illume-tests.el --- ERT tests of emacs/illume.el -*- lexical-binding: t; -*-
+
+;;; Commentary:
+
+;; Run by tests/test_emacs.py, one test per Emacs, as
+;;   emacs -batch -Q -L emacs -L tests -l illume-tests \
+;;         --eval '(ert-run-tests-batch-and-exit (quote NAME))'
+;; with these environment variables:
+;;   ILLUME_TEST_PYTHON  the Python that runs illume (`python -m illume')
+;;   ILLUME_TEST_URL     the scripted server (tests/fakeserver.py), whose
+;;                       replies test_emacs.py scripts per path: NAME/...
+;;   ILLUME_TEST_LLAMA   a real llama-server, for the one test that needs it
+;; Replies stream into real buffers from the real illume CLI; each test
+;; compares the buffer with the exact text expected.
+
+;;; Code:
+
+(require 'ert)
+(require 'illume)
+
+(defconst illume-test-pieces '("Hel" "lo, wor" "ld!\nSecond li" "ne.\n" "\nThird" " line. é" "\n")
+  "The pieces of the scripted chat reply (test_emacs.py's PIECES).")
+
+(defconst illume-test-reply (apply #'concat illume-test-pieces)
+  "The scripted chat reply.")
+
+(defun illume-test-url (name)
+  "Return the scripted server's base URL for the replies scripted under NAME."
+  (concat (or (getenv "ILLUME_TEST_URL") (error "ILLUME_TEST_URL is not set")) name "/"))
+
+(defun illume-test-python (&rest args)
+  "Return a command running the test Python with ARGS."
+  (cons (or (getenv "ILLUME_TEST_PYTHON") (error "ILLUME_TEST_PYTHON is not set")) args))
+
+(defmacro illume-test-with-buffer (text &rest body)
+  "Run BODY in a fresh buffer holding TEXT, with undo on and illume set up."
+  (declare (indent 1))
+  `(let ((buffer (generate-new-buffer "illume-test")))
+     (unwind-protect
+         (with-current-buffer buffer
+           (buffer-enable-undo)
+           (insert ,text)
+           (undo-boundary)
+           (switch-to-buffer buffer)
+           (let ((illume-command (illume-test-python "-m" "illume"))
+                 (illume-profile nil)
+                 (illume-args nil)
+                 (illume-done-functions nil))
+             ,@body))
+       (when (buffer-live-p buffer)
+         (with-current-buffer buffer (set-buffer-modified-p nil))
+         (kill-buffer buffer)))))
+
+(defun illume-test-wait-until (condition &optional break-undo)
+  "Wait until CONDITION (a function) returns non-nil, running process output.
+With BREAK-UNDO, end the undo step of the current buffer again and
+again meanwhile, as the commands a user types between pieces do."
+  (let ((deadline (+ (float-time) 120)))
+    (while (not (funcall condition))
+      (when (> (float-time) deadline)
+        (ert-fail (list "timed out waiting" (buffer-string))))
+      (when break-undo
+        (undo-boundary))
+      (accept-process-output nil 0.02))))
+
+(defun illume-test-wait (&optional buffer break-undo)
+  "Wait until no reply streams into BUFFER (default: the current one).
+BREAK-UNDO as for `illume-test-wait-until'."
+  (let ((buffer (or buffer (current-buffer))))
+    (illume-test-wait-until (lambda () (not (illume-running-p buffer))) break-undo)))
+
+(defun illume-test-chat (name &optional text)
+  "Return a chat buffer asking TEXT of the replies scripted under NAME."
+  (format "!api %s\n!user\n%s\n" (illume-test-url name) (or text "Say hello.")))
+
+(defun illume-test-after (buffer-text reply)
+  "Return BUFFER-TEXT with REPLY appended to its last line."
+  (concat (substring buffer-text 0 -1) reply "\n"))
+
+(defun illume-test-undo ()
+  "Undo the last undo step, as \\[undo] does."
+  (undo-boundary)
+  (let ((last-command nil))
+    (undo)))
+
+;;; Chat
+
+(ert-deftest illume-test-chat-streams-at-the-end-as-one-undo-step ()
+  (let ((text (illume-test-chat "chat")))
+    (illume-test-with-buffer text
+      (goto-char (point-min))
+      (illume)
+      (should (illume-running-p))
+      ;; The mode line shows the indicator while illume--current is set
+      ;; (format-mode-line gives "" in batch Emacs, which has no mode line).
+      (should (member '(illume--current illume-mode-line-indicator) mode-line-misc-info))
+      (should illume--current)
+      (illume-test-wait nil t)
+      (should (equal (buffer-string)
+                     (illume-test-after text (concat "\n\n!assistant\n\n" illume-test-reply))))
+      (should-not illume--current)
+      (should (= (point) (point-min)))
+      (illume-test-undo)
+      (should (equal (buffer-string) text)))))
+
+(ert-deftest illume-test-reply-lands-when-the-buffer-is-not-current ()
+  (let ((text (illume-test-chat "chat"))
+        (other (generate-new-buffer "other")))
+    (unwind-protect
+        (illume-test-with-buffer text
+          (illume)
+          (with-current-buffer other
+            (switch-to-buffer other)
+            (insert "another buffer")
+            (illume-test-wait buffer))
+          (should (equal (buffer-string)
+                         (illume-test-after text (concat "\n\n!assistant\n\n" illume-test-reply))))
+          (with-current-buffer other
+            (should (equal (buffer-string) "another buffer"))))
+      (kill-buffer other))))
+
+(ert-deftest illume-test-edits-above-the-reply-stay ()
+  (let ((text (illume-test-chat "slow-chat")))
+    (illume-test-with-buffer text
+      (illume)
+      (illume-test-wait-until (lambda () (string-match-p "Hello" (buffer-string))))
+      (goto-char (point-min))
+      (forward-line 1)
+      (insert "!note added while streaming\n")
+      (illume-test-wait)
+      (should (equal (buffer-string)
+                     (illume-test-after
+                      (replace-regexp-in-string "\n!user" "\n!note added while streaming\n!user" text)
+                      (concat "\n\n!assistant\n\n" illume-test-reply)))))))
+
+(ert-deftest illume-test-a-buffer-without-final-newline ()
+  (let ((text (substring (illume-test-chat "chat") 0 -1)))
+    (illume-test-with-buffer text
+      (illume)
+      (illume-test-wait)
+      (should (equal (buffer-string) (concat text "\n\n!assistant\n\n" illume-test-reply))))))
+
+(ert-deftest illume-test-a-narrowed-buffer-is-sent-whole ()
+  (let ((text (illume-test-chat "chat")))
+    (illume-test-with-buffer text
+      (goto-char (point-min))
+      (narrow-to-region (point-min) (line-end-position))
+      (illume)
+      (illume-test-wait)
+      (should (equal (buffer-string) (car (split-string text "\n"))))
+      (widen)
+      (should (equal (buffer-string)
+                     (illume-test-after text (concat "\n\n!assistant\n\n" illume-test-reply)))))))
+
+(ert-deftest illume-test-follow-keeps-the-end-in-view ()
+  ;; Without a final newline the reply goes where point is: following
+  ;; moves point (and the window's point) along with the reply.
+  (let ((text (substring (illume-test-chat "chat") 0 -1)))
+    (illume-test-with-buffer text
+      (goto-char (point-max))
+      (illume)
+      (illume-test-wait)
+      (should (= (point) (point-max)))
+      (should (= (window-point (selected-window)) (point-max))))))
+
+(ert-deftest illume-test-follow-off-leaves-point ()
+  (let ((text (substring (illume-test-chat "chat") 0 -1))
+        (illume-follow nil))
+    (illume-test-with-buffer text
+      (goto-char (point-max))
+      (illume)
+      (illume-test-wait)
+      (should (equal (buffer-string) (concat text "\n\n!assistant\n\n" illume-test-reply)))
+      (should (= (point) (1+ (length text)))))))
+
+(ert-deftest illume-test-stop-keeps-what-arrived ()
+  (let ((text (illume-test-chat "stalls"))
+        (results nil))
+    (illume-test-with-buffer text
+      (add-hook 'illume-done-functions (lambda (&rest args) (push args results)) nil t)
+      (illume)
+      (illume-test-wait-until (lambda () (string-match-p "a time" (buffer-string))))
+      (illume-stop)
+      (illume-test-wait)
+      (should (equal (buffer-string)
+                     (illume-test-after text "\n\n!assistant\n\nOnce upon a time\n\n!note interrupted\n")))
+      (should (equal results '((stopped 143)))))))
+
+(ert-deftest illume-test-a-second-request-stops-the-first ()
+  (let ((text (format "!api %s\n!user\nTell a story.\n" (illume-test-url "second/slow"))))
+    (illume-test-with-buffer text
+      (illume)
+      (illume-test-wait-until (lambda () (string-match-p "a time" (buffer-string))))
+      (goto-char (point-min))
+      (search-forward "slow")
+      (replace-match "fast")
+      (illume)
+      (illume-test-wait)
+      (should (equal (buffer-string)
+                     (concat (replace-regexp-in-string "slow" "fast" (substring text 0 -1))
+                             "\n\n!assistant\n\nOnce upon a time\n\n!note interrupted\n"
+                             "\n\n!assistant\n\nThe end.\n"))))))
+
+(ert-deftest illume-test-a-killed-buffer-stops-its-reply ()
+  (let ((text (illume-test-chat "stalls"))
+        process)
+    (illume-test-with-buffer text
+      (illume)
+      (illume-test-wait-until (lambda () (string-match-p "a time" (buffer-string))))
+      (setq process (illume--reply-process illume--current))
+      (kill-buffer buffer)
+      (should-not (process-live-p process)))))
+
+;;; Failures
+
+(ert-deftest illume-test-http-failure-lands-as-an-error-section ()
+  (let ((text (illume-test-chat "fails"))
+        (results nil))
+    (illume-test-with-buffer text
+      (add-hook 'illume-done-functions (lambda (&rest args) (push args results)) nil t)
+      (illume)
+      (illume-test-wait)
+      (should (equal (buffer-string) (illume-test-after text "\n\n!error\n\nHTTP 500: model exploded\n")))
+      (should (equal results '((error 1)))))))
+
+(ert-deftest illume-test-a-command-that-dies-silently-leaves-an-error-section ()
+  (let ((text "!user\nHi\n"))
+    (illume-test-with-buffer text
+      (setq-local illume-command
+                  (illume-test-python "-c" "import sys; sys.stdin.read(); sys.stderr.write('boom\\n'); sys.exit(3)"))
+      (illume)
+      (illume-test-wait)
+      (should (equal (buffer-string) (illume-test-after text "\n\n!error\n\nillume exited with status 3: boom\n"))))))
+
+(ert-deftest illume-test-a-missing-program-is-a-clear-error ()
+  (illume-test-with-buffer "!user\nHi\n"
+    (setq-local illume-command '("/nonexistent/illume"))
+    (let ((err (should-error (illume) :type 'user-error)))
+      (should (string-match-p "Cannot run /nonexistent/illume" (error-message-string err))))
+    (should-not (illume-running-p))
+    (should (equal (buffer-string) "!user\nHi\n"))))
+
+(ert-deftest illume-test-a-buffer-made-read-only-stops-the-reply ()
+  (let ((text (illume-test-chat "stalls"))
+        (results nil))
+    (illume-test-with-buffer text
+      (add-hook 'illume-done-functions (lambda (&rest args) (push args results)) nil t)
+      (illume)
+      (illume-test-wait-until (lambda () (string-match-p "Once upon" (buffer-string))))
+      (setq buffer-read-only t)
+      (illume-test-wait)
+      (should (string-prefix-p (concat (substring text 0 -1) "\n\n!assistant\n\nOnce upon") (buffer-string)))
+      (should (equal results '((stopped -1)))))))
+
+;;; The command line
+
+(defconst illume-test-echo-argv
+  "import json, sys; sys.stdin.read(); print('\\n\\n!assistant\\n\\n' + json.dumps(sys.argv[1:]), end='')"
+  "A stand-in for illume that answers with its arguments.")
+
+(ert-deftest illume-test-options-build-the-command-line ()
+  (illume-test-with-buffer "!user\nHi\n"
+    (setq-local illume-command (illume-test-python "-c" illume-test-echo-argv))
+    (setq-local illume-profile "fim:qwen")
+    (setq-local illume-args '("--timeout" "5"))
+    (illume)
+    (illume-test-wait)
+    (should (equal (buffer-string) "!user\nHi\n\n!assistant\n\n[\"--profile\", \"fim:qwen\", \"--timeout\", \"5\"]\n"))))
+
+(ert-deftest illume-test-infill-passes-stop-rules-and-file-name ()
+  (let* ((file (make-temp-file "illume-test-" nil ".py")))
+    (unwind-protect
+        (illume-test-with-buffer "x = 1\n"
+          (set-visited-file-name file t)
+          (setq-local illume-command (illume-test-python "-c" illume-test-echo-argv))
+          (setq-local illume-args '("--timeout" "5"))
+          (goto-char (point-min))
+          (illume-infill)
+          (illume-test-wait)
+          (should (equal (buffer-string)
+                         (format "x = 1\n\n\n!assistant\n\n[\"--stop-rules\", \"all\", \"--file-name\", %S, \"--timeout\", \"5\"]\n"
+                                 file)))
+          (set-visited-file-name nil)     ; this kills local variables: set them again
+          (setq-local illume-command (illume-test-python "-c" illume-test-echo-argv))
+          (setq-local illume-args '("--timeout" "5"))
+          (setq-local illume-stop-rules "")
+          (erase-buffer)
+          (insert "x = 1\n")
+          (goto-char (point-min))
+          (illume-infill)
+          (illume-test-wait)
+          (should (equal (buffer-string) "x = 1\n\n\n!assistant\n\n[\"--timeout\", \"5\"]\n")))
+      (delete-file file))))
+
+(ert-deftest illume-test-a-large-buffer-goes-whole-through-stdin ()
+  (let ((text (concat "!user\n" (mapconcat (lambda (n) (format "line %06d of a long buffer, long enough to fill pipes\n" n))
+                                           (number-sequence 0 39999) ""))))
+    (illume-test-with-buffer text
+      (setq-local illume-command
+                  (illume-test-python "-c" (concat "import sys; data = sys.stdin.buffer.read();"
+                                                   " print('\\n\\n!assistant\\n\\n%d %d' % (len(data), data.count(b'\\n')), end='')")))
+      (illume)
+      (illume-test-wait)
+      (should (equal (buffer-string)
+                     (illume-test-after text (format "\n\n!assistant\n\n%d %d" (string-bytes text) 40001)))))))
+
+;;; Infill
+
+(ert-deftest illume-test-infill-at-a-blank-line ()
+  (let ((head (format "!api %s\n" (illume-test-url "infill"))))
+    (illume-test-with-buffer (concat head "def add(a, b):\n    \nprint(add(1, 2))\n")
+      (goto-char (point-min))
+      (forward-line 2)
+      (illume-infill)
+      (illume-test-wait nil t)
+      (should (equal (buffer-string) (concat head "def add(a, b):\n    return a + b\nprint(add(1, 2))\n")))
+      (illume-test-undo)
+      (should (equal (buffer-string) (concat head "def add(a, b):\n    \nprint(add(1, 2))\n"))))))
+
+(ert-deftest illume-test-infill-below-a-line ()
+  (let ((head (format "!api %s\n" (illume-test-url "infill"))))
+    (illume-test-with-buffer (concat head "def add(a, b):\nprint(add(1, 2))\n")
+      (goto-char (point-min))
+      (forward-line 1)
+      (end-of-line)
+      (illume-infill)
+      (illume-test-wait)
+      (should (equal (buffer-string) (concat head "def add(a, b):\n    return a + b\nprint(add(1, 2))\n"))))))
+
+(ert-deftest illume-test-infill-stops-at-the-end-of-the-hole ()
+  ;; The model fills the hole, then repeats the line after it and goes on:
+  ;; the stopping rules, on by default, keep only the middle.
+  (let ((head (format "!api %s\n" (illume-test-url "runs-on")))
+        (results nil))
+    (illume-test-with-buffer (concat head "def add(a, b):\n\nprint(add(1, 2))\n")
+      (add-hook 'illume-done-functions (lambda (&rest args) (push args results)) nil t)
+      (goto-char (point-min))
+      (forward-line 2)
+      (illume-infill)
+      (illume-test-wait)
+      (should (equal (buffer-string) (concat head "def add(a, b):\n    return a + b\nprint(add(1, 2))\n")))
+      (should (equal results '((ok 0))))
+      (erase-buffer)
+      (insert head "def add(a, b):\n\nprint(add(1, 2))\n")
+      (goto-char (point-min))
+      (forward-line 2)
+      (let ((illume-stop-rules nil))
+        (illume-infill))
+      (illume-test-wait)
+      (should (equal (buffer-string)
+                     (concat head "def add(a, b):\n    return a + b\nprint(add(1, 2))\nprint('more')\n"
+                             "print(add(1, 2))\n"))))))
+
+;;; New messages
+
+(ert-deftest illume-test-user-appends-a-user-section ()
+  (dolist (case '(("!user\nHi\n\n!assistant\n\nHello.\n" "!user\nHi\n\n!assistant\n\nHello.\n\n!user\n\n")
+                  ("!user\nHi\n\n" "!user\nHi\n\n!user\n\n")
+                  ("!user\nHi" "!user\nHi\n\n!user\n\n")
+                  ("" "!user\n\n")))
+    (illume-test-with-buffer (car case)
+      (goto-char (point-min))
+      (illume-user)
+      (should (equal (buffer-string) (cadr case)))
+      (should (= (point) (1- (point-max)))))))
+
+(ert-deftest illume-test-user-section-below-a-streaming-reply ()
+  (let ((text (illume-test-chat "slow-chat")))
+    (illume-test-with-buffer text
+      (illume)
+      (illume-test-wait-until (lambda () (string-match-p "Hello" (buffer-string))))
+      (illume-user)
+      (insert "And now?")
+      (illume-test-wait)
+      (should (equal (buffer-string)
+                     (concat (substring text 0 -1) "\n\n!assistant\n\n" illume-test-reply "\n\n!user\nAnd now?\n"))))))
+
+;;; The mode
+
+(ert-deftest illume-test-mode-puts-the-commands-on-the-prefix ()
+  (with-temp-buffer
+    (illume-mode 1)
+    (should (eq (key-binding (kbd "C-c ~ a")) #'illume))
+    (should (eq (key-binding (kbd "C-c ~ f")) #'illume-infill))
+    (should (eq (key-binding (kbd "C-c ~ s")) #'illume-stop))
+    (should (eq (key-binding (kbd "C-c ~ u")) #'illume-user))
+    (customize-set-variable 'illume-keymap-prefix "C-c !")
+    (unwind-protect
+        (progn (should (eq (key-binding (kbd "C-c ! a")) #'illume))
+               (should-not (key-binding (kbd "C-c ~ a"))))
+      (customize-set-variable 'illume-keymap-prefix "C-c ~"))
+    (illume-mode -1)
+    (should-not (key-binding (kbd "C-c ~ a")))))
+
+;;; The real server
+
+(ert-deftest illume-test-chat-with-the-real-llama-server ()
+  (let* ((url (or (getenv "ILLUME_TEST_LLAMA") (ert-fail "ILLUME_TEST_LLAMA is not set")))
+         (text (format "!api %s\n!:max_tokens 24\n!:temperature 0\n!user\nSay hello in one short sentence.\n" url))
+         (results nil))
+    (illume-test-with-buffer text
+      (add-hook 'illume-done-functions (lambda (&rest args) (push args results)) nil t)
+      (illume)
+      (illume-test-wait)
+      (let ((head (concat (substring text 0 -1) "\n\n!assistant\n\n")))
+        (should (string-prefix-p head (buffer-string)))
+        (should (string-match-p "[[:alpha:]]" (substring (buffer-string) (length head))))
+        (should-not (string-match-p "!error" (buffer-string))))
+      (should (equal results '((ok 0)))))))
+
+(provide 'illume-tests)
+;;; illume-tests.el ends here
