@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import illume.backends.wire as wire
 from illume import sse
-from illume.backends import wire
 from illume.errors import HTTPStatusError, RequestError, StreamError
 from illume.reply import Reply, error_message
 
