@@ -187,7 +187,8 @@ the line is blank (empty or only white space) it is the hole and
 the middle replaces it; otherwise the middle goes on new lines
 right below it.  The `!infill' line is only sent, never put in
 the buffer.  The stopping rules of `illume-stop-rules' are on and
-the buffer's file name tells illume the language (`--file-name')."
+the buffer's major mode (or, in `fundamental-mode' and `text-mode',
+its file name) tells illume the language (`--file-name')."
   (interactive)
   (illume--check-buffer)
   (illume--stop-and-wait (current-buffer))
@@ -268,9 +269,17 @@ keeps streaming above it."
                  (list "--profile" illume-profile))
             (and infill illume-stop-rules (not (string= illume-stop-rules ""))
                  (list "--stop-rules" illume-stop-rules))
-            (and infill buffer-file-name
-                 (list "--file-name" buffer-file-name))
+            (and infill (illume--language-hint)
+                 (list "--file-name" (illume--language-hint)))
             illume-args)))
+
+(defun illume--language-hint ()
+  "Return what tells illume the buffer's language: its major mode, else its file name.
+The major mode holds the user's own choice (a scratch buffer in
+`python-mode'); `fundamental-mode' and `text-mode' say nothing."
+  (if (memq major-mode '(fundamental-mode text-mode))
+      buffer-file-name
+    (symbol-name major-mode)))
 
 (defun illume--start (mode text position head replace argv)
   "Run ARGV on TEXT and stream its output to POSITION in the current buffer.

@@ -37,12 +37,14 @@ class Options:
 class Question:
     """A buffer read and the request built from it, with what answering it needs."""
 
-    def __init__(self, parsed, request, env: Mapping[str, str], options: Options, secrets: list[str]):
+    def __init__(self, parsed, request, env: Mapping[str, str], options: Options, secrets: list[str],
+                 ending: str = ""):
         self.parsed = parsed
         self.request = request
         self.env = env
         self.options = options
         self.secrets = secrets  # values to mask in anything printed about a failure
+        self.ending = ending  # the buffer's last two lines: where a completion goes on (illume.escape)
 
     @property
     def concurrent(self) -> bool:
@@ -66,7 +68,8 @@ def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
         from illume import branches
 
         request = branches.first_request(parsed, request)
-    return Question(parsed, request, env, options, parsed.headers.secrets() + proxy_secrets(env))
+    ending = text[text.rfind("\n", 0, len(text) - 1) + 1 :]
+    return Question(parsed, request, env, options, parsed.headers.secrets() + proxy_secrets(env), ending)
 
 
 def answer(question: Question, out: Output) -> Exit:
@@ -89,6 +92,7 @@ def answer(question: Question, out: Output) -> Exit:
         return Exit.OK
 
     from illume.backends import for_request
+    from illume.escape import first_lines
     from illume.reply import GptOss, Reply
 
     backend = for_request(request, question.env, options.timeout)
@@ -97,7 +101,10 @@ def answer(question: Question, out: Output) -> Exit:
     guard = infill_guard(parsed, options) if request.mode == buf.INFILL else None
     reply = Reply()
     times = Times()  # after the guard is made: its parser is no part of the time to the headers
-    write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard)
+    # A completion goes on from the buffer's end; an infill middle goes into its hole, a line of its own.
+    ending = None if request.mode == buf.INFILL and not options.filter else question.ending
+    lines = first_lines(header, ending, options.filter)
+    write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines)
     if parsed.stats:
         out.write(times.note(reply.events))
     return Exit.OK

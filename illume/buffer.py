@@ -21,6 +21,29 @@ INVALID_URL = "http://invalid./"
 
 CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 
+# Every directive, by the first word of its line (docs/buffer.md,
+# "Directives"). A first word that starts with one of SETTERS and goes on
+# is a directive too: `!>NAME` sets a header, `!:KEY` a JSON key.
+DIRECTIVES = frozenset({
+    "!user", "!assistant", "!completion", "!infill", "!api", "!profile", "!context", "!reddit", "!reddit!",
+    "!github", "!note", "!begin", "!end", "!exclude", "!prepend", "!stats", "!debug", "!gpt-oss",
+    "!branches", "!stop-rules", "!language", "!error",
+})
+SETTERS = ("!>", "!:")
+
+
+def directive(line: str) -> str | None:
+    """Return the directive that LINE carries out (its first word), or None when LINE is text.
+
+    The one rule of what a directive is: the parser goes by it, and so does
+    illume.escape, which keeps a model's reply from reading back as one.
+    A line that starts with `!!` is text (the escape).
+    """
+    command = line.partition(" ")[0]
+    if command in DIRECTIVES or len(command) > 2 and command.startswith(SETTERS):
+        return command
+    return None
+
 
 class Message:
     """One message of the conversation."""
@@ -205,7 +228,11 @@ class _Reader:
             self.text(line[1:])
             return True
 
-        command, _, args = line.partition(" ")
+        command = directive(line)
+        if command is None:
+            self.text(line)
+            return True
+        args = line[len(command) + 1 :]
         out = self.out
         if command == "!profile":
             self.load_profile(trim_space(args), depth)

@@ -75,9 +75,10 @@ def language_of(hint):
     if not hint or not hint.strip():
         return None
     name = hint.strip().lower()
-    for mode in ("-mode", "-ts-mode"):  # Emacs major modes: c-mode, js2-mode, python-ts-mode
+    for mode in ("-ts-mode", "-mode"):  # Emacs major modes: c-mode, js2-mode, python-ts-mode
         if name.endswith(mode) and name != mode:
             name = name[: -len(mode)]
+            break
     if name in _KNOWN:
         return name
     if name in NAMES:

@@ -97,17 +97,23 @@ class Times:
 
 
 def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header: str = "",
-                translate=None, guard=None) -> None:
+                translate=None, guard=None, lines: tuple[str, ...] | None = None) -> None:
     """Stream one reply on OUT: HEADER once the request is accepted, its text, then its notes.
 
     PIECES is a backend's stream: "" once the request is accepted, then the
-    text. TRANSLATE (GptOss) and then GUARD (InfillGuard) pass the text on;
-    what they hold back is written however the stream ends, before an error
-    or an interrupt too. PIECES is closed however it ends, so the server
-    stops generating. Raises IllumeError when the reply fails; REPLY is what
-    the backend filled. TIMES gets when the reply was accepted
+    text. TRANSLATE (GptOss) and then GUARD (InfillGuard) pass the text on,
+    then the escaper, so that no line of the reply can act as a directive on
+    the next turn (illume.escape; LINES are what may stand before the reply
+    on its first line, by default the end of HEADER). What they hold back is
+    written however the stream ends, before an error or an interrupt too.
+    PIECES is closed however it ends, so the server stops generating.
+    Raises IllumeError when the reply fails; REPLY is what the backend
+    filled. TIMES gets when the reply was accepted
     (`times.answered` stays None if it never was) and when it ended.
     """
+    from illume.escape import Escaper, first_lines
+
+    escaper = Escaper(first_lines(header) if lines is None else lines)
     try:
         next(pieces, None)  # the request was accepted
         times.answered = time.perf_counter()
@@ -117,6 +123,7 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
                 text = translate.feed(text)
             if guard:
                 text = guard.feed(text)
+            text = escaper.feed(text)
             if text:
                 out.write(text)
             if guard and guard.stopped:
@@ -127,7 +134,7 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
         held = translate.finish() if translate else ""  # text held back for a token, even before an error
         if guard:
             held = guard.feed(held) + guard.finish()
-        out.write(held)
+        out.write(escaper.feed(held) + escaper.finish())
     if not (guard and guard.stopped):
         reply.check_ending()
     out.write(reply.notes())

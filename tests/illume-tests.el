@@ -268,7 +268,7 @@ BREAK-UNDO as for `illume-test-wait-until'."
     (should (equal (buffer-string) "!user\nHi\n\n!assistant\n\n[\"--profile\", \"fim:qwen\", \"--timeout\", \"5\"]\n"))))
 
 (ert-deftest illume-test-infill-passes-stop-rules-and-file-name ()
-  (let* ((file (make-temp-file "illume-test-" nil ".py")))
+  (let* ((file (make-temp-file "illume-test-" nil ".xyz")))  ; a name no mode claims
     (unwind-protect
         (illume-test-with-buffer "x = 1\n"
           (set-visited-file-name file t)
@@ -289,7 +289,19 @@ BREAK-UNDO as for `illume-test-wait-until'."
           (goto-char (point-min))
           (illume-infill)
           (illume-test-wait)
-          (should (equal (buffer-string) "x = 1\n\n\n!assistant\n\n[\"--timeout\", \"5\"]\n")))
+          (should (equal (buffer-string) "x = 1\n\n\n!assistant\n\n[\"--timeout\", \"5\"]\n"))
+          ;; Without a file, a major mode other than fundamental or text mode names the language.
+          (setq-local illume-stop-rules "all")
+          (python-mode)
+          (setq-local illume-command (illume-test-python "-c" illume-test-echo-argv))
+          (setq-local illume-args '("--timeout" "5"))
+          (erase-buffer)
+          (insert "x = 1\n")
+          (goto-char (point-min))
+          (illume-infill)
+          (illume-test-wait)
+          (should (equal (buffer-string)
+                         "x = 1\n\n\n!assistant\n\n[\"--stop-rules\", \"all\", \"--file-name\", \"python-mode\", \"--timeout\", \"5\"]\n")))
       (delete-file file))))
 
 (ert-deftest illume-test-a-large-buffer-goes-whole-through-stdin ()
@@ -333,6 +345,7 @@ BREAK-UNDO as for `illume-test-wait-until'."
   (let ((head (format "!api %s\n" (illume-test-url "runs-on")))
         (results nil))
     (illume-test-with-buffer (concat head "def add(a, b):\n\nprint(add(1, 2))\n")
+      (python-mode)                     ; tells illume the language: --file-name python-mode
       (add-hook 'illume-done-functions (lambda (&rest args) (push args results)) nil t)
       (goto-char (point-min))
       (forward-line 2)

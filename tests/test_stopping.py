@@ -413,6 +413,8 @@ RECT_PY = (
         ("app.mjs", "javascript"),
         ("javascript", "javascript"),
         ("js2-mode", "javascript"),
+        ("python-ts-mode", "python"),
+        ("c++-ts-mode", "cpp"),
         ("typescript", "typescript"),
         ("web/app.tsx", "typescript"),
         ("cpp", "cpp"),

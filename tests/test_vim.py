@@ -416,7 +416,8 @@ ECHO_ARGV = [sys.executable, "-c",
     ("let g:illume_stop_rules = 'echo,scope'", ["--stop-rules", "echo,scope", "--file-name", "{file}", "--timeout", "5"]),
     ("let g:illume_stop_rules = ''", ["--file-name", "{file}", "--timeout", "5"]),
     ("enew", ["--stop-rules", "all", "--timeout", "5"]),  # a buffer without a name sends none
-], ids=["default", "chosen", "none", "unnamed"])
+    ("set filetype=python", ["--stop-rules", "all", "--file-name", "python", "--timeout", "5"]),  # the user's word
+], ids=["default", "chosen", "none", "unnamed", "filetype"])
 def test_infill_passes_the_stop_rules_and_the_file_name(editor, before, expected):
     file = str(editor.tmp / "buffer.txt")
     out = editor.tmp / "out.txt"
@@ -443,6 +444,7 @@ def test_infill_stops_at_the_end_of_the_hole(editor, server, before, expected):
     head = f"!api {server.url}\n"
     after = editor.run(head + "def add(a, b):\n\nprint(add(1, 2))\n", f"""
   {before}
+  set filetype=python
   call cursor(3, 1)
   IllumeInfill
   call Wait()

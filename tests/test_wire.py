@@ -106,8 +106,10 @@ WIRE = [
     ("!completion", "!completion\nOnce upon\n", {}, LOCAL + "completions",
      b"{" + LLAMA_KEYS + b',"prompt":"Once upon",' + LLAMA_STOP + b',"stream":true}\n',
      completion(" a", " time"), b" a time"),
+    # The reply starts a line of its own: the Vim and Emacs plugins put it at the end of the buffer's last
+    # line, here the directive `!completion` (docs/buffer.md, "The reply in the buffer").
     ("!completion takes the first message", "Once\n!user\nupon\n!completion\n", {}, LOCAL + "completions",
-     b"{" + LLAMA_KEYS + b',"prompt":"Once",' + LLAMA_STOP + b',"stream":true}\n', completion("x"), b"x"),
+     b"{" + LLAMA_KEYS + b',"prompt":"Once",' + LLAMA_STOP + b',"stream":true}\n', completion("x"), b"\nx"),
     ("!infill", "def f():\n!infill\n    return 1\n", {}, LOCAL + "infill",
      b'{"cache_prompt":true,"input_prefix":"def f():\\n","input_suffix":"\\n    return 1","max_tokens":2000,'
      b'"prompt":"",' + LLAMA_STOP + b',"stream":true}\n', native("    x = 1"), b"    x = 1"),

@@ -40,7 +40,11 @@ function! s:infill_args() abort
   if !empty(l:rules)
     call extend(l:args, ['--stop-rules', l:rules])
   endif
-  if !empty(bufname('%'))
+  " The filetype first: it holds the user's own choice (`:setf python` on a
+  " scratch buffer); the file's name where there is none.
+  if !empty(&filetype)
+    call extend(l:args, ['--file-name', &filetype])
+  elseif !empty(bufname('%'))
     call extend(l:args, ['--file-name', expand('%:p')])
   endif
   return l:args
