@@ -514,6 +514,8 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
     lines = "\n".join([case.buffer] + [data.decode("utf-8", "surrogateescape") for name, data in case.files.items()
                                        if not name.endswith((".md", ".txt", ".py", ".json"))])
     lines = lines.replace("\r\n", "\n").split("\n")
+    if p_out.startswith(b"\n") and normal_stdout(p_out[1:].replace(b"!\n!!user", b"!\n!user")) == normal_stdout(g_out):
+        return "a reply never acts as a directive: after a directive line a completion starts a line of its own"
     if case.env.get("ILLUME_PROFILE") == "qwen3" and b"/no_think" in p_out + b"".join(r["body"] for r in p_reqs):
         return "the default profile's text goes at the top as the system prompt"
     if g_status == 2 and b"panic:" in g_err:
