@@ -69,7 +69,7 @@ def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
 
         request = branches.first_request(parsed, request)
     ending = text[text.rfind("\n", 0, len(text) - 1) + 1 :]
-    return Question(parsed, request, env, options, parsed.headers.secrets() + proxy_secrets(env), ending)
+    return Question(parsed, request, env, options, request.secrets() + proxy_secrets(env), ending)
 
 
 def answer(question: Question, out: Output) -> Exit:

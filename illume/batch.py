@@ -31,9 +31,9 @@ time (a lock), whatever N is.
 
 import os
 import queue
+import re
 import stat
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -105,19 +105,32 @@ class Result:
         self.status = status
 
 
+# A batch holds each reply in memory until it is written: one past this size fails, as its own error.
+MAX_REPLY_BYTES = 256 * 1024 * 1024
+
+
 class _Collector:
     """A reply's output, kept in memory; once the batch is cancelled, the next write stops the run."""
 
     def __init__(self, cancel: threading.Event, status: list):
         self.parts: list[bytes] = []
+        self.size = 0
         self.cancel = cancel
         self.status = status  # [exit status of the interrupt], shared
         self.stopped = False
+        self.full = False
 
     def write(self, data: bytes) -> int:
         if self.cancel.is_set() and not self.stopped:
             self.stopped = True
             raise Interrupted(self.status[0])  # the reply loop closes the request on its way out
+        self.size += len(data)
+        if self.size > MAX_REPLY_BYTES and not self.full:
+            from illume.errors import StreamError
+
+            self.full = True  # what follows (text held back for a token) is still taken
+            raise StreamError(f"the reply grew past {MAX_REPLY_BYTES} bytes, more than a batch holds "
+                              "in memory; the reply was not written")
         self.parts.append(bytes(data))
         return len(data)
 
@@ -272,13 +285,10 @@ class Batch:
             with open(target, "rb") as f:
                 if f.read() != result.raw:
                     raise _Changed("it changed while illume was answering it; the reply was not written")
-            mode = stat.S_IMODE(os.stat(target).st_mode)
+            mode = _mode_to_keep(target)
             data = result.raw + result.output
         else:
-            try:
-                mode = stat.S_IMODE(os.stat(target).st_mode)
-            except FileNotFoundError:
-                mode = self.new_mode
+            mode = _mode_to_keep(target, self.new_mode)
             data = result.output
         write_atomically(target, data, mode)
 
@@ -301,6 +311,10 @@ class Batch:
         if self.progress:
             self.stderr.write("\r\033[K")
         for path, message in self.failures:
+            if self.progress:  # a terminal: a server's words must not carry control sequences to it
+                from illume.terminal import shown
+
+                message = shown(message)
             self.stderr.write(f"illume: {path}: {message}\n")
         total = len(self.paths)
         parts = [f"{self.counts[ANSWERED]} answered", f"{self.counts[FAILED]} failed", f"{self.counts[SKIPPED]} skipped"]
@@ -314,19 +328,96 @@ class Batch:
 
 
 class _Changed(Exception):
-    """The file changed on disk while its reply was being computed."""
+    """The file changed on disk while its reply was being computed, or is not the runner's to replace."""
+
+
+def _mode_to_keep(target: str, new_mode: int | None = None) -> int:
+    """Return the permission bits the rewritten TARGET keeps; raise _Changed for a file the runner does not own.
+
+    The file is re-created, so it belongs to whoever runs the batch: a
+    setuid or setgid bit would then be the runner's (root's, over a shared
+    folder), so only the permission bits 0o777 are kept. A file of
+    another user is left alone rather than taken over. TARGET itself is
+    looked at (lstat), never what a symbolic link placed there points to:
+    the link is replaced by a new file with NEW_MODE.
+    """
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        if new_mode is None:
+            raise
+        return new_mode
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        raise _Changed(f"it belongs to another user (uid {info.st_uid}); illume replaces only its own files, "
+                       "the reply was not written")
+    if not stat.S_ISREG(info.st_mode):
+        if new_mode is None:
+            raise _Changed("it is not a regular file; the reply was not written")
+        return new_mode
+    return stat.S_IMODE(info.st_mode) & 0o777
+
+
+TEMPORARY = ".{name}.illume-{pid}.tmp"
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_STALE = re.compile(r"\.(.+)\.illume-(\d+)\.tmp")
+_swept: set[str] = set()  # folders already cleared of stale temporary files by this process
+
+
+def _sweep(folder: str) -> None:
+    """Remove the temporary files that an illume killed in the middle of a write left in FOLDER.
+
+    Each is named after the process that wrote it; one whose process is
+    gone is removed, if it is the runner's own regular file. Once per
+    folder and process.
+    """
+    if folder in _swept:
+        return
+    _swept.add(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _STALE.fullmatch(name)
+        if not match or _alive(int(match.group(2))):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == getattr(os, "geteuid", lambda: info.st_uid)():
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a file of an earlier process that had this number
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or not a process number: leave its file alone
+    return True
 
 
 def write_atomically(path: str, data: bytes, mode: int) -> None:
     """Replace PATH by DATA with permission bits MODE, so that a reader sees the old file or the new one."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".illume")
+    _sweep(folder)
+    temporary = os.path.join(folder, TEMPORARY.format(name=os.path.basename(path), pid=os.getpid()))
+    try:
+        fd = os.open(temporary, _CREATE, 0o600)
+    except FileExistsError:
+        os.unlink(temporary)  # left by this process, or an earlier one with this number, that was stopped
+        fd = os.open(temporary, _CREATE, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temporary, mode)
+        os.chmod(temporary, mode & 0o777)
         os.replace(temporary, path)
     except BaseException:
         try:

@@ -133,6 +133,7 @@ class _Reader:
         self.user_set: dict[str, bool] = {}  # key -> set by the buffer itself
         self.loading: list[str] = []  # identities of the profiles being loaded, to catch loops
         self.loading_names: list[str] = []
+        self.profile_loads = 0
         self.exclude = ""
         self.excluding = False
         self.in_error = False  # inside an `!error` section that illume printed
@@ -354,6 +355,16 @@ class _Reader:
         self.user_set[key] = depth == 0
 
     def load_profile(self, name: str, depth: int) -> None:
+        # Bounds that no real setup comes near: a chain of profiles deep enough
+        # to overflow Python's stack, or a few files that load each other's
+        # neighbours hundreds of times over (minutes of work), end as an error.
+        if len(self.loading) >= MAX_PROFILE_DEPTH:
+            raise BufferError(f"profiles nested more than {MAX_PROFILE_DEPTH} deep: "
+                              + " -> ".join(self.loading_names[:3] + ["..."] + self.loading_names[-2:] + [name]))
+        self.profile_loads += 1
+        if self.profile_loads > MAX_PROFILE_LOADS:
+            raise BufferError(f"more than {MAX_PROFILE_LOADS} profile loads for one buffer "
+                              f"(profiles that load the same profiles over and over?)")
         identity, text = self.sources.profile(name)
         if identity in self.loading:
             chain = " -> ".join(self.loading_names + [name])
@@ -367,6 +378,9 @@ class _Reader:
             self.loading.pop()
             self.loading_names.pop()
 
+
+MAX_PROFILE_DEPTH = 32
+MAX_PROFILE_LOADS = 256
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -384,9 +398,10 @@ def _check_inline_template(template: str) -> None:
         return
     import jinja2
     import jinja2.meta
-    from jinja2.sandbox import SandboxedEnvironment
 
-    environment = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    from illume.templates import sandbox
+
+    environment = sandbox()
     try:
         tree = environment.parse(template)
     except jinja2.TemplateSyntaxError as e:

@@ -145,10 +145,17 @@ def _walk(directory: str):
     if not stat.S_ISDIR(info.st_mode):
         yield directory, None
         return
-    yield from _walk_below(directory, "")
+    yield from _walk_below(directory, "", 0)
 
 
-def _walk_below(directory: str, relative: str):
+# Folders nested deeper than this under a `!context DIR` are an error, not a
+# RecursionError: no source tree comes near it, a crafted one can.
+MAX_DEPTH = 100
+
+
+def _walk_below(directory: str, relative: str, depth: int):
+    if depth > MAX_DEPTH:
+        raise DocumentError(f"!context: folders nested more than {MAX_DEPTH} deep under {directory[:200]}")
     try:
         names = sorted(os.listdir(directory), key=os.fsencode)  # by bytes, as Go sorts
     except OSError as e:
@@ -163,7 +170,7 @@ def _walk_below(directory: str, relative: str):
                 continue  # vanished while we walked
             raise DocumentError(_os_message("lstat", path, e)) from None
         if stat.S_ISDIR(mode):
-            yield from _walk_below(path, inner)
+            yield from _walk_below(path, inner, depth + 1)
         else:
             yield path, inner
 

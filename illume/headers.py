@@ -7,8 +7,9 @@ they are shown (`!debug`, errors), never when they are sent.
 
 from collections.abc import Mapping
 
-# Headers whose value is a credential by definition.
-SECRET_NAMES = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
+from illume.secrets import credential, mask, secret_name
+
+__all__ = ["Headers", "expand", "mask", "proxy_secrets"]
 
 _SPECIAL = set("*#$@!?-0123456789")
 _NAME_CHARS = set("_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -63,23 +64,6 @@ def expand(value: str, env: Mapping[str, str]) -> tuple[str, bool]:
     return "".join(out), used
 
 
-def _credential(value: str) -> tuple[str, str]:
-    """Return (auth scheme, credential) of VALUE: ("Bearer", "sk-...") or ("", the whole value)."""
-    scheme, space, credential = value.partition(" ")
-    return (scheme, credential) if space and scheme.isalpha() else ("", value)
-
-
-def mask(value: str) -> str:
-    """Return VALUE with its credential hidden: an auth scheme word stays, the secret does not."""
-    scheme, credential = _credential(value)
-    if scheme:
-        return f"{scheme} {mask(credential)}" if credential else value
-    if not value:
-        return value
-    # The last four characters tell keys apart without giving one away.
-    return "***" + value[-4:] if len(value) >= 16 else "***"
-
-
 class Headers:
     """The request headers in the order they were first set, looked up without regard to case."""
 
@@ -95,7 +79,8 @@ class Headers:
 
     def set(self, name: str, value: str, from_env: bool = False) -> None:
         key = name.lower()
-        secret = from_env or key in SECRET_NAMES
+        # A credential by its name (authorization, cookie, x-goog-api-key, *-token...) or by where it came from.
+        secret = from_env or secret_name(key)
         self._entries[key] = (name, value, secret)
 
     def delete(self, name: str) -> None:
@@ -119,7 +104,7 @@ class Headers:
 
     def secrets(self) -> list[str]:
         """Return the secret values, so that messages can be scrubbed of them."""
-        found = [_credential(value)[1] for _, value, secret in self._entries.values() if secret]
+        found = [credential(value)[1] for _, value, secret in self._entries.values() if secret]
         return [s for s in found if len(s) >= 4]
 
 

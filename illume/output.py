@@ -23,9 +23,14 @@ class Output:
     def __init__(self, stream: BinaryIO, secrets: Iterable[str] = ()):
         self.stream = stream
         self.secrets = tuple(secrets)
+        self.terminal = _is_terminal(stream)  # then control sequences are written out (illume.terminal)
 
     def write(self, text: str) -> None:
         """Write TEXT and flush it."""
+        if self.terminal:
+            from illume.terminal import shown
+
+            text = shown(text)
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:
@@ -40,11 +45,9 @@ class Output:
 
     def scrub(self, message: str) -> str:
         """Return MESSAGE with each secret masked."""
-        from illume.headers import mask
+        from illume.secrets import scrub
 
-        for secret in self.secrets:
-            message = message.replace(secret, mask(secret))
-        return message
+        return scrub(message, self.secrets)
 
     def error(self, message: str) -> None:
         """Write the `!error` section for MESSAGE, scrubbed."""
@@ -56,6 +59,13 @@ class Output:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def error_section(message: str) -> str:
@@ -137,4 +147,4 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
         out.write(escaper.feed(held) + escaper.finish())
     if not (guard and guard.stopped):
         reply.check_ending()
-    out.write(reply.notes())
+    out.write(reply.notes(out.secrets))

@@ -1,8 +1,8 @@
 """Profiles: small buffers of directives, found by name (docs/profiles.md).
 
-`!profile NAME` resolves NAME as a built-in profile, else as a file path,
-else (for a bare name) as `NAME.profile` in the user's profile folder,
-`$XDG_CONFIG_HOME/illume/profiles`.
+`!profile NAME` resolves NAME as a built-in profile, else (for a bare
+name) as `NAME.profile` in the user's profile folder,
+`$XDG_CONFIG_HOME/illume/profiles`, else as a file path.
 
 Built-in profiles live in `profiles/`, one file each. A name holds a `:`
 (`fim:qwen`), which Windows refuses in a file name, so the file is stored
@@ -13,7 +13,7 @@ typed name finds it (`!profile fim-qwen` is no built-in).
 import os
 from collections.abc import Mapping
 
-from illume.documents import DocumentError, read_text
+from illume.documents import read_text
 from illume.resources import builtin_dir, user_dir
 
 DEFAULT = "llama.cpp"
@@ -44,19 +44,23 @@ def builtin_file(name: str) -> str | None:
 
 
 def resolve(name: str, env: Mapping[str, str]) -> tuple[str, str]:
-    """Return (identity, text) of the profile NAME; identity tells two loads of one file apart."""
+    """Return (identity, text) of the profile NAME; identity tells two loads of one file apart.
+
+    A bare name is looked up among the built-ins, then in the user's own
+    folder, and only then as a file in the current directory: a file that
+    a cloned repository holds must not stand in for the user's profile
+    (and receive the keys it sends). The original looks in the current
+    directory before the user's folder.
+    """
     builtin = builtin_file(name)
     if builtin is not None:
         return builtin, read_text(builtin)
-    try:
-        return os.path.abspath(name), read_text(name)
-    except DocumentError as first:
-        if not _is_bare(name) or not name:
-            raise
+    if _is_bare(name) and name not in ("", ".", ".."):
         users = os.path.join(user_dir("profiles", env), f"{name}.profile")
         if os.path.isfile(users):
             return users, read_text(users)
-        raise first  # the original's words: "open NAME: no such file or directory"
+    # The original's words when nothing is found: "open NAME: no such file or directory".
+    return os.path.abspath(name), read_text(name)
 
 
 def builtin_names() -> list[str]:

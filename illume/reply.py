@@ -24,6 +24,17 @@ def _excerpt(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Of a malformed event, this much is kept: enough to scrub a key out of it before it is cut to 80.
+MALFORMED_KEPT = 4096
+
+
+def malformed_excerpt(data: str, secrets=()) -> str:
+    """Return the excerpt of a malformed event's DATA that a `!note` shows: SECRETS masked, then cut."""
+    from illume.secrets import scrub
+
+    return _excerpt(scrub(data, secrets), 80)
+
+
 def error_message(error) -> str:
     """Return the readable message of an `error` value in any of the known shapes."""
     if isinstance(error, str):
@@ -53,6 +64,10 @@ class Reply:
         self.malformed: list[str] = []
         self._thinking = False
 
+    def _malformed(self, data: str) -> None:
+        # Only the first is shown; the others are counted.
+        self.malformed.append("" if self.malformed else data[:MALFORMED_KEPT])
+
     def text(self, data: str, event_type: str = "message") -> str:
         """Return the text carried by one event's DATA; raise StreamError for an error event."""
         if data == DONE:
@@ -67,10 +82,10 @@ class Reply:
             try:
                 event = json.loads(data)  # the slow way: it allows whitespace around the value
             except ValueError:
-                self.malformed.append(_excerpt(data, 80))
+                self._malformed(data)
                 return ""
         if not isinstance(event, dict):
-            self.malformed.append(_excerpt(data, 80))
+            self._malformed(data)
             return ""
         try:
             # The common case first: an OpenAI-style chat delta.
@@ -131,13 +146,16 @@ class Reply:
         if not self.finished:
             raise StreamError("the reply was cut off: the stream ended before its end marker")
 
-    def notes(self) -> str:
-        """Return the notes that follow a whole reply: skipped malformed events, a stop at the token limit."""
+    def notes(self, secrets=()) -> str:
+        """Return the notes that follow a whole reply: skipped malformed events, a stop at the token limit.
+
+        SECRETS are masked in the malformed event shown, before it is cut short.
+        """
         notes = ""
         if self.malformed:
             # The original skips them without a word; a note keeps them from passing unseen.
             notes += f"\n\n!note skipped {len(self.malformed)} malformed event(s) from the server, " \
-                     f"first: {self.malformed[0]}"
+                     f"first: {malformed_excerpt(self.malformed[0], secrets)}"
         if self.limit:
             notes += f"\n\n!note the reply stopped at {self.limit} (raise !:max_tokens for more)"
         return notes

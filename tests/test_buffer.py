@@ -281,9 +281,18 @@ def test_builtin_beats_a_file_of_the_same_name(in_tmp):
     assert parse("!profile llama.cpp\n").api == "http://localhost:8080/"
 
 
-def test_path_beats_the_user_folder(in_tmp):
+def test_the_user_folder_beats_a_file_in_the_current_directory(in_tmp):
+    # A deliberate difference (issue 17): a cloned repository's file `mine` must not stand in for the
+    # user's own mine.profile. The original read ./mine first.
     write(in_tmp / "mine", "!api http://path/\n")
     write(in_tmp / "cfg/illume/profiles/mine.profile", "!api http://user/\n")
+    env = {"XDG_CONFIG_HOME": str(in_tmp / "cfg")}
+    assert parse("!profile mine\n", env).api == "http://user/"
+    assert parse("!profile ./mine\n", env).api == "http://path/"  # a path says where to look
+
+
+def test_a_bare_name_is_still_a_file_when_the_user_folder_lacks_it(in_tmp):
+    write(in_tmp / "mine", "!api http://path/\n")
     assert parse("!profile mine\n", {"XDG_CONFIG_HOME": str(in_tmp / "cfg")}).api == "http://path/"
 
 

@@ -46,6 +46,10 @@ MASKS = [
     ("Basic dXNlcjpwYXNzd29yZA==", "Basic ***ZA=="),
     ("Bearer ", "Bearer "),  # an unset token: nothing to hide
     ("", ""),
+    # Only a real auth scheme word stays visible: any other first word is part of the secret.
+    ("correct horse battery staple", "***aple"),
+    ("horse battery", "***"),
+    ("token abcdefghijklmnopqrstuvwxyz", "token ***wxyz"),
 ]
 
 

@@ -68,8 +68,8 @@ def test_events_come_out_as_soon_as_their_blank_line_arrives():
     assert decoder.feed(b"data: a\n") == []
     assert decoder.feed(b"\n") == [Event(M, "a")]
     assert decoder.feed(b"data: b\r") == []
-    assert decoder.feed(b"\n\r") == []  # the CR may be half of a CRLF
-    assert decoder.feed(b"\n") == [Event(M, "b")]
+    assert decoder.feed(b"\n\r") == [Event(M, "b")]  # a CR ends its line at once
+    assert decoder.feed(b"\n") == []  # the rest of that CRLF, not a line of its own
     assert decoder.close() == []
 
 
@@ -93,3 +93,39 @@ LENIENT = [
 @pytest.mark.parametrize("chunks, expected", [c[1:] for c in LENIENT], ids=[c[0] for c in LENIENT])
 def test_data_lines_without_blank_lines(chunks, expected):
     assert decode(chunks) == expected
+
+
+# --- bounds (issue 17) -------------------------------------------------------------
+
+def test_many_data_lines_without_a_blank_line_are_parsed_once_each(monkeypatch):
+    # The leniency above once re-parsed all the data held at every new line:
+    # 80,000 such lines took 38 s. Each byte is now looked at a bounded number of times.
+    from illume import sse
+
+    seen = []
+    real = sse.json.loads
+    monkeypatch.setattr(sse.json, "loads", lambda text: seen.append(len(text)) or real(text))
+    body = b"".join(b"data: x%d\n" % i for i in range(20000)) + b"\n"
+    decoder = Decoder()
+    events = [e for i in range(0, len(body), 1000) for e in decoder.feed(body[i:i + 1000])] + decoder.close()
+    assert len(events) == 1 and events[0].data.count("\n") == 19999
+    assert sum(seen) <= len(body)
+
+
+def test_an_endless_line_is_an_error_at_the_cap():
+    from illume.errors import StreamError
+
+    decoder = Decoder(max_line=1000)
+    assert decoder.feed(b"data: " + b"x" * 990) == []
+    with pytest.raises(StreamError, match="^the server sent a line of more than 1000 bytes without ending it: "
+                                          "this is not an event stream$"):
+        decoder.feed(b"x" * 10)
+
+
+def test_an_event_without_its_blank_line_is_an_error_at_the_cap():
+    from illume.errors import StreamError
+
+    decoder = Decoder(max_line=1000)
+    with pytest.raises(StreamError, match="^the server sent an event of more than 1000 bytes without ending it"):
+        for _ in range(1000):
+            decoder.feed(b"data: line\n")

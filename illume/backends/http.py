@@ -15,6 +15,7 @@ import illume.backends.wire as wire
 from illume import sse
 from illume.errors import HTTPStatusError, RequestError, StreamError
 from illume.reply import Reply, error_message
+from illume.secrets import cut, scrub, shown_url
 
 # A 429 or 503 before any reply text is retried this many times, waiting
 # what the server asks. A Retry-After over MAX_WAIT seconds is reported at
@@ -24,6 +25,11 @@ RETRIES = 3
 MAX_WAIT = 20.0
 MAX_REDIRECTS = 5
 ERROR_BODY_LIMIT = 2000
+# Of an error body, only this much is read: enough for any JSON error shape
+# and for the ERROR_BODY_LIMIT characters shown (a server may send hundreds of MB).
+ERROR_READ_LIMIT = 64 * 1024
+# A reply sent as one JSON document (the server ignored "stream") past this size is refused.
+MAX_WHOLE_REPLY = 256 * 1024 * 1024
 
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
@@ -60,17 +66,19 @@ class HTTPBackend:
 
         self.timeout = timeout
         self.sleep = sleep
+        self.secrets: list[str] = []
 
     def stream(self, request, reply: Reply) -> Iterator[str]:
         """Yield the reply's text as it streams in; "" first, once the server said 200."""
         import httpx
 
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 30.0))
+        self.secrets = request.secrets()  # masked in what is shown of a server's words, before they are cut
         try:
             with httpx.Client(timeout=timeout, follow_redirects=False, verify=_verify(request.url)) as client:
                 response = self._open(client, request)
                 try:
-                    _check_kind(response)  # before "", so an HTML page gets no `!assistant` line
+                    _check_kind(response, self.secrets)  # before "", so an HTML page gets no `!assistant` line
                     yield ""
                     yield from self._read(response, reply)
                 finally:
@@ -86,10 +94,11 @@ class HTTPBackend:
         except httpx.UnsupportedProtocol:
             if request.url.lower().startswith(("http://", "https://")):
                 # httpx says "missing an 'http://' or 'https://' protocol" when the host is what is missing.
-                raise RequestError(f"invalid URL {request.url}: it names no host") from None
-            raise RequestError(f"unsupported URL: {request.url} (it must start with http:// or https://)") from None
+                raise RequestError(f"invalid URL {shown_url(request.url)}: it names no host") from None
+            raise RequestError(f"unsupported URL: {shown_url(request.url)} "
+                               "(it must start with http:// or https://)") from None
         except httpx.InvalidURL as e:
-            raise RequestError(f"invalid URL {request.url}: {e}") from None
+            raise RequestError(f"invalid URL {shown_url(request.url)}: {e}") from None
         except httpx.HTTPError as e:
             raise RequestError(f"{type(e).__name__} from {_where(request.url)}: {_reason(e)}") from None
 
@@ -115,7 +124,8 @@ class HTTPBackend:
                 target = url.join(response.headers["location"])
                 response.close()
                 if target.scheme != url.scheme:
-                    raise RequestError(f"the server redirected {url} to {target}: put that URL in !api")
+                    raise RequestError(f"the server redirected {shown_url(str(url))} to {shown_url(str(target))}: "
+                                       "put that URL in !api")
                 if _origin(target) != _origin(url):
                     # Credentials stay with the host they were meant for.
                     headers = _with_length(wire.headers(request.headers.public_items(), None)[0], body.length)
@@ -123,7 +133,7 @@ class HTTPBackend:
                 extensions = {}
                 continue
             text = _error_text(response)
-            summary = _error_summary(text)
+            summary = _error_summary(text, self.secrets)
             wait = _retry_wait(response, text) if status in (429, 503) else None
             if wait is not None and wait > MAX_WAIT:
                 # Retrying sooner than asked would not honour Retry-After; waiting longer would hang an editor.
@@ -136,12 +146,25 @@ class HTTPBackend:
     def _read(self, response, reply: Reply) -> Iterator[str]:
         if _kind(response) == "application/json":
             # A server that ignored "stream": the whole reply at once.
-            data = response.read().decode("utf-8", "replace")
-            yield _whole_reply(data, reply)
+            data, more = _read_some(response, MAX_WHOLE_REPLY)
+            if more:
+                raise StreamError(f"the server sent a reply of more than {MAX_WHOLE_REPLY // 2**20} MiB "
+                                  "as one JSON document")
+            yield _whole_reply(data.decode("utf-8", "replace"), reply, self.secrets)
             return
         decoder = sse.Decoder()
+        # httpx's read timeout restarts with every byte; a server that sends
+        # bytes but never a whole event must still time out.
+        last_event = time.monotonic()
         for chunk in response.iter_bytes():  # undoes gzip/deflate, as Go's client does
-            text, done, error = _pass_on(decoder.feed(chunk), reply)
+            events = decoder.feed(chunk)
+            if events:
+                last_event = time.monotonic()
+            elif time.monotonic() - last_event > self.timeout:
+                raise StreamError(f"timed out after {self.timeout:g} s waiting for the reply "
+                                  f"({_where(str(response.url))}): bytes kept coming but no event was complete; "
+                                  "set ILLUME_TIMEOUT or --timeout to wait longer")
+            text, done, error = _pass_on(events, reply)
             if text:
                 yield text
             if error:
@@ -174,12 +197,24 @@ def _kind(response) -> str:
     return response.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _check_kind(response) -> None:
+def _check_kind(response, secrets=()) -> None:
     """Raise StreamError unless RESPONSE may hold a reply: an event stream, JSON, plain text or untyped."""
     kind = _kind(response)
     if kind and kind not in ("text/event-stream", "application/json") and not kind.startswith("text/plain"):
-        excerpt = " ".join(response.read()[:300].decode("utf-8", "replace").split())
+        data, _ = _read_some(response, ERROR_READ_LIMIT)  # an HTML page may be huge; 300 characters are shown
+        text = " ".join(data.decode("utf-8", "replace").split())
+        excerpt = scrub(text, secrets)[:300]
         raise StreamError(f"expected an event stream but got {kind}: {excerpt}")
+
+
+def _read_some(response, limit: int) -> tuple[bytes, bool]:
+    """Return the first LIMIT bytes of RESPONSE's body, and whether there was more (left unread)."""
+    data = bytearray()
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) > limit:
+            return bytes(data[:limit]), True
+    return bytes(data), False
 
 
 class _Body:
@@ -227,13 +262,13 @@ def _pass_on(events, reply: Reply) -> tuple[str, bool, StreamError | None]:
     return "".join(texts), False, None
 
 
-def _whole_reply(data: str, reply: Reply) -> str:
+def _whole_reply(data: str, reply: Reply, secrets=()) -> str:
     import json
 
     try:
         event = json.loads(data)
     except ValueError:
-        raise StreamError(f"the server sent JSON that does not parse: {data[:200]}") from None
+        raise StreamError(f"the server sent JSON that does not parse: {scrub(data, secrets)[:200]}") from None
     if isinstance(event, dict) and isinstance(event.get("choices"), list) and event["choices"]:
         choice = event["choices"][0]
         message = choice.get("message") if isinstance(choice, dict) else None
@@ -248,10 +283,12 @@ def _whole_reply(data: str, reply: Reply) -> str:
 
 
 def _where(url: str) -> str:
+    """Return the host (and port) of URL, without the user name and password it may hold."""
     try:
-        return urlsplit(url).netloc or url
+        netloc = urlsplit(url).netloc
     except ValueError:  # "http://[bad/": the message still names what was asked for
-        return url
+        return shown_url(url)
+    return netloc.rpartition("@")[2] if netloc else shown_url(url)
 
 
 def _reason(error: Exception) -> str:
@@ -267,12 +304,12 @@ def _reason(error: Exception) -> str:
 
 
 def _error_text(response) -> str:
-    data = response.read()
+    data, _ = _read_some(response, ERROR_READ_LIMIT)
     response.close()
     return data.decode("utf-8", "surrogateescape")  # bytes that are not UTF-8 are printed as they came
 
 
-def _error_summary(text: str) -> str:
+def _error_summary(text: str, secrets=()) -> str:
     """Return the server's own message from a known error shape, else the body cut to a sane length."""
     import json
 
@@ -292,7 +329,8 @@ def _error_summary(text: str) -> str:
             message += f" (estimated time {parsed['estimated_time']:g} s)"
         return message
     # Anything else as the original prints it, byte for byte (docs/wire.md), only cut short.
-    return text if len(text) <= ERROR_BODY_LIMIT else text[:ERROR_BODY_LIMIT] + "…"
+    # Masked first, then cut: a key cut in two would not be recognised.
+    return cut(text, ERROR_BODY_LIMIT, secrets)
 
 
 def _retry_wait(response, text: str) -> float | None:

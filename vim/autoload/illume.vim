@@ -6,6 +6,9 @@
 
 let s:replies = {}   " bufnr -> the running reply of that buffer
 let s:stop_wait_s = 3.0
+" A modeline's mark as Vim finds it (:help modeline): vi: vim: Vim: ex:, after white space or
+" (vim:) at the start of a line, with an optional version (vim600:, vim>700:).
+let s:modeline = '\%(^\|\n\|\s\)\%(vi\|[vV]im[<=>]\=\d*\|ex\):'
 
 " Commands --------------------------------------------------------------------
 
@@ -89,7 +92,7 @@ function! s:command(extra) abort
   let l:command = get(b:, 'illume_command', get(g:, 'illume_command', ['illume']))
   let l:argv = type(l:command) == v:t_list ? copy(l:command) : split(l:command)
   if get(l:argv, 0, '') =~# '^[~$]'
-    let l:argv[0] = expand(l:argv[0])
+    let l:argv[0] = s:expand_home(l:argv[0])
   endif
   let l:profile = get(b:, 'illume_profile', get(g:, 'illume_profile', ''))
   if !empty(l:profile)
@@ -98,10 +101,21 @@ function! s:command(extra) abort
   return l:argv + a:extra + get(b:, 'illume_args', get(g:, 'illume_args', []))
 endfunction
 
+" Returns WORD with a leading ~ and each $NAME or ${NAME} replaced, and
+" nothing else: expand() would also run `backticks` through a shell.
+function! s:expand_home(word) abort
+  let l:word = substitute(a:word, '^\~\ze\%(/\|$\)', '\=$HOME', '')
+  return substitute(l:word, '\$\%({\(\w\+\)}\|\(\w\+\)\)', '\=s:getenv(submatch(1) . submatch(2))', 'g')
+endfunction
+
+function! s:getenv(name) abort
+  return exists('$' . a:name) ? eval('$' . a:name) : ''
+endfunction
+
 function! s:start(buf, mode, lines, lines_after, head, replace, extra) abort
   let l:reply = {'buf': a:buf, 'mode': a:mode, 'lines_after': a:lines_after,
         \ 'head': a:head, 'replace': a:replace, 'tick': -1, 'newlines': 0,
-        \ 'tail': '', 'failed': 0, 'err': '', 'stopped': 0, 'detached': 0}
+        \ 'tail': '', 'failed': 0, 'err': '', 'stopped': 0, 'detached': 0, 'modeline': 0}
   try
     let l:reply.job = illume#job#start(s:command(a:extra), {
           \ 'input': join(a:lines, "\n") . "\n",
@@ -175,6 +189,7 @@ function! s:on_out(reply, id, text) abort
   " Remember whether illume reported a failure itself (the chunk may cut it).
   let l:seen = a:reply.tail . a:text
   let a:reply.failed = a:reply.failed || l:seen =~# '\n!error\n'
+  let a:reply.modeline = a:reply.modeline || l:seen =~# s:modeline
   let a:reply.tail = strpart(l:seen, len(l:seen) - 8)
   let l:text = a:reply.head . a:text
   let a:reply.head = ''
@@ -199,6 +214,13 @@ function! s:on_exit(reply, id, status) abort
   if a:reply.mode ==# 'infill' && a:reply.newlines > 0
     " The line below the hole already starts the suffix.
     call s:change(a:reply, function('s:drop_empty_last', [a:reply]))
+  endif
+  if a:reply.modeline && a:reply.mode ==# 'infill'
+    " Saved near the top or the end of the file, it would set options when
+    " the file is next opened. (A chat file is read with 'nomodeline'.)
+    echohl WarningMsg
+    echomsg 'illume: the middle holds a line Vim reads as a modeline (vim: or ex:); check it before saving'
+    echohl None
   endif
   call s:detach(a:reply, a:status)
 endfunction

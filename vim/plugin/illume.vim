@@ -4,6 +4,25 @@ if exists('g:loaded_illume') || &compatible || !(has('nvim') || has('job') && ha
 endif
 let g:loaded_illume = 1
 
+" A chat file holds the model's words: a `vim: set ...` line that a reply
+" planted must not set options when the file is opened again (see
+" :help illume-modeline). Only a file with a modeline where Vim looks for one
+" is searched for an `!assistant` line.
+function! s:guard_modelines() abort
+  if !&modeline || &modelines <= 0
+    return
+  endif
+  let l:ends = getline(1, &modelines) + getline(max([1, line('$') - &modelines + 1]), '$')
+  if match(l:ends, '\%(^\|\s\)\%(vi\|[vV]im[<=>]\=\d*\|ex\):') >= 0 && search('^!assistant\s*$', 'nw')
+    setlocal nomodeline
+  endif
+endfunction
+
+augroup illume_modeline
+  autocmd!
+  autocmd BufReadPost * call s:guard_modelines()
+augroup END
+
 command! -bar Illume call illume#chat()
 command! -bar -range IllumeInfill call illume#infill(<line1>)
 command! -bar IllumeStop call illume#stop()
