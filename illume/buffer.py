@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from illume import documents, profiles
 from illume.errors import BufferError, IllumeError
+from illume.gotext import fields, trim_space
 from illume.headers import Headers, expand
 from illume.jsonwire import parse_value
 
@@ -240,7 +241,7 @@ class _Reader:
         args = line[len(command) + 1 :]
         out = self.out
         if command == "!profile":
-            self.load_profile(args.strip(), depth)
+            self.load_profile(trim_space(args), depth)
         elif command == "!debug":
             out.debug = True
             # The original takes no argument and ignores one; `!debug tokens` adds the counts.
@@ -259,20 +260,20 @@ class _Reader:
                 raise BufferError(f"!completion: the buffer is already split for infill at line {self.infill_line}")
             out.mode = COMPLETION
         elif command == "!context":
-            text, files = self.sources.context(line.split()[1:])
+            text, files = self.sources.context(fields(line)[1:])
             pieces = [text] if isinstance(text, str) else text
             self.file_parts.update(range(len(self.parts), len(self.parts) + len(pieces)))
             self.parts.extend(pieces)
             self.files_before_hole.extend(files)
             self.message_files.extend(files)
         elif command in ("!reddit", "!reddit!"):
-            self.parts.append(self.sources.reddit(args.strip(), command == "!reddit"))
+            self.parts.append(self.sources.reddit(trim_space(args), command == "!reddit"))
         elif command == "!github":
-            self.parts.append(self.sources.github(line.split()[1:]))
+            self.parts.append(self.sources.github(fields(line)[1:]))
         elif command == "!note":
             pass
         elif command == "!exclude":
-            self.exclude = args.strip()
+            self.exclude = trim_space(args)
         elif command == "!begin":
             self._new_builder()
             self.out.infill_suffix = None
@@ -280,7 +281,7 @@ class _Reader:
             return False
         elif command == "!api":
             if out.api == INVALID_URL or depth == 0:
-                out.api = args.strip()
+                out.api = trim_space(args)
         elif command in ("!user", "!assistant"):
             self.in_error = False
             self.close_message(command[1:])
@@ -296,19 +297,19 @@ class _Reader:
             from illume.stopping import parse_rules
 
             try:
-                parse_rules(args.strip())
+                parse_rules(trim_space(args))
             except ValueError as e:
                 raise BufferError(f"!stop-rules: {e}") from None
-            out.stop_rules = args.strip()
+            out.stop_rules = trim_space(args)
         elif command == "!language":
-            out.language = args.strip() or None
+            out.language = trim_space(args) or None
         elif command == "!error":
             # illume's own report of a failed turn: not for the model's eyes.
             self.in_error = True
         elif len(command) > 2 and command.startswith("!>"):
-            self.header(command[2:], args.strip())
+            self.header(command[2:], trim_space(args))
         elif len(command) > 2 and command.startswith("!:"):
-            self.key(command[2:], args.strip(), depth)
+            self.key(command[2:], trim_space(args), depth)
         else:
             self.text(line)
         return True
@@ -405,7 +406,7 @@ def _check_inline_template(template: str) -> None:
     Checked here, where the line is known; rendering happens after parsing.
     Only the inline form is checked: a `.jinja` file is found at render time.
     """
-    if template.strip().endswith(".jinja") or ("{{" not in template and "{%" not in template):
+    if trim_space(template).endswith(".jinja") or ("{{" not in template and "{%" not in template):
         return
     import jinja2
     import jinja2.meta
@@ -428,7 +429,7 @@ MAX_BRANCHES = 32
 
 def _branches(args: str) -> int:
     """Return the N of `!branches N`; raise BufferError unless it is a whole number from 1 to MAX_BRANCHES."""
-    text = args.strip()
+    text = trim_space(args)
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_BRANCHES:
         raise BufferError(f"!branches: expected a number of replies from 1 to {MAX_BRANCHES}, got {text!r}")
     return int(text)

@@ -44,11 +44,12 @@ class ServerCounter:
     def __init__(self, request, timeout: float):
         import httpx
 
-        from illume.backends.http import _encoded, _verify
+        import illume.backends.wire as wire
+        from illume.backends.http import _verify
 
         self.root = server_root(request.url)
         self.where = urlsplit(self.root).netloc or self.root
-        headers = {name: value for name, value in _encoded(request.headers.items()).items()
+        headers = {name: value for name, value in wire.headers(request.headers.items(), None)[0].items()
                    if name.lower() not in ("accept", "content-length", "content-type")}
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)), headers=headers,
                                    follow_redirects=False, verify=_verify(request.url))

@@ -35,6 +35,8 @@ def read_text(path: str) -> str:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise DocumentError(_os_message("open", path, e)) from None
+    except ValueError:  # a NUL in the name: Go's open gets EINVAL from the system
+        raise DocumentError(_os_message("open", path, OSError(errno.EINVAL, ""))) from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -50,9 +52,19 @@ def read_text(path: str) -> str:
         raise DocumentError(_os_message("read", path, e)) from None
     finally:
         os.close(fd)
-    if b"\0" in data:
-        raise DocumentError(f"{path}: binary file (it holds NUL bytes)")
     return data.decode("utf-8", "surrogateescape")
+
+
+def _context_text(path: str) -> str:
+    """Return the text of the `!context` file at PATH; raise DocumentError for a binary file.
+
+    The original would send a NUL byte as `\\u0000`; a file that holds one is
+    an image, an archive or a build product, which no model can read.
+    """
+    text = read_text(path)
+    if "\0" in text:
+        raise DocumentError(f"{path}: binary file (it holds NUL bytes)")
+    return text
 
 
 # Runs of backticks that start a line (found without splitting a big file into lines).
@@ -89,7 +101,7 @@ def context_parts(arguments: list[str]) -> tuple[list[str], list[dict]]:
         raise DocumentError("!context: wrong number of fields")
     if len(arguments) == 1:
         path = arguments[0]
-        text = read_text(path)
+        text = _context_text(path)
         return fenced_parts(path, text), [{"filename": path, "text": text}]
 
     directory, suffixes = arguments[0], arguments[1:]
@@ -108,7 +120,7 @@ def context_parts(arguments: list[str]) -> tuple[list[str], list[dict]]:
                 name = relative
             else:
                 name = f"{label}/{relative}"
-            text = read_text(path)
+            text = _context_text(path)
             parts.extend(fenced_parts(name, text))
             files.append({"filename": name, "text": text})
     if not parts:
@@ -128,6 +140,8 @@ def _walk(directory: str):
         info = os.lstat(directory)
     except OSError as e:
         raise DocumentError(_os_message("lstat", directory, e)) from None
+    except ValueError:  # a NUL in the name
+        raise DocumentError(_os_message("lstat", directory, OSError(errno.EINVAL, ""))) from None
     if not stat.S_ISDIR(info.st_mode):
         yield directory, None
         return
@@ -143,7 +157,7 @@ def _walk_below(directory: str, relative: str, depth: int):
     if depth > MAX_DEPTH:
         raise DocumentError(f"!context: folders nested more than {MAX_DEPTH} deep under {directory[:200]}")
     try:
-        names = sorted(os.listdir(directory))
+        names = sorted(os.listdir(directory), key=os.fsencode)  # by bytes, as Go sorts
     except OSError as e:
         raise DocumentError(_os_message("open", directory, e)) from None
     for name in names:

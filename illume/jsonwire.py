@@ -96,7 +96,49 @@ def encode_utf8(value, end: str = "") -> Iterator[bytes]:
 
 
 def _pieces(value) -> Iterator[str]:
-    """Yield VALUE's compact JSON in pieces, a long string in escaped slices of PIECE characters."""
+    """Yield VALUE's compact JSON in pieces, a long string in escaped slices of PIECE characters.
+
+    Nested values are walked with a stack of their own, not by recursion:
+    an `!:KEY` value may nest as deep as Go's decoder allows (MAX_DEPTH).
+    """
+    frames: list[list] = []  # per open object or array: its closing bracket, its entries, whether one was written
+    while True:
+        if isinstance(value, dict) and value:
+            # Go sorts map keys by their bytes: UTF-8 order, with a byte that is not UTF-8 where its value puts it.
+            keys = list(value) if isinstance(value, Ordered) else sorted(value, key=_key_bytes)
+            yield "{"
+            frames.append(["}", zip(keys, map(value.__getitem__, keys)), False])
+        elif isinstance(value, (list, tuple)) and value:
+            yield "["
+            frames.append(["]", ((None, item) for item in value), False])
+        else:
+            yield from _scalar(value)
+        # On to the next value: close the containers that are done.
+        while frames:
+            frame = frames[-1]
+            entry = next(frame[1], None)
+            if entry is None:
+                frames.pop()
+                yield frame[0]
+                continue
+            key, value = entry
+            separator = "," if frame[2] else ""
+            frame[2] = True
+            yield separator if key is None else f"{separator}{encode_string(key)}:"
+            break
+        else:
+            return
+
+
+def _key_bytes(key: str) -> bytes:
+    try:
+        return key.encode("utf-8", "surrogateescape")  # a byte that was not UTF-8 sorts as that byte
+    except UnicodeEncodeError:
+        return key.encode("utf-8", "surrogatepass")
+
+
+def _scalar(value) -> Iterator[str]:
+    """Yield the JSON of VALUE, which holds no other value (an empty object or array at most)."""
     if isinstance(value, str):
         if len(value) <= PIECE:
             yield encode_string(value)
@@ -114,23 +156,9 @@ def _pieces(value) -> Iterator[str]:
     elif isinstance(value, (int, float)):
         yield encode_number(value)
     elif isinstance(value, dict):
-        # Go sorts map keys by their bytes; UTF-8 byte order is code point order.
-        keys = sorted(value) if not isinstance(value, Ordered) else list(value)
-        yield "{"
-        for i, key in enumerate(keys):
-            if i:
-                yield ","
-            yield encode_string(key)
-            yield ":"
-            yield from _pieces(value[key])
-        yield "}"
+        yield "{}"
     elif isinstance(value, (list, tuple)):
-        yield "["
-        for i, item in enumerate(value):
-            if i:
-                yield ","
-            yield from _pieces(item)
-        yield "]"
+        yield "[]"
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
@@ -139,8 +167,122 @@ class Ordered(dict):
     """An object whose keys keep their order on the wire, like a Go struct (`{"role", "content"}`)."""
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"not JSON: {name}")
+# Go's decoder refuses JSON nested deeper than this (encoding/json, maxNestingDepth).
+MAX_DEPTH = 10000
+
+_JSON_SPACE = " \t\n\r"
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+_surrogate = re.compile("[\ud800-\udfff]")
+
+
+class _Text:
+    """A JSON text being read: the position, and the errors in Go's terms."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.at = 0
+
+    def skip(self) -> None:
+        text, at = self.text, self.at
+        while at < len(text) and text[at] in _JSON_SPACE:
+            at += 1
+        self.at = at
+
+    def take(self, char: str) -> bool:
+        """Skip space; consume CHAR if it comes next and say whether it did."""
+        self.skip()
+        if self.text.startswith(char, self.at):
+            self.at += 1
+            return True
+        return False
+
+    def string(self) -> str:
+        from json.decoder import scanstring
+
+        if not self.take('"'):
+            raise ValueError(f"expected a string at {self.at}")
+        value, self.at = scanstring(self.text, self.at, True)
+        # A lone surrogate escape ("\ud800") is U+FFFD for Go's decoder.
+        return _surrogate.sub("\ufffd", value) if _surrogate.search(value) else value
+
+    def scalar(self):
+        self.skip()
+        text, at = self.text, self.at
+        char = text[at : at + 1]
+        if char == '"':
+            return self.string()
+        if char in _LITERALS:
+            word, value = _LITERALS[char]
+            if text.startswith(word, at):
+                self.at = at + len(word)
+                return value
+        else:
+            match = _NUMBER.match(text, at)
+            if match:
+                self.at = match.end()
+                return _go_float(match.group())
+        raise ValueError(f"invalid character at {at}")
+
+
+def parse_value(text: str):
+    """Return TEXT parsed as JSON the way Go reads it into an interface{}.
+
+    Raises ValueError when Go's decoder would refuse it (the caller then
+    sends the text as a string). Numbers become floats, as in Go; bytes
+    that were not UTF-8 (surrogate escapes) and lone surrogate escapes
+    become U+FFFD. Nesting is followed with a stack, not recursion, up to
+    Go's own limit of MAX_DEPTH.
+    """
+    if _surrogate.search(text):
+        text = _surrogate.sub("\ufffd", text)  # outside a string it is a syntax error either way
+    reader = _Text(text)
+    open_values: list = []  # the objects and arrays being filled, outermost first
+    keys: list[str] = []  # the key each open object is waiting to fill
+    while True:
+        reader.skip()
+        opener = text[reader.at : reader.at + 1]
+        if opener in ("{", "["):
+            if len(open_values) >= MAX_DEPTH:
+                raise ValueError("exceeded max depth")
+            reader.at += 1
+            if reader.take("}" if opener == "{" else "]"):
+                value = {} if opener == "{" else []
+            else:
+                open_values.append({} if opener == "{" else [])
+                if opener == "{":
+                    keys.append(_key(reader))
+                continue
+        else:
+            value = reader.scalar()
+        # VALUE is whole: put it in its container, and close the containers that end here.
+        while open_values:
+            container = open_values[-1]
+            if isinstance(container, list):
+                container.append(value)
+                closer = "]"
+            else:
+                container[keys.pop()] = value
+                closer = "}"
+            if reader.take(","):
+                if closer == "}":
+                    keys.append(_key(reader))
+                break
+            if not reader.take(closer):
+                raise ValueError(f"expected ',' or '{closer}' at {reader.at}")
+            value = open_values.pop()
+        else:
+            reader.skip()
+            if reader.at != len(text):
+                raise ValueError(f"extra data at {reader.at}")
+            return value
+
+
+def _key(reader: _Text) -> str:
+    key = reader.string()
+    if not reader.take(":"):
+        raise ValueError(f"expected ':' at {reader.at}")
+    return key
 
 
 def _go_float(text: str) -> float:
@@ -148,37 +290,3 @@ def _go_float(text: str) -> float:
     if math.isinf(number):
         raise ValueError("number out of range")  # Go refuses it; the value stays a string
     return number
-
-
-def parse_value(text: str):
-    """Return TEXT parsed as JSON the way Go reads it into an interface{}.
-
-    Raises ValueError when Go's decoder would refuse it (the caller then
-    sends the text as a string). Numbers become floats, as in Go.
-    """
-    value = json.loads(
-        text,
-        parse_int=_go_float,
-        parse_float=_go_float,
-        parse_constant=_reject_constant,
-    )
-    return _valid_strings(value)
-
-
-_surrogate = re.compile("[\ud800-\udfff]")
-
-
-def _valid_strings(value):
-    """Return VALUE with lone surrogates in its strings replaced by U+FFFD.
-
-    Go's decoder turns an unpaired `\\ud800` escape and invalid UTF-8 bytes
-    (our surrogate escapes) into U+FFFD, which it then sends as the real
-    character; Python would keep the surrogate and fail to encode it.
-    """
-    if isinstance(value, str):
-        return _surrogate.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_valid_strings(item) for item in value]
-    if isinstance(value, dict):
-        return {_valid_strings(key): _valid_strings(item) for key, item in value.items()}
-    return value

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 
 from illume.documents import DocumentError, read_text
+from illume.gotext import trim_space
 from illume.errors import IllumeError
 from illume.resources import builtin_dir, user_dir
 
@@ -27,7 +28,7 @@ class TemplateError(IllumeError):
 
 def render(template: str, prefix: str, suffix: str, env: Mapping[str, str], files=()) -> str:
     """Return the prompt that TEMPLATE makes of PREFIX and SUFFIX."""
-    name = template.strip()
+    name = trim_space(template)
     if name.endswith(".jinja"):
         return _render_jinja(_load(name, env), name, prefix, suffix, files)
     if "{{" in template or "{%" in template:

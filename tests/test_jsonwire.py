@@ -159,3 +159,36 @@ NOT_JSON = [
 def test_parse_value_refuses_what_go_refuses(text):
     with pytest.raises(ValueError):
         jsonwire.parse_value(text)
+
+
+def test_nesting_as_deep_as_go_reads_without_recursion():
+    from illume.jsonwire import MAX_DEPTH, encode, parse_value
+
+    deep = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+    assert encode(parse_value(deep)) == deep
+    objects = '{"a":' * MAX_DEPTH + "1" + "}" * MAX_DEPTH
+    assert encode(parse_value(objects)) == objects
+
+
+def test_nesting_deeper_than_go_reads_is_refused():
+    from illume.jsonwire import MAX_DEPTH, parse_value
+
+    with pytest.raises(ValueError, match="exceeded max depth"):
+        parse_value("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+
+
+@pytest.mark.parametrize("text", ["[1,]", '{"a":1,}', "01", "1.", ".5", "+1", "tru", "nul", "NaN", "[1 2]",
+                                  '{"a" 1}', '"a"x', "1e400", "[", "\ufeff1", "1\x1f", "'a'"])
+def test_what_go_refuses_to_read(text):
+    from illume.jsonwire import parse_value
+
+    with pytest.raises(ValueError):
+        parse_value(text)
+
+
+def test_map_keys_sort_by_their_utf8_bytes():
+    from illume.jsonwire import encode
+
+    # "\udcff" is the byte 0xFF that was not UTF-8: after every lead byte, so after the emoji too.
+    assert encode({"\udcff": 1, "\U0001F600": 2, "\uffff": 3, "a": 4}) == \
+        '{"a":4,"\uffff":3,"\U0001F600":2,"\\ufffd":1}'

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import illume.backends.wire as wire
 from illume import __version__, sse
 from illume.errors import HTTPStatusError, IllumeError, RequestError, StreamError
 from illume.reply import Reply, error_message
@@ -77,6 +78,16 @@ def _plain(url: str, headers: dict[str, bytes]) -> bool:
     return "httpx" not in sys.modules and plain.usable(url, headers, os.environ)
 
 
+def _plain_request(request) -> bool:
+    """Return whether REQUEST will go over the plain transport (a URL Go refuses: no, httpx words the error)."""
+    try:
+        where = wire.target(request.url)
+    except RequestError:
+        return False
+    sent, no_user_agent = wire.headers(request.headers.items(), where.basic)
+    return not no_user_agent and _plain(where.url, sent)
+
+
 class _Transport:
     """Sends a POST and returns its streamed response: plain HTTP where `_plain` allows, else httpx."""
 
@@ -92,11 +103,12 @@ class _Transport:
         if self._client is not None:
             self._client.close()
 
-    def send(self, url: str, headers: dict[str, bytes], body):
-        if _plain(url, headers):
+    def send(self, url: str, headers: dict[str, bytes], body, target: bytes = b"", no_user_agent: bool = False):
+        """Return the response to a POST of BODY to URL; TARGET, when given, is the path as Go writes it."""
+        if not no_user_agent and _plain(url, headers):
             import illume.backends.plain as plain
 
-            return plain.send(url, headers, body, DEFAULT_HEADERS, self.timeout, min(self.timeout, 30.0))
+            return plain.send(url, headers, body, DEFAULT_HEADERS, self.timeout, min(self.timeout, 30.0), target)
         import httpx
 
         if self._client is None:
@@ -104,7 +116,11 @@ class _Transport:
             self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=_verify(self.url),
                                         headers=DEFAULT_HEADERS)
         client = self._client
-        return client.send(client.build_request("POST", url, content=body, headers=headers), stream=True)
+        built = client.build_request("POST", url, content=body, headers=headers,
+                                     extensions=_as_written(client, httpx.URL(url), target))
+        if no_user_agent:
+            del built.headers["user-agent"]
+        return client.send(built, stream=True)
 
 
 def _failure(error: Exception, url: str, timeout: float) -> IllumeError | None:
@@ -149,7 +165,7 @@ class HTTPBackend:
         # `!stats` counts from the request to its response headers leaves it
         # out (httpx's client imports httpcore when it is made): the original
         # counts from the send. Not at all for a REQUEST the plain transport sends.
-        if request is None or not _plain(request.url, _encoded(request.headers.items())):
+        if request is None or not _plain_request(request):
             import httpcore  # noqa: F401
             import httpx  # noqa: F401
 
@@ -179,11 +195,14 @@ class HTTPBackend:
 
     def _open(self, transport, request):
         """Return the open response to REQUEST, after retries and same-purpose redirects."""
-        url = request.url
+        where = wire.target(request.url)
+        url = where.url
         body = _Body(request)
-        headers = _with_length(_encoded(request.headers.items()), body.length)
+        sent, no_user_agent = wire.headers(request.headers.items(), where.basic)
+        headers = _with_length(sent, body.length)
+        target = where.target
         for attempt in range(RETRIES + 1 + MAX_REDIRECTS):
-            response = transport.send(url, headers, body)
+            response = transport.send(url, headers, body, target, no_user_agent)
             status = response.status_code
             if status == 200:
                 return response
@@ -191,15 +210,16 @@ class HTTPBackend:
                 import httpx  # the URL joined as httpx joins it, on either transport
 
                 here = httpx.URL(url)
-                target = here.join(response.headers["location"])
+                target_url = here.join(response.headers["location"])
                 response.close()
-                if target.scheme != here.scheme:
-                    raise RequestError(f"the server redirected {shown_url(str(here))} to {shown_url(str(target))}: "
+                if target_url.scheme != here.scheme:
+                    raise RequestError(f"the server redirected {shown_url(str(here))} to {shown_url(str(target_url))}: "
                                        "put that URL in !api")
-                if _origin(target) != _origin(here):
+                if _origin(target_url) != _origin(here):
                     # Credentials stay with the host they were meant for.
-                    headers = _with_length(_encoded(request.headers.public_items()), body.length)
-                url = str(target)
+                    headers = _with_length(wire.headers(request.headers.public_items(), None)[0], body.length)
+                url = str(target_url)
+                target = b""  # the redirect's own path, as httpx joins it
                 continue
             text = _error_text(response)
             summary = _error_summary(text, self.secrets)
@@ -247,6 +267,21 @@ class HTTPBackend:
             raise error
 
 
+def _as_written(client, url, target: bytes) -> dict:
+    """Return httpx request extensions that send TARGET, the path as Go sends it, where httpx would change it.
+
+    httpx resolves dot segments (`/a/../v1/`) and escapes some characters
+    differently; httpcore's "target" extension sends the path as given. Not
+    through a proxy, which needs the absolute form httpx writes itself.
+    """
+    if not target or target == url.raw_path:
+        return {}
+    choose = getattr(client, "_transport_for_url", None)
+    if choose is None or choose(url) is not getattr(client, "_transport", None):
+        return {}
+    return {"target": target}
+
+
 def _kind(response) -> str:
     return response.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -271,11 +306,6 @@ def _read_some(response, limit: int) -> tuple[bytes, bool]:
     return bytes(data), False
 
 
-def _encoded(headers) -> dict[str, bytes]:
-    """Return HEADERS with UTF-8 values: Go sends a header's bytes as they are, httpx would insist on ASCII."""
-    return {name: value.encode("utf-8", "surrogateescape") for name, value in headers}
-
-
 class _Body:
     """REQUEST's body for httpx: its pieces, encoded anew each time it is sent (a retry, a redirect).
 
@@ -295,9 +325,11 @@ class _Body:
 
 
 def _with_length(headers: dict[str, bytes], length: int) -> dict[str, bytes]:
-    """Return HEADERS with the Content-Length that httpx itself would add for a bytes body (last, unless set)."""
-    if not any(name.lower() == "content-length" for name in headers):
-        headers["Content-Length"] = str(length).encode()
+    """Return HEADERS with the Content-Length that httpx itself would add for a bytes body (last).
+
+    A buffer's own Content-Length never gets here (wire.OWNED): Go sends the body's.
+    """
+    headers["Content-Length"] = str(length).encode()
     return headers
 
 

@@ -89,7 +89,7 @@ def _ipv4(host: str) -> bool:
     return len(parts) == 4 and all(part.isdigit() and str(int(part)) == part and int(part) < 256 for part in parts)
 
 
-def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, str]) -> bytes:
+def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, str], as_written: bytes = b"") -> bytes:
     """Return the request line and headers of a POST to URL, in httpx's order.
 
     httpx sends Host first, then its client's DEFAULTS that the request
@@ -97,7 +97,8 @@ def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, 
     """
     match = _URL.match(url)
     host = match[1] if match[2] is None else f"{match[1]}:{match[2]}"
-    target = (match[3] or "/") + (match[4] or "")
+    # The path as the original's Go client writes it (illume.backends.wire), where given.
+    target = as_written.decode("ascii") if as_written else (match[3] or "/") + (match[4] or "")
     given = {name.lower() for name in headers}
     lines = [f"POST {target} HTTP/1.1".encode(), b"Host: " + host.encode()]
     lines += [f"{name}: {value}".encode() for name, value in defaults.items() if name.lower() not in given]
@@ -106,7 +107,7 @@ def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, 
 
 
 def send(url: str, headers: Mapping[str, bytes], body, defaults: Mapping[str, str], timeout: float,
-         connect_timeout: float) -> "Response":
+         connect_timeout: float, as_written: bytes = b"") -> "Response":
     """Return the Response to a POST of the pieces of BODY to URL (one that `usable` admits)."""
     match = _URL.match(url)
     address = (match[1], int(match[2] or 80))
@@ -120,7 +121,7 @@ def send(url: str, headers: Mapping[str, bytes], body, defaults: Mapping[str, st
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as httpcore: a small request goes at once
         sock.settimeout(timeout)  # for each read and write, as httpx's read and write timeouts
         try:
-            sock.sendall(request_head(url, headers, defaults))
+            sock.sendall(request_head(url, headers, defaults, as_written))
             for piece in body:
                 sock.sendall(piece)
         except TimeoutError:
