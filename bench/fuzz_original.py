@@ -434,7 +434,7 @@ def _without_userinfo(url: bytes) -> bytes:
 
 # What each HTTP library sends when the request sets nothing: legitimately different, not compared.
 LIBRARY_DEFAULTS = {
-    "user-agent": re.compile(r"Go-http-client/1\.1|python-httpx/[0-9.]+"),
+    "user-agent": re.compile(r"Go-http-client/1\.1|python-httpx/[0-9.]+|illume/[0-9.]+"),
     "accept-encoding": re.compile(r"gzip|gzip, deflate(, br)?(, zstd)?"),
     "accept": re.compile(r"\*/\*"),
     "connection": re.compile(r"keep-alive"),

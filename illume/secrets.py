@@ -164,8 +164,8 @@ def url_secrets(url: str) -> list[str]:
             # httpx turns the user info into `Authorization: Basic base64(user:password)`.
             pair = f"{unquote(user)}:{unquote(password)}".encode("utf-8", "surrogateescape")
             found.append(base64.b64encode(pair).decode())
-        else:
-            found += [user, unquote(user)]  # a token given as the user name
+        elif looks_generated(unquote(user)):
+            found += [user, unquote(user)]  # a token given as the user name (`https://ghp_...@host/`)
     found += _path_secrets(parts.path) + _query_secrets(parts.query)
     return [s for s in found if s]
 
@@ -183,7 +183,10 @@ def shown_url(url: str) -> str:
     userinfo, at, host = netloc.rpartition("@")
     if at:
         user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+        if colon:
+            netloc = f"{user}:***@{host}"
+        elif looks_generated(unquote(user)):
+            netloc = f"***@{host}"
     segments = parts.path.split("/")
     shown = []
     for before, segment in zip([""] + segments, segments):
@@ -196,7 +199,10 @@ def shown_url(url: str) -> str:
             pair = f"{name}={mask(value)}"
         pairs.append(pair)
     try:
-        return urlunsplit((parts.scheme, netloc, "/".join(shown), "".join(pairs), parts.fragment))
+        masked = urlunsplit((parts.scheme, netloc, "/".join(shown), "".join(pairs), parts.fragment))
+        if masked == urlunsplit(parts):
+            return url  # nothing to hide: shown as written (urlunsplit would lower-case the scheme, drop a bare `?`)
+        return url[: len(parts.scheme)] + masked[len(parts.scheme):]
     except ValueError:
         return re.sub(r"//[^/@]*@", "//***@", url)
 

@@ -37,7 +37,12 @@ def test_looks_generated(text, generated):
 URLS = [
     ("http://localhost:8080/", "http://localhost:8080/", []),
     ("http://admin:pw@host/v1", "http://admin:***@host/v1", ["pw", "pw", "YWRtaW46cHc="]),
-    ("https://TOKEN0123@host/", "https://***@host/", ["TOKEN0123", "TOKEN0123"]),
+    # A token given as the user name is masked; a plain user name (`git@`, `user@`) is no secret, and
+    # masking it would also mask that word wherever it stands in !debug's body.
+    ("https://ghp_4fQ9xZ2mL7pR8sT1vW3yB6nC0dE5gH@host/", "https://***@host/",
+     ["ghp_4fQ9xZ2mL7pR8sT1vW3yB6nC0dE5gH", "ghp_4fQ9xZ2mL7pR8sT1vW3yB6nC0dE5gH"]),
+    ("https://user@host/", "https://user@host/", []),
+    ("HTTP://host/v1", "HTTP://host/v1", []),  # nothing to hide: as written, the scheme's case too
     ("http://h/v1?alt=sse&key=abc%2Fdef", "http://h/v1?alt=sse&key=***", ["abc%2Fdef", "abc/def"]),
     ("http://h/token/abcd/x", "http://h/token/***/x", ["abcd", "abcd"]),
     ("http://localhost:8080/v1/chat/completions?model=my-model", "http://localhost:8080/v1/chat/completions?model=my-model",
