@@ -274,7 +274,7 @@ keeps streaming above it."
             illume-args)))
 
 (defun illume--language-hint ()
-  "Return what tells illume the buffer's language: its major mode, else its file name.
+  "Return the buffer's language hint: its major mode, else its file name.
 The major mode holds the user's own choice (a scratch buffer in
 `python-mode'); `fundamental-mode' and `text-mode' say nothing."
   (if (memq major-mode '(fundamental-mode text-mode))
