@@ -1,4 +1,4 @@
-"""Issue 20: a conversation over a 2,400-token !context, turn by turn, with and without the prompt cache.
+"""The embedded prompt cache: a conversation over a 2,400-token !context, turn by turn, with and without the prompt cache.
 
 Usage: .venv/bin/python bench/prompt_cache.py [REPEATS] [TURNS] [EVERY]
 

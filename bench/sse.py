@@ -1,4 +1,4 @@
-"""SSE decoder: the one before issue 17 (from git) against today's, on the streams that were quadratic.
+"""SSE decoder: the quadratic one from before the rewrite (from git) against today's, on the streams that were quadratic.
 
     .venv/bin/python bench/sse.py [ROUNDS]
 

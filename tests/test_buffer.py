@@ -282,7 +282,7 @@ def test_builtin_beats_a_file_of_the_same_name(in_tmp):
 
 
 def test_the_user_folder_beats_a_file_in_the_current_directory(in_tmp):
-    # A deliberate difference (issue 17): a cloned repository's file `mine` must not stand in for the
+    # A deliberate difference (the profile lookup): a cloned repository's file `mine` must not stand in for the
     # user's own mine.profile. The original read ./mine first.
     write(in_tmp / "mine", "!api http://path/\n")
     write(in_tmp / "cfg/illume/profiles/mine.profile", "!api http://user/\n")

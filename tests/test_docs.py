@@ -125,3 +125,11 @@ def test_nothing_cites_files_outside_the_repository():
     citing = [f"{path.relative_to(REPO)}: {word}" for path in _sources()
               for word in outside if word in path.read_text(errors="replace")]
     assert citing == []
+
+
+def test_nothing_cites_the_issue_tracker():
+    # The repository links no tracker: tests and benchmarks are named by their subject.
+    pattern = re.compile(r"\b[Ii]ssue " + r"\d+")
+    citing = [f"{path.relative_to(REPO)}: {match.group()}" for path in _sources()
+              for match in pattern.finditer(path.read_text(errors="replace"))]
+    assert citing == []

@@ -83,7 +83,7 @@ def test_a_plain_error_body_is_printed_as_it_came():
     assert (result.returncode, result.stdout) == (1, b"\n\n!error\n\nHTTP 503: Loading model\n\n")
 
 
-# --- Issue 12: what a differential fuzz against the original found. Each expectation was
+# --- What a differential fuzz against the original found. Each expectation was
 # checked against the original built from its source (bench/FUZZ.md).
 
 HI_BODY = b'{' + LLAMA + b'"max_tokens":2000,"messages":[{"role":"user","content":"hi"}],' + STOP + b'"stream":true}\n'

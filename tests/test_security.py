@@ -1,4 +1,4 @@
-"""Security hardening (issue 17), each finding with the real CLI as a subprocess where a user would see it.
+"""Security hardening, each finding with the real CLI as a subprocess where a user would see it.
 
 Profiles and FIM templates are looked up in the user's folder before the
 current directory; credentials and keys in URLs, in secret-looking headers

@@ -103,7 +103,7 @@ def test_data_lines_without_blank_lines(chunks, expected):
     assert decode(chunks) == expected
 
 
-# --- bounds (issue 17) -------------------------------------------------------------
+# --- bounds -------------------------------------------------------------------------
 
 def test_many_data_lines_without_a_blank_line_are_parsed_once_each(monkeypatch):
     # The leniency above once re-parsed all the data held at every new line:
