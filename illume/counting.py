@@ -200,14 +200,19 @@ def measure(counter, parsed, request) -> Count:
     return tokens.count(counter, [], files, body, context, prompt=body["prompt"])
 
 
+def _measured(parsed, request, env: Mapping[str, str], timeout: float):
+    """Return the token counts of REQUEST's parts, asked of its own server or model; raise Uncountable."""
+    counter = counter_for(request, env, timeout)
+    try:
+        return measure(counter, parsed, request)
+    finally:
+        counter.close()
+
+
 def debug_notes(parsed, request, env: Mapping[str, str], timeout: float, fitted=None) -> str:
     """Return the `!note` lines that end `!debug tokens`: the breakdown, or one line saying why there is none."""
     try:
-        counter = counter_for(request, env, timeout)
-        try:
-            count = measure(counter, parsed, request)
-        finally:
-            counter.close()
+        count = _measured(parsed, request, env, timeout)
     except Uncountable as e:
         return f"!note no token counts: {e}\n"
     notes = tokens.breakdown(count)
@@ -321,11 +326,7 @@ def explained(error: Exception, parsed, request, env: Mapping[str, str], timeout
 def explain(parsed, request, env: Mapping[str, str], timeout: float) -> str | None:
     """Return the error for a prompt the model refused as too long, naming its biggest parts; None without counts."""
     try:
-        counter = counter_for(request, env, timeout)
-        try:
-            count = measure(counter, parsed, request)
-        finally:
-            counter.close()
+        count = _measured(parsed, request, env, timeout)
     except Uncountable:
         return None
     count.reply = None  # the refusal was the prompt alone

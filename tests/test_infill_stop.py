@@ -123,10 +123,12 @@ def test_an_unknown_rule_in_the_option_is_a_usage_error():
     assert b"Traceback" not in result.stderr
 
 
-def test_file_name_option_tells_the_language():
+@pytest.mark.parametrize("language", ["", "!language frobnicate\n"], ids=["no-word", "a-word-naming-none"])
+def test_file_name_option_tells_the_language(language):
     # `#` opens a comment in Python, not in C: read as C, the `(` stays open
     # and the scope rule never sees the new function; read as Python it does.
-    buffer = "!stop-rules echo,scope\ndef f(x):\n!infill\n    return y\n"
+    # A !language word that names no language falls through to the file name.
+    buffer = f"!stop-rules echo,scope\n{language}def f(x):\n!infill\n    return y\n"
     middle = ["    y = x  # (\n", "    return y\n\n\ndef g(x):\n    return 2\n"]
     results = {}
     for name in ("src/f.py", "src/f.c"):
@@ -153,15 +155,3 @@ def test_file_name_names_the_language_of_a_buffer_with_regex_literals():
         results[name] = result.stdout
     assert results["src/quote.js"] == b"  s = s.replace(/`/g, '\\\\`');\n\n"
     assert results["notes.txt"] == "".join(middle).encode()
-
-
-def test_a_language_word_that_names_none_falls_through_to_the_file_name():
-    buffer = "!stop-rules echo,scope\n!language frobnicate\ndef f(x):\n!infill\n    return y\n"
-    middle = ["    y = x  # (\n", "    return y\n\n\ndef g(x):\n    return 2\n"]
-    results = {}
-    for name in ("src/f.py", "src/f.c"):
-        with ScriptedServer() as server:
-            server.respond(Reply(infill_events(middle)), path="/infill")
-            results[name] = run_illume(f"!api {server.url}\n{buffer}", "--file-name", name).stdout
-    assert results["src/f.py"] == b"    y = x  # ("
-    assert results["src/f.c"] == "".join(middle).encode()
