@@ -102,6 +102,11 @@ def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4, mode
     missing(part, install)
 
 
+# The user's own cache folder, before the fixture below points XDG_CACHE_HOME
+# elsewhere: pip keeps its built llama.cpp wheels there (test_quickstart).
+USER_CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _prompt_cache_home(tmp_path_factory):
     """Keep the embedded backend's prompt cache of the whole run in a folder of its own, never in ~/.cache."""

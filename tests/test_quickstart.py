@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import missing
+from conftest import USER_CACHE_HOME, missing
 
 pytestmark = pytest.mark.embedded
 
@@ -58,6 +58,9 @@ def test_readme_quick_start_on_the_system_python():
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("ILLUME_", "PYTHON", "VIRTUAL_ENV", "PIP_"))}
         env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
+        # pip's own cache, where a user's is: the run's XDG_CACHE_HOME is a test folder, and
+        # without the cached wheels pip would compile llama.cpp again (minutes).
+        env["PIP_CACHE_DIR"] = str(USER_CACHE_HOME / "pip")
         result = subprocess.run(["bash", "-c", command], cwd=copy, env=env, capture_output=True, timeout=1800)
         out, err = result.stdout.decode(), result.stderr.decode()
         assert result.returncode == 0, f"{out[-2000:]}\n{err[-3000:]}"
