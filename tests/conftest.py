@@ -114,6 +114,25 @@ def _prompt_cache_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fake_server():
+    """One scripted server for the whole run (tests/scripted.py)."""
+    from scripted import ScriptedServer
+
+    with ScriptedServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def server(fake_server):
+    """The run's scripted server, with no replies scripted and no requests recorded yet."""
+    from scripted import Reply, chat_events
+
+    fake_server.respond(Reply(chat_events([])))
+    fake_server.requests.clear()
+    return fake_server
+
+
+@pytest.fixture(scope="session")
 def llama_server():
     """The base URL of a real llama-server serving SmolLM2-135M-Instruct, with four parallel slots."""
     process, url, _ = start_llama_server()

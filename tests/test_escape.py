@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_program, run_illume
-from scripted import Reply, ScriptedServer, chat_events, infill_events
+from scripted import Reply, chat_events, infill_events
 from illume import buffer, request
 from illume.buffer import DIRECTIVES, Message, Sources
 from illume.errors import IllumeError
@@ -344,19 +344,6 @@ def completion_events(pieces: list[str], done: bool = True) -> list[str]:
     """Return OpenAI completions stream events carrying PIECES, then `[DONE]`."""
     events = [json.dumps({"choices": [{"index": 0, "text": piece}]}) for piece in pieces]
     return events + ["[DONE]"] if done else events
-
-
-@pytest.fixture(scope="module")
-def fake_server():
-    with ScriptedServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def server(fake_server):
-    fake_server.respond(Reply(chat_events([])))
-    fake_server.requests.clear()
-    return fake_server
 
 
 def test_cli_chat_reply_and_the_next_turn(server):

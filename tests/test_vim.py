@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ask_llama_server, missing, require_program
-from scripted import Reply, ScriptedServer, chat_events, infill_events
+from scripted import Reply, chat_events, infill_events
 
 pytestmark = pytest.mark.editor
 
@@ -32,20 +32,6 @@ PLUGIN = REPO / "vim"
 ILLUME = [sys.executable, "-m", "illume"]
 EDITOR_TIMEOUT = 240  # seconds for one editor session, however loaded the machine
 WAIT = 120  # seconds the script inside the editor waits for a reply
-
-
-@pytest.fixture(scope="session")
-def fake_server():
-    with ScriptedServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def server(fake_server):
-    """The session's scripted server, with no replies scripted and no requests recorded yet."""
-    fake_server.respond(Reply(chat_events([])))
-    fake_server.requests.clear()
-    return fake_server
 
 
 @pytest.fixture(scope="session")
