@@ -91,29 +91,22 @@ def test_rules_from_the_default_profile(tmp_path):
     assert result.stdout == b"    r = math.sqrt(sum(x * x for x in v))"
 
 
-def test_stop_rules_option_applies_when_the_buffer_sets_none():
-    buffer = NORM.replace("!stop-rules echo,scope\n", "")
+CUT = b"    r = math.sqrt(sum(x * x for x in v))"
+WHOLE = "".join(OVERRUN[:5]).encode()
+
+
+@pytest.mark.parametrize("buffer_rules, option, expected", [
+    ("", "echo,scope", CUT),  # the option applies when the buffer sets none
+    ("!stop-rules off\n", "all", WHOLE),  # the buffer's own rules win over it
+    ("", "", WHOLE),  # an empty option means none (as the editors pass it)
+], ids=["applies", "buffer-wins", "empty-is-none"])
+def test_stop_rules_option(buffer_rules, option, expected):
+    buffer = NORM.replace("!stop-rules echo,scope\n", buffer_rules)
     with ScriptedServer() as server:
         server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
-        result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "echo,scope")
+        result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", option)
     assert result.returncode == 0, result.stdout
-    assert result.stdout == b"    r = math.sqrt(sum(x * x for x in v))"
-
-
-def test_the_buffer_rules_win_over_the_option():
-    buffer = NORM.replace("!stop-rules echo,scope", "!stop-rules off")
-    with ScriptedServer() as server:
-        server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
-        result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "all")
-    assert result.stdout == "".join(OVERRUN[:5]).encode()
-
-
-def test_an_empty_stop_rules_option_means_none():
-    buffer = NORM.replace("!stop-rules echo,scope\n", "")
-    with ScriptedServer() as server:
-        server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
-        result = run_illume(f"!api {server.url}\n{buffer}", "--stop-rules", "")
-    assert result.stdout == "".join(OVERRUN[:5]).encode()
+    assert result.stdout == expected
 
 
 def test_an_unknown_rule_in_the_option_is_a_usage_error():
