@@ -58,6 +58,8 @@ def context_file(folder: Path, model: Path) -> tuple[Path, int]:
 
 def run_turn(buffer: str, env: dict, code: Path = REPO) -> tuple[float, str]:
     """Return (seconds, stdout) of one whole `python -m illume` process on BUFFER, illume's code from CODE."""
+    if code != REPO:
+        env = dict(env, PYTHONPATH=str(code))  # its sitecustomize.py, where baseline() wrote one
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "illume"], input=buffer.encode(), capture_output=True,
                             env=env, cwd=code, timeout=600)
@@ -80,15 +82,39 @@ def disk_use(folder: Path) -> tuple[int, int]:
 
 
 def baseline(work: Path) -> Path:
-    """Return a folder holding illume as it was before the prompt cache (BASELINE, default the branch point)."""
-    ref = os.environ.get("BASELINE") or subprocess.run(
-        ["git", "merge-base", "HEAD", "main"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    """Return a folder holding illume as it was before the prompt cache (BASELINE, default the commit before it)."""
+    first = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", "illume/prompt_cache.py"],
+                           capture_output=True, text=True, check=True, cwd=REPO).stdout.split()[-1]
+    ref = os.environ.get("BASELINE") or first + "^"
     folder = work / "baseline"
     folder.mkdir()
     archive = subprocess.run(["git", "archive", ref, "illume", "profiles", "fim_templates"], capture_output=True,
                              check=True, cwd=REPO).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    from illume.backends.embedded import _advertises_amx
+
+    if _advertises_amx():  # that code crashes here without the later fix: give it only that, nothing else
+        (folder / "sitecustomize.py").write_text(AMX_FIX)
     return folder
+
+
+# llama.cpp's AMX code crashes on a CPU that advertises AMX the VM does not
+# enable; illume loads models without it there (embedded.py). The code
+# before the cache did not, so its runs get the same fix, at start-up.
+AMX_FIX = """
+import llama_cpp.llama_cpp as low
+
+_default = low.llama_model_default_params
+
+
+def _without_extra_buffers():
+    params = _default()
+    params.use_extra_bufts = False
+    return params
+
+
+low.llama_model_default_params = _without_extra_buffers
+"""
 
 
 def main() -> None:
@@ -111,8 +137,7 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
     times = {name: [[] for _ in range(turns)] for name in ("cache", "no cache", "server")}
     disk = [[] for _ in range(turns)]
-    # Illume before the cache, on turn 1: BASELINE=REF names it, BASELINE=none skips it (where that code
-    # cannot run the model, as on a CPU that claims AMX: it crashes there).
+    # Illume before the cache, on turn 1: BASELINE=REF names another commit, BASELINE=none skips it.
     before = baseline(work) if os.environ.get("BASELINE") != "none" else None
     today = []  # the first turn on the code before the prompt cache
     try:

@@ -198,7 +198,7 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
 
     The oracle of the embedded tests: the body comes from illume's dry run;
     the model is loaded here, in the test process, with the settings the
-    embedded backend documents (4096 tokens of context, flash attention).
+    embedded backend documents (4096 tokens of context, batches of 128, no flash attention).
     """
     import llama_cpp
 
@@ -210,8 +210,8 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
         from illume.backends.embedded import _advertises_amx, _weight_repacking  # AMX the VM may not enable
 
         with _weight_repacking(not _advertises_amx()):
-            _llama_cpp_models[path] = llama_cpp.Llama(model_path=path, n_ctx=4096, n_threads=os.cpu_count() or 1,
-                                                      flash_attn=True, verbose=False)
+            _llama_cpp_models[path] = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=128,
+                                                      n_threads=os.cpu_count() or 1, flash_attn=False, verbose=False)
     model = _llama_cpp_models[path]
     sampling = {key: request[key] for key in ("max_tokens", "temperature", "seed", "stop") if key in request}
     assert set(request) <= {"messages", "prompt", "stream", "model", *sampling}, f"the oracle does not know {request}"

@@ -252,7 +252,7 @@ def test_the_next_turn_restores_the_conversation_and_replies_the_same(model, tmp
     assert len(cache_files(tmp_path)) == 1
     second = next_turn(CHAT, first, "And on line 5?")
     warm, cached2, total2 = ask(second, tmp_path)
-    # The model's own memory held the first prompt before it evaluated anything; the last 64 tokens
+    # The model's own memory held the first prompt before it evaluated anything; the last EXACT_BATCH tokens
     # are always evaluated (backends/prefix.py says why), and the reply's with them.
     assert cached2 == min(total, total2 - EXACT_BATCH)
     cold, none, _ = ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path / "unused")
@@ -271,6 +271,60 @@ def test_same_seed_same_reply_from_a_restored_state(model, tmp_path, sampling):
     replies = {ask(second, tmp_path)[0] for _ in range(2)}  # restored from the cache, twice
     replies.add(ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path)[0])
     assert len(replies) == 1, replies
+
+
+@pytest.mark.embedded
+def test_with_flash_attention_the_last_64_prompt_tokens_are_evaluated_again(model, tmp_path):
+    from illume.backends.prefix import FLASH_BATCH
+
+    flash = CHAT.replace("!stats\n", "!stats\n!:flash_attn true\n")
+    first, _, total = ask(flash, tmp_path)
+    _, cached, total2 = ask(next_turn(flash, first, "And on line 5?"), tmp_path)
+    assert cached == min(total, total2 - FLASH_BATCH)
+    _, cached, _ = ask(CHAT, tmp_path)
+    assert cached == 0, "an entry made with flash attention is not one without it"
+
+
+@pytest.mark.parametrize("count, limit, least, expected", [
+    (300, 128, 2, [128, 128, 44]), (257, 128, 2, [128, 127, 2]), (150, 128, 64, [86, 64]),
+    (64, 128, 64, [64]), (0, 128, 2, []),
+])
+def test_a_prompt_is_split_into_batches_none_too_small(count, limit, least, expected):
+    from illume.backends.prefix import batches
+
+    assert batches(count, limit, least) == expected
+
+
+def _state_after(tokens: list[int], sizes: list[int]) -> bytes:
+    """Return the saved state of a freshly loaded model after evaluating TOKENS in batches of SIZES."""
+    import ctypes
+
+    import llama_cpp
+
+    from illume.backends.embedded import _advertises_amx, _weight_repacking, load_arguments
+
+    with _weight_repacking(not _advertises_amx()):
+        llama = llama_cpp.Llama(model_path=str(smollm2_path()), **load_arguments({}))
+    try:
+        start = 0
+        for size in sizes:
+            llama.eval(tokens[start:start + size])
+            start += size
+        size = llama_cpp.llama_state_seq_get_size(llama.ctx, 0)
+        data = (ctypes.c_uint8 * size)()
+        return bytes(data)[:llama_cpp.llama_state_seq_get_data(llama.ctx, data, size, 0)]
+    finally:
+        llama.close()
+
+
+@pytest.mark.embedded
+def test_the_state_is_the_same_however_the_prompt_is_split(model):
+    # The rule the cache's exactness stands on (backends/prefix.py): a llama.cpp that breaks it fails here.
+    tokens = _prompt_tokens(CHAT)[:400]
+    whole = _state_after(tokens, [128, 128, 128, 16])
+    assert _state_after(tokens, [100, 2, 128, 50, 120]) == whole
+    assert _state_after(tokens, [390, 3, 7]) == whole
+    assert _state_after(tokens, [64, 64, 64, 64, 64, 64, 16]) == whole
 
 
 def _prompt_tokens(buffer: str) -> list[int]:

@@ -55,6 +55,11 @@ CONTENT = {"messages", "prompt", "input_prefix", "input_suffix", "model", "strea
 OWN = {"cache_prompt", "chat_template"}
 
 DEFAULT_CONTEXT = 4096
+# Flash attention off, prompts in batches of 128: llama.cpp's CPU flash
+# attention makes each reply token cost twice as much over a few thousand
+# tokens of context, and without it 128-token batches read a prompt as fast
+# as flash attention's 512 (bench/README.md, "Load settings").
+DEFAULT_BATCH = 128
 
 
 def default_model() -> Path | None:
@@ -130,9 +135,10 @@ def _quiet():
 class Loaded:
     """A model loaded in this process, with the key of its entries in the prompt cache."""
 
-    def __init__(self, llama, key: bytes):
+    def __init__(self, llama, key: bytes, exact_batch: int):
         self.llama = llama
         self.key = key
+        self.exact_batch = exact_batch  # the fewest tokens a prompt batch holds (backends/prefix.py)
         self.clean = 0  # leading tokens in its memory computed as a cold run would (backends/prefix.py)
 
 
@@ -159,9 +165,7 @@ def _load(path: Path, options: dict) -> Loaded:
         with open(path, "rb") as f:
             if f.read(4) != b"GGUF":
                 raise SetupError(f"not a GGUF model file: {path}")
-        # Flash attention: about a tenth faster on the CPU here (bench/README.md).
-        arguments = {"n_ctx": DEFAULT_CONTEXT, "n_threads": os.cpu_count() or 1, "flash_attn": True, "verbose": False}
-        arguments.update(options)
+        arguments = load_arguments(options)
         repack = not _advertises_amx()
         try:
             with _quiet(), _weight_repacking(repack), _templates_uncompiled():
@@ -170,8 +174,15 @@ def _load(path: Path, options: dict) -> Loaded:
             raise SetupError(f"cannot load {path}: {e}") from None
         # Everything that shapes the saved state: the library, the file, the load arguments.
         versions = f"llama-cpp-python {llama_cpp.__version__}, repack {repack}"
-        _models[key] = Loaded(llama, prompt_cache.model_key(path, arguments, versions))
+        _models[key] = Loaded(llama, prompt_cache.model_key(path, arguments, versions),
+                              prefix.exact_batch(arguments["flash_attn"]))
     return _models[key]
+
+
+def load_arguments(options: Mapping) -> dict:
+    """Return the arguments of llama_cpp.Llama for a buffer's load OPTIONS: the defaults, then OPTIONS."""
+    return {"n_ctx": DEFAULT_CONTEXT, "n_batch": DEFAULT_BATCH, "n_threads": os.cpu_count() or 1,
+            "flash_attn": False, "verbose": False, **options}
 
 
 def _advertises_amx() -> bool:

@@ -7,25 +7,32 @@ more), evaluates the rest, and returns how many tokens it did not have to
 evaluate, as the model's own memory reports them. llama-cpp-python's
 `create_completion` then finds the whole prompt evaluated and samples.
 
-Same state, same reply. llama.cpp's CPU code computes a token's keys and
-values differently depending on how many tokens are evaluated with it:
-flash attention takes a tiled path for 64 queries or more (GGML_FA_TILE_Q)
-and another below, and a single token also goes through other matrix
-code. Measured on SmolLM2 with a restored prefix, the logits of the next
-token moved by up to 0.98 when the rest came in a batch of 63 tokens
-instead of the cold run's 237, and not at all (bit for bit) with 64 or
-more. So every prompt token is evaluated in a batch of at least
-EXACT_BATCH tokens, cold or warm: the last EXACT_BATCH prompt tokens are
-always evaluated, and a prompt shorter than that is neither saved nor kept.
-The reply's own tokens, evaluated one by one while generating, are never
-reused: the next turn evaluates them again, with the new message.
+Same state, same reply. Measured on SmolLM2 without flash attention, the
+whole saved state is bit for bit the same however a prompt is split into
+batches of two tokens or more. A token evaluated alone goes through
+llama.cpp's matrix-vector code instead, and in one measurement here came
+out otherwise. So every prompt token is evaluated in a batch of at least
+`exact_batch` tokens, cold or warm: the last ones are always evaluated
+again, and a shorter prompt is neither saved nor kept. The
+reply's own tokens, evaluated one by one while generating, are never
+reused: the next turn evaluates them again, with the new message. With
+flash attention (`!:flash_attn true`) the state also depends on how many
+tokens a batch holds beyond that (its CPU code takes a tiled path for 64
+queries or more, and another below), so there the last 64 are evaluated
+and the same reply is likely but not promised.
 """
 
 import ctypes
 from collections.abc import Sequence
 
 SEQUENCE = 0  # llama-cpp-python runs one sequence
-EXACT_BATCH = 64
+EXACT_BATCH = 2  # the fewest tokens a batch holds for the exact state
+FLASH_BATCH = 64  # the same with flash attention, as near as it gets
+
+
+def exact_batch(flash_attention: bool) -> int:
+    """Return the fewest tokens every prompt batch holds, with flash attention on or off."""
+    return FLASH_BATCH if flash_attention else EXACT_BATCH
 
 
 def prepare(loaded, prompt: Sequence[int], cache, caching: bool) -> int:
@@ -41,18 +48,18 @@ def prepare(loaded, prompt: Sequence[int], cache, caching: bool) -> int:
     held = held_tokens(llama)
     loaded.clean = 0  # until the whole prompt is in
     start = held
-    for size in batches(len(prompt) - held, llama.n_batch):
+    for size in batches(len(prompt) - held, llama.n_batch, loaded.exact_batch):
         llama.eval(prompt[start:start + size])
         start += size
-    loaded.clean = len(prompt) if len(prompt) >= EXACT_BATCH else 0
+    loaded.clean = len(prompt) if len(prompt) >= loaded.exact_batch else 0
     return held
 
 
-def batches(count: int, limit: int) -> list[int]:
-    """Return sizes that split COUNT tokens into batches of at most LIMIT, none under EXACT_BATCH if it can be."""
+def batches(count: int, limit: int, least: int) -> list[int]:
+    """Return sizes that split COUNT tokens into batches of at most LIMIT, none under LEAST if it can be."""
     sizes = []
     while count > limit:
-        size = limit if count - limit >= EXACT_BATCH else count - EXACT_BATCH
+        size = limit if count - limit >= least else count - least
         sizes.append(size)
         count -= size
     return sizes + [count] if count else sizes
@@ -71,7 +78,7 @@ def _reuse(loaded, prompt: Sequence[int], cache) -> None:
     from illume.prompt_cache import common_prefix
 
     llama = loaded.llama
-    usable = max(0, len(prompt) - EXACT_BATCH)
+    usable = max(0, len(prompt) - loaded.exact_batch)
     kept = min(common_prefix(llama.input_ids[: loaded.clean].tolist(), prompt), usable)
     found = cache.best(prompt) if cache is not None else None
     if found is not None and min(found.common, usable) > kept:
