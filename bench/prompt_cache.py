@@ -148,7 +148,8 @@ def main() -> None:
             for turn in range(turns):
                 runs = ["cache", "server"] + (["no cache"] if turn in measured else [])
                 runs += ["today"] if turn == 0 and before else []
-                runs = runs[turn % len(runs):] + runs[:turn % len(runs)]  # no variant always first
+                first = (turn + repeat) % len(runs)
+                runs = runs[first:] + runs[:first]  # no variant always first
                 outputs = {}
                 for name in runs:
                     if name == "no cache":  # the very buffer the cache variant gets, without the cache

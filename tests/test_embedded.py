@@ -169,9 +169,9 @@ def test_same_buffer_same_reply_within_one_process():
     assert replies[0] == replies[1] == replies[2]
 
 
-def test_flash_attention_can_be_turned_off_and_wants_a_boolean():
-    off = run_illume(SETTINGS + "!:flash_attn false\n!completion\nHello")
-    assert off.returncode == 0, off.stdout
+def test_flash_attention_can_be_turned_on_and_wants_a_boolean():
+    on = run_illume(SETTINGS + "!:flash_attn true\n!completion\nHello")
+    assert on.returncode == 0, on.stdout
     wrong = run_illume(SETTINGS + "!:flash_attn 1\n!completion\nHello")
     assert wrong.returncode == 1
     assert wrong.stdout == b"\n\n!error\n\n!:flash_attn: expected true or false, got 1.0\n"
