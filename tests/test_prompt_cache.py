@@ -404,6 +404,26 @@ def test_two_processes_saving_the_same_entry_at_once(model, tmp_path):
 
 
 @pytest.mark.embedded
+def test_a_reply_stopped_by_the_editor_still_leaves_the_prompt_saved(model, tmp_path):
+    # The state is written while the reply is generated; SIGTERM (Vim's job stop) waits for a whole entry.
+    import signal
+
+    from test_interrupt import NOTE, Illume, after
+
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    illume = Illume(CHAT.replace("!:max_tokens 12", "!:max_tokens 400").encode(), env=env)
+    illume.wait_for(after(b"!assistant\n\n", 2), timeout=120)
+    illume.process.send_signal(signal.SIGTERM)
+    status, out, err = illume.finish()
+    assert (status, err) == (143, b"")
+    assert out.endswith(NOTE)
+    [entry] = cache_files(tmp_path)
+    assert not [p for p in entry.parent.iterdir() if p.name.startswith(pc.TEMPORARY)]
+    _, cached, total = ask(CHAT, tmp_path)
+    assert cached == total - EXACT_BATCH
+
+
+@pytest.mark.embedded
 def test_eviction_at_the_size_limit(model, tmp_path):
     ask(CHAT, tmp_path)
     [entry] = cache_files(tmp_path)

@@ -290,6 +290,7 @@ class EmbeddedBackend:
         cache = None
         if caching and limit > 0 and not infill:
             cache = prompt_cache.PromptCache(prompt_cache.folder(self.env), loaded.key, limit)
+        saving = None
         try:
             with _quiet():
                 if infill:
@@ -297,6 +298,7 @@ class EmbeddedBackend:
                 else:
                     reply.prompt_tokens = len(prompt)
                     reply.cached_tokens = prefix.prepare(loaded, prompt, cache, caching)
+                    saving = prefix.save(loaded, cache)
                     chunks = llama.create_completion(prompt=prompt, stream=True, **sampling)
                 for chunk in chunks:
                     text = _chunk_text(chunk, reply)
@@ -304,9 +306,11 @@ class EmbeddedBackend:
                         yield text
         except (ValueError, RuntimeError) as e:
             raise StreamError(f"the model failed: {e}") from None
+        finally:
+            note = saving.wait() if saving is not None else None  # never leave a write half done
         reply.finished = True
         if not infill:
-            note = prefix.finish(loaded, cache)
+            prefix.finish(loaded)
             if note:
                 reply.backend_notes.append(note)
 

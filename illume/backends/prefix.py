@@ -23,6 +23,7 @@ and the same reply is likely but not promised.
 """
 
 import ctypes
+import threading
 from collections.abc import Sequence
 
 SEQUENCE = 0  # llama-cpp-python runs one sequence
@@ -112,12 +113,38 @@ def _set_state(llama, state: bytearray) -> bool:
     return llama_cpp.llama_state_seq_set_data(llama.ctx, data, len(state), SEQUENCE) == len(state)
 
 
-def finish(loaded, cache) -> str | None:
-    """Drop the reply's tokens from the model, save the prompt's state in CACHE; return a note if it failed."""
+class Saving:
+    """The prompt's state on its way into the prompt cache, written while the reply is generated.
+
+    The state is copied out of llama.cpp at once, before the reply's tokens
+    join it; checking and writing it (a tenth of a second for 56 MB) then
+    overlaps the reply instead of following it.
+    """
+
+    def __init__(self, cache, tokens: list[int], state):
+        self._note = self._error = None
+        self._thread = threading.Thread(target=self._save, args=(cache, tokens, state), daemon=True)
+        self._thread.start()
+
+    def _save(self, cache, tokens, state) -> None:
+        try:
+            self._note = cache.save(tokens, state)
+        except BaseException as e:  # raised again by wait(), in the thread that answers for it
+            self._error = e
+
+    def wait(self) -> str | None:
+        """Wait until the state is written; return a note if it could not be."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._note
+
+
+def save(loaded, cache) -> Saving | None:
+    """Start saving the prompt's state in CACHE, once PREPARE has evaluated it; None if there is nothing to save."""
     import llama_cpp
 
     llama = loaded.llama
-    _truncate(llama, loaded.clean)
     count = loaded.clean
     if cache is None or count == 0 or held_tokens(llama) != count:
         return None  # nothing worth keeping, or memory and token list disagree: save nothing doubtful
@@ -126,4 +153,9 @@ def finish(loaded, cache) -> str | None:
     written = llama_cpp.llama_state_seq_get_data(llama.ctx, data, size, SEQUENCE)
     if not 0 < written <= size:
         return None
-    return cache.save(llama.input_ids[:count].tolist(), memoryview(data)[:written])
+    return Saving(cache, llama.input_ids[:count].tolist(), memoryview(data)[:written])
+
+
+def finish(loaded) -> None:
+    """Drop the reply's tokens from the model: the next buffer in this process starts from the prompt."""
+    _truncate(loaded.llama, loaded.clean)
