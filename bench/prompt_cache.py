@@ -8,10 +8,12 @@ repeat) and one through illume against llama-server with its own prompt
 cache on the same SmolLM2 file, interleaved turn by turn. On every EVERY-th
 turn (default 3: turns 1, 4, 7, 10) the cached conversation's buffer also
 goes through the embedded backend with `!:cache_prompt false`, the slow
-side, and on turn 1 through illume as it was before the cache. Each turn is
+side, and on turn 1 through illume as it was before the cache and with the
+cache and the load settings of before (`!:flash_attn true`, `!:n_batch 512`). Each turn is
 one whole `illume` process on the buffer so far, its reply appended and the
 next question after it, as a user in an editor would do. Prints per-turn
-medians, the ratios the issue sets goals for, and the cache's disk use.
+medians, the ratios set as goals, and the cache's disk use. `... 7 1 1`
+times the cold turn alone, seven times.
 """
 
 import os
@@ -140,6 +142,9 @@ def main() -> None:
     # Illume before the cache, on turn 1: BASELINE=REF names another commit, BASELINE=none skips it.
     before = baseline(work) if os.environ.get("BASELINE") != "none" else None
     today = []  # the first turn on the code before the prompt cache
+    flash = []  # the first turn with the cache and the load settings before it: flash attention, batches of 512
+    with_flash = heads["cache"].replace("!profile embedded\n",
+                                        "!profile embedded\n!:flash_attn true\n!:n_batch 512\n")
     try:
         for repeat in range(repeats):
             cache_home = work / f"cache-{repeat}"
@@ -148,6 +153,7 @@ def main() -> None:
             for turn in range(turns):
                 runs = ["cache", "server"] + (["no cache"] if turn in measured else [])
                 runs += ["today"] if turn == 0 and before else []
+                runs += ["flash"] if turn == 0 else []
                 first = (turn + repeat) % len(runs)
                 runs = runs[first:] + runs[:first]  # no variant always first
                 outputs = {}
@@ -158,6 +164,11 @@ def main() -> None:
                         seconds, _ = run_turn(buffers["cache"], env, before)
                         today.append(seconds)
                         continue
+                    elif name == "flash":  # the same first buffer with flash attention, its own cache folder
+                        flash_env = dict(env, XDG_CACHE_HOME=str(work / f"flash-{repeat}"))
+                        seconds, _ = run_turn(buffers["cache"].replace(heads["cache"], with_flash, 1), flash_env)
+                        flash.append(seconds)
+                        continue
                     else:
                         seconds, outputs[name] = run_turn(buffers[name], env)
                     times[name][turn].append(seconds)
@@ -166,7 +177,8 @@ def main() -> None:
                 disk[turn].append(disk_use(cache_home / "illume" / "prompts"))
                 print(f"  repeat {repeat + 1} turn {turn + 1}: "
                       + ", ".join(f"{name} {times[name][turn][-1]:.2f} s" for name in times if times[name][turn])
-                      + (f", before the cache {today[-1]:.2f} s" if turn == 0 and today else ""), flush=True)
+                      + (f", before the cache {today[-1]:.2f} s" if turn == 0 and today else "")
+                      + (f", flash attention {flash[-1]:.2f} s" if turn == 0 else ""), flush=True)
     finally:
         stop(server)
     print(f"\nper turn, median of {repeats} (min-max), whole illume process, seconds; no cache on turns "
@@ -193,13 +205,16 @@ def main() -> None:
     if ratios_none:
         print(f"turns 2-{turns}: cache / no cache, median {statistics.median(ratios_none):.3f}, "
               f"max {max(ratios_none):.3f} (goal <= 0.15)")
-    print(f"turns 2-{turns}: cache / llama-server, median {statistics.median(ratios_server):.2f}, "
-          f"max {max(ratios_server):.2f} (goal <= 3)")
+    if ratios_server:
+        print(f"turns 2-{turns}: cache / llama-server, median {statistics.median(ratios_server):.2f}, "
+              f"max {max(ratios_server):.2f} (goal <= 3)")
     cold, without = statistics.median(times["cache"][0]), statistics.median(times["no cache"][0])
     print(f"turn 1 (cold): with the cache {cold:.2f} s, without {without:.2f} s, ratio {cold / without:.3f}")
     if today:
         print(f"turn 1 before the cache existed: {statistics.median(today):.2f} s; "
               f"with the cache / before {cold / statistics.median(today):.3f} (goal <= 1)")
+        print(f"turn 1 with the cache, !:flash_attn true and !:n_batch 512: {statistics.median(flash):.2f} s; "
+              f"/ before {statistics.median(flash) / statistics.median(today):.3f}")
 
 
 if __name__ == "__main__":
