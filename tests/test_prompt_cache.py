@@ -475,9 +475,10 @@ def test_buffers_in_one_process_share_a_prefix_without_the_disk(model, tmp_path)
         outputs.append(out.getvalue().decode())
         # The model's own count of tokens it evaluated in batches: the prompt's, not the reply's one by one.
         evaluated.append(llama_cpp.llama_perf_context(llama.ctx).n_p_eval)
-    cached, total = map(int, STATS.search(outputs[1]).groups())
+    (cached_first, total_first), (cached, total) = (map(int, STATS.search(out).groups()) for out in outputs)
     assert cached > 500
-    assert evaluated == [total, total - cached]
+    # The first may reuse a few tokens (the template's start) from a test before it in this process.
+    assert evaluated == [total_first - cached_first, total - cached]
     assert not (tmp_path / "illume").exists()
     cold, _, _ = ask(CHAT.replace("line 4?", "line 9?").replace("!stats\n", "!stats\n!:cache_prompt false\n"),
                      tmp_path)
