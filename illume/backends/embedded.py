@@ -58,7 +58,7 @@ DEFAULT_CONTEXT = 4096
 # Flash attention off, prompts in batches of 128: llama.cpp's CPU flash
 # attention makes each reply token cost twice as much over a few thousand
 # tokens of context; without it, 128-token batches read a prompt fastest,
-# 5-10% behind flash attention's 512, which a reply wins back after about
+# about 10% behind flash attention's 512, which a reply wins back after about
 # 40 tokens (bench/README.md, "Load settings"). And without it the prompt
 # cache's state is exact however a prompt is split (backends/prefix.py).
 DEFAULT_BATCH = 128
