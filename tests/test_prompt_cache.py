@@ -288,6 +288,7 @@ def test_with_flash_attention_the_last_64_prompt_tokens_are_evaluated_again(mode
 @pytest.mark.parametrize("count, limit, least, expected", [
     (300, 128, 2, [128, 128, 44]), (257, 128, 2, [128, 127, 2]), (150, 128, 64, [86, 64]),
     (64, 128, 64, [64]), (0, 128, 2, []),
+    (5, 1, 2, [1, 1, 1, 1, 1]), (100, 32, 64, [32, 32, 32, 4]),  # batches too small to be exact: still all read
 ])
 def test_a_prompt_is_split_into_batches_none_too_small(count, limit, least, expected):
     from illume.backends.prefix import batches
@@ -401,6 +402,17 @@ def test_two_processes_saving_the_same_entry_at_once(model, tmp_path):
     again, cached, total = ask(CHAT, tmp_path)
     assert cached == total - EXACT_BATCH
     assert again == replies.pop()
+
+
+@pytest.mark.embedded
+def test_batches_too_small_for_the_exact_state_are_read_and_never_saved(model, tmp_path):
+    # Read one token at a time, this prompt gets another reply here ("contains" for "has"): such a
+    # state would make a restored reply differ from a cold one, so it is never kept.
+    out, cached, total = ask(CHAT.replace("!stats\n", "!stats\n!:n_batch 1\n"), tmp_path)
+    assert cached == 0 and total > 500
+    assert "marbles" in out
+    assert not cache_files(tmp_path)
+    assert ask(CHAT.replace("!stats\n", "!stats\n!:n_batch 1\n"), tmp_path)[1] == 0
 
 
 @pytest.mark.embedded

@@ -10,8 +10,8 @@ evaluate, as the model's own memory reports them. llama-cpp-python's
 Same state, same reply. Measured on SmolLM2 without flash attention, the
 whole saved state is bit for bit the same however a prompt is split into
 batches of two tokens or more. A token evaluated alone goes through
-llama.cpp's matrix-vector code instead, and in one measurement here came
-out otherwise. So every prompt token is evaluated in a batch of at least
+llama.cpp's matrix-vector code instead: read one token at a time
+(`!:n_batch 1`), the tests' chat gets another reply. So every prompt token is evaluated in a batch of at least
 `exact_batch` tokens, cold or warm: the last ones are always evaluated
 again, and a shorter prompt is neither saved nor kept. The
 reply's own tokens, evaluated one by one while generating, are never
@@ -52,12 +52,15 @@ def prepare(loaded, prompt: Sequence[int], cache, caching: bool) -> int:
     for size in batches(len(prompt) - held, llama.n_batch, loaded.exact_batch):
         llama.eval(prompt[start:start + size])
         start += size
-    loaded.clean = len(prompt) if len(prompt) >= loaded.exact_batch else 0
+    exact = len(prompt) >= loaded.exact_batch and llama.n_batch >= loaded.exact_batch  # !:n_batch 1 is not
+    loaded.clean = len(prompt) if exact else 0
     return held
 
 
 def batches(count: int, limit: int, least: int) -> list[int]:
     """Return sizes that split COUNT tokens into batches of at most LIMIT, none under LEAST if it can be."""
+    if limit < least:
+        return [limit] * (count // limit) + ([count % limit] if count % limit else [])
     sizes = []
     while count > limit:
         size = limit if count - limit >= least else count - least
