@@ -28,12 +28,9 @@ SETTINGS = {
 
 def measure(options: dict, tokens: list[int]) -> tuple[float, float]:
     """Return (seconds to read TOKENS, seconds per token after them) on a freshly loaded model."""
-    import llama_cpp
+    from illume.backends.embedded import default_model, open_model
 
-    from illume.backends.embedded import _advertises_amx, _weight_repacking, default_model, load_arguments
-
-    with _weight_repacking(not _advertises_amx()):
-        llama = llama_cpp.Llama(model_path=str(default_model()), **load_arguments(options))
+    llama = open_model(default_model(), options)
     try:
         start = time.perf_counter()
         for i in range(0, len(tokens), llama.n_batch):

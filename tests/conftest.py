@@ -207,9 +207,9 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
     request = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
     path = str(request.get("model") or embedded_model())
     if path not in _llama_cpp_models:
-        from illume.backends.embedded import _advertises_amx, _weight_repacking  # AMX the VM may not enable
+        from illume.backends.embedded import _weight_repacking, advertises_amx  # AMX the VM may not enable
 
-        with _weight_repacking(not _advertises_amx()):
+        with _weight_repacking(not advertises_amx()):
             _llama_cpp_models[path] = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=128,
                                                       n_threads=os.cpu_count() or 1, flash_attn=False, verbose=False)
     model = _llama_cpp_models[path]

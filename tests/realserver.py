@@ -48,15 +48,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def advertises_amx() -> bool:
-    """Return whether the CPU says it has Intel AMX (the `amx_tile` flag in /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " amx_tile" in f.read()
-    except OSError:
-        return False
-
-
 def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4, model: Path | None = None):
     """Start llama-server on MODEL (default SmolLM2) on a free port; return (process, base URL, log path) once healthy."""
     binary, model = llama_server_binary(), model or smollm2_path()
@@ -70,6 +61,8 @@ def start_llama_server(*extra: str, context: int = 2048, parallel: int = 4, mode
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{port}.log"
     command = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
                "-c", str(context * parallel), "--parallel", str(parallel), "-t", "2", *extra]
+    from illume.backends.embedded import advertises_amx
+
     if advertises_amx():
         # llama.cpp's AMX matrix code (a "repacked" weight buffer) crashes where the CPU
         # advertises AMX that the kernel or VM does not enable (a fault at ldtilecfg).

@@ -298,22 +298,16 @@ def test_a_prompt_is_split_into_batches_none_too_small(count, limit, least, expe
 
 def _state_after(tokens: list[int], sizes: list[int]) -> bytes:
     """Return the saved state of a freshly loaded model after evaluating TOKENS in batches of SIZES."""
-    import ctypes
+    from illume.backends.embedded import open_model
+    from illume.backends.prefix import sequence_state
 
-    import llama_cpp
-
-    from illume.backends.embedded import _advertises_amx, _weight_repacking, load_arguments
-
-    with _weight_repacking(not _advertises_amx()):
-        llama = llama_cpp.Llama(model_path=str(smollm2_path()), **load_arguments({}))
+    llama = open_model(smollm2_path(), {})
     try:
         start = 0
         for size in sizes:
             llama.eval(tokens[start:start + size])
             start += size
-        size = llama_cpp.llama_state_seq_get_size(llama.ctx, 0)
-        data = (ctypes.c_uint8 * size)()
-        return bytes(data)[:llama_cpp.llama_state_seq_get_data(llama.ctx, data, size, 0)]
+        return bytes(sequence_state(llama))
     finally:
         llama.close()
 

@@ -8,6 +8,7 @@ on either. llama_cpp is imported here, when a reply is asked for.
 """
 
 import atexit
+import functools
 import importlib.util
 import os
 from collections.abc import Iterator, Mapping
@@ -167,18 +168,24 @@ def _load(path: Path, options: dict) -> Loaded:
         with open(path, "rb") as f:
             if f.read(4) != b"GGUF":
                 raise SetupError(f"not a GGUF model file: {path}")
+        llama = open_model(path, options)
         arguments = load_arguments(options)
-        repack = not _advertises_amx()
-        try:
-            with _quiet(), _weight_repacking(repack), _templates_uncompiled():
-                llama = llama_cpp.Llama(model_path=str(path), **arguments)
-        except (ValueError, RuntimeError) as e:
-            raise SetupError(f"cannot load {path}: {e}") from None
         # Everything that shapes the saved state: the library, the file, the load arguments.
-        versions = f"llama-cpp-python {llama_cpp.__version__}, repack {repack}"
+        versions = f"llama-cpp-python {llama_cpp.__version__}, repack {not advertises_amx()}"
         _models[key] = Loaded(llama, prompt_cache.model_key(path, arguments, versions),
                               prefix.exact_batch(arguments["flash_attn"]))
     return _models[key]
+
+
+def open_model(path: Path, options: Mapping):
+    """Return a new llama_cpp.Llama for PATH with the load OPTIONS over the defaults; raise SetupError if it fails."""
+    import llama_cpp
+
+    try:
+        with _quiet(), _weight_repacking(not advertises_amx()), _templates_uncompiled():
+            return llama_cpp.Llama(model_path=str(path), **load_arguments(options))
+    except (ValueError, RuntimeError) as e:
+        raise SetupError(f"cannot load {path}: {e}") from None
 
 
 def load_arguments(options: Mapping) -> dict:
@@ -187,8 +194,9 @@ def load_arguments(options: Mapping) -> dict:
             "flash_attn": False, "verbose": False, **options}
 
 
-def _advertises_amx() -> bool:
-    """Return whether the CPU claims AMX: llama.cpp then puts weights in AMX buffers."""
+@functools.cache
+def advertises_amx() -> bool:
+    """Return whether the CPU claims AMX (`amx_tile` in /proc/cpuinfo): llama.cpp then puts weights in AMX buffers."""
     try:
         with open("/proc/cpuinfo") as f:
             return " amx_tile" in f.read()

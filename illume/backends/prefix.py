@@ -145,18 +145,22 @@ class Saving:
 
 def save(loaded, cache) -> Saving | None:
     """Start saving the prompt's state in CACHE, once PREPARE has evaluated it; None if there is nothing to save."""
-    import llama_cpp
-
     llama = loaded.llama
     count = loaded.clean
     if cache is None or count == 0 or held_tokens(llama) != count:
         return None  # nothing worth keeping, or memory and token list disagree: save nothing doubtful
+    state = sequence_state(llama)
+    return Saving(cache, llama.input_ids[:count].tolist(), state) if state is not None else None
+
+
+def sequence_state(llama) -> memoryview | None:
+    """Return a copy of the model's state for its sequence (its key/value cells), or None if llama.cpp fails."""
+    import llama_cpp
+
     size = llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE)
     data = (ctypes.c_uint8 * size)()
     written = llama_cpp.llama_state_seq_get_data(llama.ctx, data, size, SEQUENCE)
-    if not 0 < written <= size:
-        return None
-    return Saving(cache, llama.input_ids[:count].tolist(), memoryview(data)[:written])
+    return memoryview(data)[:written] if 0 < written <= size else None
 
 
 def finish(loaded) -> None:
