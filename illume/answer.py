@@ -49,9 +49,9 @@ class Question:
     @property
     def concurrent(self) -> bool:
         """Return whether this request may run beside others (false for the embedded model)."""
-        from illume.backends import backend_class
+        from illume.backends import concurrent
 
-        return backend_class(self.request.url).concurrent
+        return concurrent(self.request.url)
 
 
 def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:

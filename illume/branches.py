@@ -39,6 +39,7 @@ import queue
 import threading
 import time
 
+from illume.backends import concurrent
 from illume import buffer as buf
 from illume.errors import BufferError, HTTPStatusError, IllumeError
 from illume.output import ASSISTANT, Times, write_reply
@@ -60,7 +61,7 @@ def first_request(parsed: buf.Buffer, request):
     """Return the request to send first for PARSED's branches; raise BufferError in infill mode."""
     if request.mode == buf.INFILL:
         raise BufferError("!branches: fill in the middle takes one reply (remove !branches)")
-    if not _concurrent(request):
+    if not concurrent(request.url):
         return request  # answered one request after another
     return _with_body(request, n=parsed.branches)
 
@@ -70,7 +71,7 @@ def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
     cancel = threading.Event()
     times = Times()
     try:
-        if _concurrent(request):
+        if concurrent(request.url):
             branches = _over_http(request, parsed.branches, timeout, cancel)
         else:
             from illume.backends import for_request
@@ -85,12 +86,6 @@ def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
         out.write(times.note(sum(branch.reply.events for branch in branches)))
     if failures:
         raise IllumeError("; ".join(failures))
-
-
-def _concurrent(request) -> bool:
-    from illume.backends import backend_class
-
-    return backend_class(request.url).concurrent
 
 
 def _with_body(request, drop=(), **keys):

@@ -19,6 +19,11 @@ def backend_class(url: str) -> type:
     return HTTPBackend
 
 
+def concurrent(url: str) -> bool:
+    """Return whether requests to URL may run beside others (false for the embedded model)."""
+    return backend_class(url).concurrent
+
+
 def for_request(request, env, timeout):
     """Return the backend that serves REQUEST's URL."""
     from illume.backends.http import HTTPBackend
