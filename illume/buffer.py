@@ -306,12 +306,10 @@ class _Reader:
         elif command == "!error":
             # illume's own report of a failed turn: not for the model's eyes.
             self.in_error = True
-        elif len(command) > 2 and command.startswith("!>"):
+        elif command.startswith("!>"):  # directive() lets through only setters with a name
             self.header(command[2:], trim_space(args))
-        elif len(command) > 2 and command.startswith("!:"):
+        else:  # !:KEY
             self.key(command[2:], trim_space(args), depth)
-        else:
-            self.text(line)
         return True
 
     def text(self, line: str) -> None:
