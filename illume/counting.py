@@ -50,7 +50,7 @@ class ServerCounter:
         self.root = server_root(request.url)
         self.where = urlsplit(self.root).netloc or self.root
         headers = {name: value for name, value in wire.headers(request.headers.items(), None)[0].items()
-                   if name.lower() not in ("accept", "content-length", "content-type")}
+                   if name.lower() not in ("accept", "content-type")}
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)), headers=headers,
                                    follow_redirects=False, verify=_verify(request.url))
 
@@ -115,8 +115,7 @@ class EmbeddedCounter:
         self.request = request
         load_options, _ = embedded.split_keys(request.body)
         loaded = embedded._load(embedded.model_path(request.body, env), load_options)
-        self.llama = getattr(loaded, "llama", loaded)
-        self._bos_next = True  # whether the next prompt tokenized gets BOS (when the model asks for one)
+        self.llama = loaded.llama
 
     def close(self) -> None:
         pass
@@ -125,38 +124,13 @@ class EmbeddedCounter:
         return self.llama.n_ctx()
 
     def render(self, messages: Sequence, body: Mapping) -> str:
-        from illume.backends import embedded
+        from illume.backends import chat_prompt, embedded
 
-        try:
-            from illume.backends import chat_prompt
-        except ImportError:  # a backend that lets llama-cpp-python lay out the chat
-            return self._render_as_llama_cpp_python(messages)
         return chat_prompt.render(self.llama, messages, embedded._text(body, "chat_template"))
-
-    def _render_as_llama_cpp_python(self, messages: Sequence) -> str:
-        """Return the prompt as llama-cpp-python's create_chat_completion lays it out from the GGUF's template."""
-        from llama_cpp import llama_chat_format
-
-        llama = self.llama
-        name = llama.chat_format or ""
-        key = "tokenizer.chat_template" if name == "chat_template.default" else "tokenizer." + name
-        template = llama.metadata.get(key) if name.startswith("chat_template") else None
-        if template is None:
-            raise Uncountable(f"llama-cpp-python's {name or 'own'} chat format is not counted; "
-                              "a model with a chat template in its GGUF is")
-        model = llama._model
-        eos, bos = llama.token_eos(), llama.token_bos()
-        formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=template, eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "", stop_token_ids=[eos])
-        result = formatter(messages=[dict(m) for m in messages])
-        self._bos_next = not result.added_special  # as llama-cpp-python then tokenizes it
-        return result.prompt
 
     def pieces(self, text: str, special: bool = True) -> list[bytes]:
         # As the backend tokenizes a prompt (chat_prompt.tokens): special tokens parsed, BOS if the model wants it.
-        add_bos, self._bos_next = special and self._bos_next, True
-        ids = self.llama.tokenize(text.encode("utf-8", "surrogateescape"), add_bos=add_bos, special=special)
+        ids = self.llama.tokenize(text.encode("utf-8", "surrogateescape"), add_bos=special, special=special)
         return [self._piece(token) for token in ids]
 
     def _piece(self, token: int) -> bytes:
