@@ -21,7 +21,8 @@ _NAMESPACES = ("fim",)  # the `NAMESPACE:` prefixes of built-in names
 
 
 def _is_bare(name: str) -> bool:
-    return "/" not in name and "\\" not in name
+    """Return whether NAME is a profile name, not a path (nor the current or parent folder)."""
+    return "/" not in name and "\\" not in name and name not in ("", ".", "..")
 
 
 def _stored(name: str) -> str:
@@ -37,7 +38,7 @@ def _typed(stored: str) -> str:
 
 def builtin_file(name: str) -> str | None:
     """Return the path of the built-in profile NAME, or None when there is none."""
-    if not _is_bare(name) or name in ("", ".", "..") or _typed(_stored(name)) != name:
+    if not _is_bare(name) or _typed(_stored(name)) != name:
         return None
     path = os.path.join(builtin_dir("profiles"), f"{_stored(name)}.profile")
     return path if os.path.isfile(path) else None
@@ -55,7 +56,7 @@ def resolve(name: str, env: Mapping[str, str]) -> tuple[str, str]:
     builtin = builtin_file(name)
     if builtin is not None:
         return builtin, read_text(builtin)
-    if _is_bare(name) and name not in ("", ".", ".."):
+    if _is_bare(name):
         users = os.path.join(user_dir("profiles", env), f"{name}.profile")
         if os.path.isfile(users):
             return users, read_text(users)
