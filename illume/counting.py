@@ -232,7 +232,7 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
             dropped = tokens.plan(costs, roles, whole.total, whole.budget)
         except tokens.TooLong:
             raise ContextTooLong(tokens.too_long(whole)) from None
-        last = _last_user(roles)
+        last = tokens.last_user(roles)
         while True:
             cut = _without(parsed, request, dropped)
             count = measure(counter, *cut)
@@ -250,11 +250,6 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
         return Fitted(parsed, request, f"\n\n!note !fit left nothing out: {e}")
     finally:
         counter.close()
-
-
-def _last_user(roles: Sequence[str]) -> int:
-    users = [i for i, role in enumerate(roles) if role == "user"]
-    return users[-1] if users else len(roles) - 1
 
 
 class _Kept:

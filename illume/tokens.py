@@ -185,6 +185,12 @@ def _separately(counter, contents, files) -> list[tuple[int, list[int], int]]:
 
 # --- `!fit` ----------------------------------------------------------------
 
+def last_user(roles: Sequence[str]) -> int:
+    """Return the index of the last user message (the last message if none is the user's): `!fit` keeps it."""
+    users = [i for i, role in enumerate(roles) if role == "user"]
+    return users[-1] if users else len(roles) - 1
+
+
 def plan(costs: Sequence[int], roles: Sequence[str], total: int, budget: int) -> range:
     """Return the messages to leave out (indexes, oldest first) so that TOTAL tokens fit BUDGET.
 
@@ -195,8 +201,7 @@ def plan(costs: Sequence[int], roles: Sequence[str], total: int, budget: int) ->
     TooLong when even all the others leaving is not enough.
     """
     first = 1 if roles and roles[0] == "system" else 0
-    users = [i for i, role in enumerate(roles) if role == "user"]
-    last = users[-1] if users else len(roles) - 1
+    last = last_user(roles)
     stop = first
     while total > budget and stop < last:
         total -= costs[stop]
