@@ -123,13 +123,32 @@ def looks_generated(text: str) -> bool:
     return switches >= 0.35 * (len(alnum) - 1)
 
 
+def _secret_pair(name: str, value: str) -> bool:
+    """Return whether the query pair NAME=VALUE (as written) carries a key: by its name or by its look."""
+    from urllib.parse import unquote_plus
+
+    return bool(value) and (secret_name(unquote_plus(name)) or looks_generated(unquote_plus(value)))
+
+
+def _secret_segment(before: str, segment: str) -> bool:
+    """Return whether the path SEGMENT (after BEFORE, as written) is a key: by its look or the segment naming it."""
+    from urllib.parse import unquote
+
+    return bool(segment) and (looks_generated(unquote(segment)) or bool(before) and secret_name(unquote(before)))
+
+
+def _hide_userinfo(url: str) -> str:
+    """Return URL, which does not parse, with at least nothing between // and @ showing."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
 def _query_secrets(query: str) -> list[str]:
     from urllib.parse import unquote_plus
 
     found = []
     for pair in re.split("[&;]", query):
         name, equals, value = pair.partition("=")
-        if equals and value and (secret_name(unquote_plus(name)) or looks_generated(unquote_plus(value))):
+        if equals and _secret_pair(name, value):
             found += [value, unquote_plus(value)]
     return found
 
@@ -140,7 +159,7 @@ def _path_secrets(path: str) -> list[str]:
     found = []
     segments = path.split("/")
     for before, segment in zip([""] + segments, segments):
-        if segment and (looks_generated(unquote(segment)) or (before and secret_name(unquote(before)))):
+        if _secret_segment(before, segment):
             found += [segment, unquote(segment)]
     return found
 
@@ -172,13 +191,12 @@ def url_secrets(url: str) -> list[str]:
 
 def shown_url(url: str) -> str:
     """Return URL as it may be shown: its password, keys in its query and key-like path segments masked."""
-    from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
     try:
         parts = urlsplit(url)
     except ValueError:
-        # Unparseable: at least nothing between // and @ shows.
-        return re.sub(r"//[^/@]*@", "//***@", url)
+        return _hide_userinfo(url)
     netloc = parts.netloc
     userinfo, at, host = netloc.rpartition("@")
     if at:
@@ -190,12 +208,11 @@ def shown_url(url: str) -> str:
     segments = parts.path.split("/")
     shown = []
     for before, segment in zip([""] + segments, segments):
-        secret = segment and (looks_generated(unquote(segment)) or (before and secret_name(unquote(before))))
-        shown.append(mask(segment) if secret else segment)
+        shown.append(mask(segment) if _secret_segment(before, segment) else segment)
     pairs = []
     for pair in re.split("([&;])", parts.query) if parts.query else []:
         name, equals, value = pair.partition("=")
-        if equals and value and (secret_name(unquote_plus(name)) or looks_generated(unquote_plus(value))):
+        if equals and _secret_pair(name, value):
             pair = f"{name}={mask(value)}"
         pairs.append(pair)
     try:
@@ -204,7 +221,7 @@ def shown_url(url: str) -> str:
             return url  # nothing to hide: shown as written (urlunsplit would lower-case the scheme, drop a bare `?`)
         return url[: len(parts.scheme)] + masked[len(parts.scheme):]
     except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", url)
+        return _hide_userinfo(url)
 
 
 def body_secrets(body: dict) -> list[str]:
