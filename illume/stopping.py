@@ -383,14 +383,15 @@ class InfillGuard:
         elif self._family == "python":
             match = re.search(r"\"\"\"|'''", self.prefix)
             if match:
-                (plain, plain_ends_in_code), (inside, inside_ends_in_code) = (
-                    self._python_reading(None, ""), self._python_reading("string", match.group()))
-                if inside_ends_in_code and not plain_ends_in_code and inside >= plain:
-                    return "string", match.group()
+                plain, plain_ends_in_code = self._python_reading(None, "")
+                if not plain_ends_in_code:  # else the plain reading stands, and nothing more is read
+                    inside, inside_ends_in_code = self._python_reading("string", match.group())
+                    if inside_ends_in_code and scores(inside)["python"] >= scores(plain)["python"]:
+                        return "string", match.group()
         return None, ""
 
     def _python_reading(self, mode, quote):
-        """Give back (how Python-like its code is, whether the hole is in code), reading the prefix from `mode`."""
+        """Give back (the prefix's code, whether the hole is in code), reading the prefix from `mode`."""
         lexer = _Lexer("python")
         lexer.mode, lexer.quote = mode, quote
         code = []
@@ -398,7 +399,7 @@ class InfillGuard:
             in_code, _, code_end = lexer.line(line)
             if in_code and lexer.mode is None:
                 code.append(line[:code_end])
-        return scores("\n".join(code))["python"], lexer.mode is None
+        return "\n".join(code), lexer.mode is None
 
     def _setup_scope(self):
         start = self._fragment_start()
