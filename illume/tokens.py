@@ -106,7 +106,7 @@ def count(counter, messages: Sequence, files: Sequence[Sequence[dict]], body: di
     room, key = reply_room(body, context)
     measured = []
     for number, (role, (tokens, file_tokens, cost)) in enumerate(zip(roles, counts), 1):
-        names = [f["filename"] for f in files[number - 1]] if files and number - 1 < len(files) else []
+        names = [f["filename"] for f in _files_of(files, number - 1)]
         measured.append(MessageCount(number, role, tokens, list(zip(names, file_tokens)), cost))
     return Count(len(pieces), measured, context, room, key)
 
@@ -130,6 +130,11 @@ def align(data: bytes, pieces: Sequence[bytes]) -> list[int] | None:
     return starts if at == len(data) else None
 
 
+def _files_of(files: Sequence[Sequence[dict]], index: int) -> Sequence[dict]:
+    """Return the `!context` files of message INDEX (none when the list stops short of it)."""
+    return files[index] if files and index < len(files) else []
+
+
 def _spans(data: bytes, contents: Sequence[str], files: Sequence[Sequence[dict]]) -> list:
     """Return for each content its (start, end) in DATA, or None, and its files' (start, end), in order."""
     spans, at = [], 0
@@ -141,7 +146,7 @@ def _spans(data: bytes, contents: Sequence[str], files: Sequence[Sequence[dict]]
             continue
         end = start + len(encoded)
         file_spans, inner = [], start
-        for f in (files[index] if files and index < len(files) else []):
+        for f in _files_of(files, index):
             piece = f["text"].encode("utf-8", "surrogateescape")
             found = data.find(piece, inner, end) if piece else -1
             file_spans.append((found, found + len(piece)) if found >= 0 else (inner, inner))
@@ -178,7 +183,7 @@ def _separately(counter, contents, files) -> list[tuple[int, list[int], int]]:
     for index, content in enumerate(contents):
         tokens = len(counter.pieces(content, special=False))
         file_tokens = [len(counter.pieces(f["text"], special=False))
-                       for f in (files[index] if files and index < len(files) else [])]
+                       for f in _files_of(files, index)]
         counts.append((tokens, file_tokens, tokens))
     return counts
 
