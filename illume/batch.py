@@ -347,7 +347,7 @@ def _mode_to_keep(target: str, new_mode: int | None = None) -> int:
         if new_mode is None:
             raise
         return new_mode
-    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+    if not _owned(info):
         raise _Changed(f"it belongs to another user (uid {info.st_uid}); illume replaces only its own files, "
                        "the reply was not written")
     if not stat.S_ISREG(info.st_mode):
@@ -361,6 +361,11 @@ TEMPORARY = ".{name}.illume-{pid}.tmp"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 _STALE = re.compile(r"\.(.+)\.illume-(\d+)\.tmp")
 _swept: set[str] = set()  # folders already cleared of stale temporary files by this process
+
+
+def _owned(info: os.stat_result) -> bool:
+    """Return whether the file INFO describes is this user's own (always, where there are no user ids)."""
+    return not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
 
 
 def _sweep(folder: str) -> None:
@@ -384,7 +389,7 @@ def _sweep(folder: str) -> None:
         path = os.path.join(folder, name)
         try:
             info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode) and info.st_uid == getattr(os, "geteuid", lambda: info.st_uid)():
+            if stat.S_ISREG(info.st_mode) and _owned(info):
                 os.unlink(path)
         except OSError:
             pass
