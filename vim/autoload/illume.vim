@@ -189,7 +189,7 @@ function! s:on_out(reply, id, text) abort
   " Remember whether illume reported a failure itself (the chunk may cut it).
   let l:seen = a:reply.tail . a:text
   let a:reply.failed = a:reply.failed || l:seen =~# '\n!error\n'
-  let a:reply.modeline = a:reply.modeline || l:seen =~# s:modeline
+  let a:reply.modeline = a:reply.modeline || (a:reply.mode ==# 'infill' && l:seen =~# s:modeline)
   let a:reply.tail = strpart(l:seen, len(l:seen) - 8)
   let l:text = a:reply.head . a:text
   let a:reply.head = ''
