@@ -25,6 +25,7 @@ once do not both delete for the same excess.
 
 import errno
 import hashlib
+import mmap
 import os
 import struct
 import time
@@ -155,28 +156,35 @@ class PromptCache:
         tokens = list(struct.unpack(f"<{n_tokens}i", raw))
         return Found(path, tokens, common_prefix(tokens, prompt), state_bytes, crc)
 
-    def load(self, found: Found) -> bytearray | None:
-        """Return FOUND's state bytes, checked against its CRC; remove a damaged entry and return None."""
+    def load(self, found: Found) -> memoryview | None:
+        """Return FOUND's state bytes, checked against its CRC; remove a damaged entry and return None.
+
+        The bytes are the file's own pages, mapped copy-on-write (writable,
+        as llama.cpp's loader asks, but never written back): no read into a
+        fresh buffer first. Entries are replaced by a rename and removed by
+        an unlink, never shortened in place, so the mapped pages stay there.
+        """
         try:
             with open(found.path, "rb") as f:
-                f.seek(HEADER.size)
-                raw = f.read(4 * len(found.tokens))
-                state = bytearray(found.state_bytes)
-                if f.readinto(state) != found.state_bytes or raw != _token_bytes(found.tokens):
-                    raise ValueError("changed while read")
+                size = os.fstat(f.fileno()).st_size
+                if size != HEADER.size + 4 * len(found.tokens) + found.state_bytes:
+                    raise ValueError("changed since its header was read")
+                mapping = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
             self._remove(found.path)
             return None
-        if zlib.crc32(state, zlib.crc32(raw)) != found.crc:
+        body = memoryview(mapping)[HEADER.size:]
+        tokens = body[:4 * len(found.tokens)]
+        if tokens != _token_bytes(found.tokens) or zlib.crc32(body) != found.crc:
             self._remove(found.path)
             return None
         try:
             os.utime(found.path)  # the least recently used go first
         except OSError:
             pass
-        return state
+        return body[len(tokens):]
 
     def remove(self, found: Found) -> None:
         """Remove FOUND: llama.cpp refused its state."""
@@ -184,37 +192,48 @@ class PromptCache:
 
     def save(self, tokens: Sequence[int], state) -> str | None:
         """Save STATE (bytes-like) for TOKENS; return a note saying why it could not be saved, or None."""
+        try:
+            entry = self.begin(tokens, len(state))
+        except NotSaved as e:
+            return str(e)
+        if entry is not None:
+            entry.state[:] = state
+            return entry.commit()
+        return None
+
+    def begin(self, tokens: Sequence[int], state_bytes: int) -> "Entry | None":
+        """Return a new entry for TOKENS with room for STATE_BYTES of state, or None if there is nothing to save.
+
+        None when the entry is larger than the whole cache (keeping it would
+        evict everything for nothing) or already saved (the same tokens give
+        the same state). Raise NotSaved with a note when the disk refuses it.
+        """
         raw = _token_bytes(tokens)
-        size = HEADER.size + len(raw) + len(state)
+        size = HEADER.size + len(raw) + state_bytes
         if size > self.limit:
-            return None  # larger than the whole cache: keeping it would evict everything for nothing
+            return None
         name = hashlib.sha256(raw).hexdigest()[:32] + SUFFIX
         try:
             os.utime(self.dir / name)
-            return None  # saved before: the same tokens give the same state
+            return None
         except OSError:
             pass
-        crc = zlib.crc32(state, zlib.crc32(raw))
-        temporary = None
+        partial = self.dir / f"{TEMPORARY}{os.getpid()}-{name}.part"  # not a SUFFIX name: never listed
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            partial = self.dir / f"{TEMPORARY}{os.getpid()}-{name}.part"  # not a SUFFIX name: never listed
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            temporary = partial
-            with os.fdopen(fd, "wb") as f:
-                f.write(HEADER.pack(MAGIC, FORMAT, self.key, len(tokens), len(state), crc))
-                f.write(raw)
-                f.write(state)
-            os.replace(temporary, self.dir / name)
-            temporary = None
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                # The space first: a full disk is an error here, where a page of
+                # a mapped file with no block behind it would kill the process.
+                os.posix_fallocate(fd, 0, size)
+                mapping = mmap.mmap(fd, size)
+            finally:
+                os.close(fd)  # the mapping keeps the file open
         except OSError as e:
-            if temporary is not None:
-                self._remove(temporary)
-            reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
-            return f"the prompt cache could not save this reply's state ({reason}); the next call evaluates it again"
-        self._drop_covered(tokens, name)
-        self._evict()
-        return None
+            self._remove(partial)
+            raise NotSaved(_unsaved(e)) from None
+        mapping[HEADER.size:HEADER.size + len(raw)] = raw
+        return Entry(self, tokens, name, partial, mapping)
 
     def _drop_covered(self, tokens: Sequence[int], kept: str) -> None:
         """Remove this model's entries whose tokens all begin the ones just saved: the new entry serves them."""
@@ -269,3 +288,59 @@ class PromptCache:
             os.unlink(path)
         except OSError:
             pass
+
+
+class NotSaved(Exception):
+    """The disk refused a new entry; the message is the note that says so."""
+
+
+def _unsaved(error: OSError) -> str:
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    reason = "the disk is full" if full else (error.strerror or str(error))
+    return f"the prompt cache could not save this reply's state ({reason}); the next call evaluates it again"
+
+
+class Entry:
+    """A new entry on its way into the cache: a temporary file, its space reserved and mapped.
+
+    The state goes straight into the file's pages (`state`, where llama.cpp
+    copies it), not through a buffer and a write: writing 56 MB to a new
+    file took 0.14 s of CPU on ext4 here, copying into its mapped pages
+    0.01 s more than the copy alone. `commit` adds the CRC and the header
+    and renames the file into place.
+    """
+
+    def __init__(self, cache: PromptCache, tokens: Sequence[int], name: str, partial: Path, mapping: mmap.mmap):
+        self._cache = cache
+        self._tokens = tokens
+        self._name = name
+        self._partial = partial
+        self._mapping = mapping
+        self.state = memoryview(mapping)[HEADER.size + 4 * len(tokens):]
+
+    def commit(self) -> str | None:
+        """Seal the entry and put it in place; return a note saying why it could not be, or None."""
+        cache = self._cache
+        try:
+            with memoryview(self._mapping) as whole:
+                body = whole[HEADER.size:]
+                crc = zlib.crc32(body)
+                whole[:HEADER.size] = HEADER.pack(MAGIC, FORMAT, cache.key, len(self._tokens), len(self.state), crc)
+                body.release()
+            self._close()
+            os.replace(self._partial, cache.dir / self._name)
+        except OSError as e:
+            self.abandon()
+            return _unsaved(e)
+        cache._drop_covered(self._tokens, self._name)
+        cache._evict()
+        return None
+
+    def abandon(self) -> None:
+        """Remove the unfinished entry."""
+        self._close()
+        PromptCache._remove(self._partial)
+
+    def _close(self) -> None:
+        self.state.release()
+        self._mapping.close()

@@ -298,8 +298,10 @@ def test_a_prompt_is_split_into_batches_none_too_small(count, limit, least, expe
 
 def _state_after(tokens: list[int], sizes: list[int]) -> bytes:
     """Return the saved state of a freshly loaded model after evaluating TOKENS in batches of SIZES."""
+    import llama_cpp
+
     from illume.backends.embedded import open_model
-    from illume.backends.prefix import sequence_state
+    from illume.backends.prefix import SEQUENCE, state_into
 
     llama = open_model(smollm2_path(), {})
     try:
@@ -307,7 +309,8 @@ def _state_after(tokens: list[int], sizes: list[int]) -> bytes:
         for size in sizes:
             llama.eval(tokens[start:start + size])
             start += size
-        return bytes(sequence_state(llama))
+        state = bytearray(llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE))
+        return bytes(state[:state_into(llama, memoryview(state))])
     finally:
         llama.close()
 

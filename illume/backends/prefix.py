@@ -108,8 +108,8 @@ def _truncate(llama, keep: int) -> None:
     llama.n_tokens = keep
 
 
-def _set_state(llama, state: bytearray) -> bool:
-    """Load STATE into the model's sequence; return whether llama.cpp took all of it."""
+def _set_state(llama, state: memoryview) -> bool:
+    """Load STATE (writable bytes) into the model's sequence; return whether llama.cpp took all of it."""
     import llama_cpp
 
     data = (ctypes.c_uint8 * len(state)).from_buffer(state)
@@ -117,27 +117,31 @@ def _set_state(llama, state: bytearray) -> bool:
 
 
 class Saving:
-    """The prompt's state on its way into the prompt cache, written while the reply is generated.
+    """The prompt's state on its way into the prompt cache, sealed while the reply is generated.
 
-    The state is copied out of llama.cpp at once, before the reply's tokens
-    join it; checking and writing it (a tenth of a second for 56 MB) then
-    overlaps the reply instead of following it.
+    The state is copied out of llama.cpp at once, into the new entry's own
+    pages, before the reply's tokens join it; its CRC and the rename into
+    place (a few hundredths of a second for 56 MB) then overlap the reply
+    instead of following it. NOTE is why nothing could be saved, if so.
     """
 
-    def __init__(self, cache, tokens: list[int], state):
-        self._note = self._error = None
-        self._thread = threading.Thread(target=self._save, args=(cache, tokens, state), daemon=True)
-        self._thread.start()
+    def __init__(self, entry=None, note: str | None = None):
+        self._note, self._error, self._thread = note, None, None
+        if entry is not None:
+            self._thread = threading.Thread(target=self._commit, args=(entry,), daemon=True)
+            self._thread.start()
 
-    def _save(self, cache, tokens, state) -> None:
+    def _commit(self, entry) -> None:
         try:
-            self._note = cache.save(tokens, state)
+            self._note = entry.commit()
         except BaseException as e:  # raised again by wait(), in the thread that answers for it
             self._error = e
+            entry.abandon()
 
     def wait(self) -> str | None:
-        """Wait until the state is written; return a note if it could not be."""
-        self._thread.join()
+        """Wait until the entry is in place; return a note if it could not be saved."""
+        if self._thread is not None:
+            self._thread.join()
         if self._error is not None:
             raise self._error
         return self._note
@@ -145,22 +149,31 @@ class Saving:
 
 def save(loaded, cache) -> Saving | None:
     """Start saving the prompt's state in CACHE, once PREPARE has evaluated it; None if there is nothing to save."""
+    import llama_cpp
+    from illume.prompt_cache import NotSaved
+
     llama = loaded.llama
     count = loaded.clean
     if cache is None or count == 0 or held_tokens(llama) != count:
         return None  # nothing worth keeping, or memory and token list disagree: save nothing doubtful
-    state = sequence_state(llama)
-    return Saving(cache, llama.input_ids[:count].tolist(), state) if state is not None else None
+    try:
+        entry = cache.begin(llama.input_ids[:count].tolist(), llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE))
+    except NotSaved as e:
+        return Saving(note=str(e))
+    if entry is None:
+        return None
+    if state_into(llama, entry.state) != len(entry.state):
+        entry.abandon()  # llama.cpp wrote less than it said it would: save nothing doubtful
+        return None
+    return Saving(entry)
 
 
-def sequence_state(llama) -> memoryview | None:
-    """Return a copy of the model's state for its sequence (its key/value cells), or None if llama.cpp fails."""
+def state_into(llama, buffer: memoryview) -> int:
+    """Copy the model's state for its sequence into BUFFER (writable); return the bytes written, 0 on failure."""
     import llama_cpp
 
-    size = llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE)
-    data = (ctypes.c_uint8 * size)()
-    written = llama_cpp.llama_state_seq_get_data(llama.ctx, data, size, SEQUENCE)
-    return memoryview(data)[:written] if 0 < written <= size else None
+    data = (ctypes.c_uint8 * len(buffer)).from_buffer(buffer)
+    return llama_cpp.llama_state_seq_get_data(llama.ctx, data, len(buffer), SEQUENCE)
 
 
 def finish(loaded) -> None:
