@@ -1,9 +1,9 @@
 """The prompt cache: model states saved on disk, found again by the longest shared token prefix.
 
-After a reply the embedded backend saves the state of one sequence (the
-key/value cells of the prompt and reply tokens, no logits) here; the next
-call on the same model restores the entry that shares the longest prefix
-with its own prompt and evaluates only the rest.
+While it generates a reply the embedded backend saves here the state of
+one sequence (the key/value cells of the prompt's tokens, no logits); the
+next call on the same model restores the entry that shares the longest
+prefix with its own prompt and evaluates only the rest.
 
 Layout: `$XDG_CACHE_HOME/illume/prompts/MODELKEY/TOKENHASH.kv`, one folder
 per model key (the model file's identity, the load options, the library
@@ -16,7 +16,9 @@ versions; `model_key`), one file per saved state. A file is
 Safety without a shared index: every change is one atomic step (a
 temporary file renamed into place, or an unlink), so readers see a whole
 entry or none, and two processes saving the same entry leave one of the
-two whole copies. A file that is short, fails its CRC, or carries another
+two whole copies. Entries are written and read through memory maps
+(`Entry`, `load`); as no file is ever shortened in place, a mapped page
+never loses its file. A file that is short, fails its CRC, or carries another
 magic, format or key is removed and treated as a miss. Least recently used
 entries (the file's mtime, touched on every hit) go first once the folder
 passes its size limit; eviction holds a lock so two processes evicting at

@@ -112,6 +112,19 @@ def test_a_hit_marks_the_entry_as_used(tmp_path):
     assert path.stat().st_mtime > time.time() - 60
 
 
+def test_an_entry_is_listed_only_once_committed_and_an_abandoned_one_leaves_nothing(tmp_path):
+    c = cache(tmp_path)
+    entry = c.begin([1, 2, 3], 5)
+    entry.state[:] = b"state"
+    assert c.best([1, 2, 3]) is None  # still a temporary file: no reader sees it
+    assert entry.commit() is None
+    assert bytes(c.load(c.best([1, 2, 3]))) == b"state"
+    assert c.begin([1, 2, 3], 5) is None  # saved before: nothing to write
+    other = c.begin([7, 8], 5)
+    other.abandon()
+    assert entries(c) == [pc.hashlib.sha256(pc._token_bytes([1, 2, 3])).hexdigest()[:32] + pc.SUFFIX]
+
+
 def test_an_entry_larger_than_the_whole_cache_is_not_saved(tmp_path):
     c = cache(tmp_path, limit=100)
     assert c.save([1, 2], b"x" * 200) is None
