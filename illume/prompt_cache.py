@@ -225,9 +225,7 @@ class PromptCache:
             self.dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                # The space first: a full disk is an error here, where a page of
-                # a mapped file with no block behind it would kill the process.
-                os.posix_fallocate(fd, 0, size)
+                _reserve(fd, size)
                 mapping = mmap.mmap(fd, size)
             finally:
                 os.close(fd)  # the mapping keeps the file open
@@ -290,6 +288,27 @@ class PromptCache:
             os.unlink(path)
         except OSError:
             pass
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Give the file FD SIZE bytes with blocks behind them; raise OSError (ENOSPC) if the disk has no room.
+
+    The space comes first: a full disk is an error here, where a page of a
+    mapped file with no block behind it would kill the process (SIGBUS).
+    Where the system has no posix_fallocate (macOS) or the file system
+    refuses it, zeros are written, as glibc does for such file systems.
+    """
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return
+    except AttributeError:
+        pass
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    zeros = bytes(1024 * 1024)
+    for offset in range(0, size, len(zeros)):
+        os.pwrite(fd, zeros[:size - offset], offset)
 
 
 class NotSaved(Exception):

@@ -125,6 +125,15 @@ def test_an_entry_is_listed_only_once_committed_and_an_abandoned_one_leaves_noth
     assert entries(c) == [pc.hashlib.sha256(pc._token_bytes([1, 2, 3])).hexdigest()[:32] + pc.SUFFIX]
 
 
+def test_without_posix_fallocate_the_space_is_reserved_by_writing_zeros(tmp_path, monkeypatch):
+    # As on macOS, whose Python has no os.posix_fallocate.
+    monkeypatch.delattr(pc.os, "posix_fallocate")
+    c = cache(tmp_path)
+    state = bytes(range(256)) * 5000  # over the 1 MiB of zeros written at a time
+    assert c.save([1, 2], state) is None
+    assert bytes(c.load(c.best([1, 2, 3]))) == state
+
+
 def test_an_entry_larger_than_the_whole_cache_is_not_saved(tmp_path):
     c = cache(tmp_path, limit=100)
     assert c.save([1, 2], b"x" * 200) is None
