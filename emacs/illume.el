@@ -259,7 +259,8 @@ keeps streaming above it."
 
 (defun illume--argv (infill)
   "Return the command line to run, with the infill options when INFILL is non-nil."
-  (let ((argv (copy-sequence illume-command)))
+  (let ((argv (copy-sequence illume-command))
+        (hint (and infill (illume--language-hint))))
     (unless argv
       (user-error "Set `illume-command' to the illume program to run"))
     (when (string-prefix-p "~" (car argv))
@@ -269,8 +270,7 @@ keeps streaming above it."
                  (list "--profile" illume-profile))
             (and infill illume-stop-rules (not (string= illume-stop-rules ""))
                  (list "--stop-rules" illume-stop-rules))
-            (and infill (illume--language-hint)
-                 (list "--file-name" (illume--language-hint)))
+            (and hint (list "--file-name" hint))
             illume-args)))
 
 (defun illume--language-hint ()
