@@ -87,10 +87,11 @@ def _render_jinja(source: str, name: str, prefix: str, suffix: str, files) -> st
 
     files = list(files)
     given = len(prefix) + len(suffix) + sum(len(str(f.get("text", ""))) for f in files if isinstance(f, dict))
-    environment = sandbox(MAX_OUTPUT + 2 * given)
+    limit = MAX_OUTPUT + 2 * given
+    environment = sandbox(limit)
     try:
         template = environment.from_string(source)
-        return _bounded(environment, template, prefix=prefix, suffix=suffix, files=files)
+        return _bounded(template, limit, prefix=prefix, suffix=suffix, files=files)
     except jinja2.TemplateSyntaxError as e:
         raise TemplateError(f"{name}:{e.lineno}: template syntax error: {e.message}") from None
     except jinja2.UndefinedError as e:
@@ -186,8 +187,8 @@ def _checked_filter(function, check, check_arguments):
     return checked
 
 
-def _bounded(environment, template, **values) -> str:
-    """Return TEMPLATE rendered with VALUES, within MAX_SECONDS and the environment's size limit.
+def _bounded(template, limit: int, **values) -> str:
+    """Return TEMPLATE rendered with VALUES, within MAX_SECONDS and LIMIT characters (the environment's).
 
     Time is watched line by line in the template's own code (a trace on
     its frames only), so that loops with no output still stop.
@@ -205,7 +206,6 @@ def _bounded(environment, template, **values) -> str:
     def on_call(frame, event, arg):
         return on_line if frame.f_code.co_filename == "<template>" else None
 
-    limit = MAX_OUTPUT + 2 * (len(values["prefix"]) + len(values["suffix"]))
     pieces, size = [], 0
     previous = sys.gettrace()
     sys.settrace(on_call)

@@ -204,3 +204,14 @@ def test_builtin_names_are_typed_names_not_file_names():
     assert profiles.builtin_file("fim-qwen") is None and profiles.builtin_file("fim:nothing") is None
     assert "fim:qwen-repo" in profiles.builtin_names() and "fim-qwen" not in profiles.builtin_names()
     assert buffer.parse("!profile fim:qwen-repo\nx\n!infill\ny\n", buffer.Sources({})).profile == "fim:qwen-repo"
+
+
+def test_the_prompt_may_hold_the_context_files_beyond_the_size_limit(monkeypatch):
+    # The limit is on what a template makes beyond the texts it is given: its !context files count as given.
+    monkeypatch.setattr(templates, "MAX_OUTPUT", 1000)
+    files = [{"filename": "big.py", "text": "x" * 5000}]
+    template = "{% for f in files %}{{ f.text }}{% endfor %}<hole>{{ prefix }}"
+    assert templates.render(template, "p", "s", {}, files) == "x" * 5000 + "<hole>p"
+    with pytest.raises(templates.TemplateError, match="over"):
+        templates.render("{% for i in range(3) %}{% for f in files %}{{ f.text }}{% endfor %}{% endfor %}",
+                         "p", "s", {}, files)
