@@ -514,3 +514,21 @@ def test_buffers_in_one_process_share_a_prefix_without_the_disk(model, tmp_path)
     cold, _, _ = ask(CHAT.replace("line 4?", "line 9?").replace("!stats\n", "!stats\n!:cache_prompt false\n"),
                      tmp_path)
     assert STATS.sub("", outputs[1]) == cold
+
+
+@pytest.mark.embedded
+def test_a_state_llama_cpp_cannot_copy_out_is_not_saved(model, tmp_path, monkeypatch):
+    # llama.cpp returns 0 when the state does not fit what it measured: the entry is dropped, the reply stands.
+    import io
+
+    import llama_cpp
+
+    from illume.cli import Options, run
+
+    monkeypatch.setattr(llama_cpp, "llama_state_seq_get_data", lambda ctx, data, size, seq: 0)
+    out = io.BytesIO()
+    assert run(CHAT.encode(), out, {"XDG_CACHE_HOME": str(tmp_path)}, Options()) == 0
+    monkeypatch.undo()
+    assert [p for p in (tmp_path / "illume").rglob("*") if p.is_file()] == []  # no entry, no temporary file
+    cold, _, _ = ask(CHAT.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path / "unused")
+    assert STATS.sub("", out.getvalue().decode()) == cold
