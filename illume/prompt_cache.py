@@ -192,17 +192,6 @@ class PromptCache:
         """Remove FOUND: llama.cpp refused its state."""
         self._remove(found.path)
 
-    def save(self, tokens: Sequence[int], state) -> str | None:
-        """Save STATE (bytes-like) for TOKENS; return a note saying why it could not be saved, or None."""
-        try:
-            entry = self.begin(tokens, len(state))
-        except NotSaved as e:
-            return str(e)
-        if entry is not None:
-            entry.state[:] = state
-            return entry.commit()
-        return None
-
     def begin(self, tokens: Sequence[int], state_bytes: int) -> "Entry | None":
         """Return a new entry for TOKENS with room for STATE_BYTES of state, or None if there is nothing to save.
 
