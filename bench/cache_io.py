@@ -10,10 +10,9 @@ to read one. The files go to a temporary folder beside the repository, on the
 disk a cache on this machine would use.
 """
 
-import ctypes
 import hashlib
 import mmap
-import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,8 @@ def main() -> None:
     import llama_cpp
 
     from illume.backends.embedded import default_model, open_model
-    from illume.backends.prefix import SEQUENCE, state_into
+    from illume.backends.prefix import SEQUENCE, _set_state, state_into
+    from illume.prompt_cache import PromptCache
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2400
     tries = int(sys.argv[2]) if len(sys.argv) > 2 else 4
@@ -53,45 +53,41 @@ def main() -> None:
     size = llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE)
     print(f"{len(tokens)} tokens of state: {size / 1e6:.1f} MB; median of {tries} (min-max)")
     disk = Path(tempfile.mkdtemp(prefix="illume-cache-io-", dir=REPO.parent))
-    names = iter(range(10**6))
-
-    def new_file() -> Path:
-        return disk / f"entry-{next(names)}"
-
     def into_buffer():
         buffer = memoryview(bytearray(size))
         state_into(llama, buffer)
         return buffer
 
-    def into_mapped_file():
-        fd = os.open(new_file(), os.O_RDWR | os.O_CREAT, 0o600)
-        os.posix_fallocate(fd, 0, size)
-        mapping = mmap.mmap(fd, size)
-        os.close(fd)
-        with memoryview(mapping) as view:
-            state_into(llama, view)
-        mapping.close()
+    cache = PromptCache(disk / "prompts", bytes(16), 10**12)
+    begun = []  # entries begun and filled, abandoned at the end (their unlinking is not what a turn waits for)
+
+    def into_new_entry():
+        entry = cache.begin([len(begun)], size)
+        state_into(llama, entry.state)
+        begun.append(entry)
+
+    written = []  # the files write() made: the rewrite and the reads use the first
 
     def write_new():
-        with open(new_file(), "wb") as f:
+        written.append(disk / f"entry-{len(written)}")
+        with open(written[-1], "wb") as f:
             f.write(state)
 
     def rewrite():
-        with open(disk / "entry-0", "r+b") as f:
+        with open(written[0], "r+b") as f:
             f.write(state)
 
     def restore(view):
-        data = (ctypes.c_uint8 * size).from_buffer(view)
-        assert llama_cpp.llama_state_seq_set_data(llama.ctx, data, size, SEQUENCE) == size
+        assert _set_state(llama, view)
 
     def read_then_restore():
-        with open(disk / "entry-0", "rb") as f:
+        with open(written[0], "rb") as f:
             buffer = bytearray(size)
             f.readinto(buffer)
         restore(buffer)
 
     def map_then_restore():
-        with open(disk / "entry-0", "rb") as f:
+        with open(written[0], "rb") as f:
             mapping = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
         with memoryview(mapping) as view:
             restore(view)
@@ -101,7 +97,7 @@ def main() -> None:
         print("saving (a cold turn's entry)")
         timed("llama.cpp copies the state into a fresh buffer", into_buffer, tries)
         state = into_buffer()
-        timed("... into a new file's mapped pages (space reserved)", into_mapped_file, tries)
+        timed("... into a new entry (space reserved, mapped)", into_new_entry, tries)
         timed("write() the buffer to a new file", write_new, tries)
         timed("write() the buffer over an existing file", rewrite, tries)
         timed("CRC-32 of the state", lambda: zlib.crc32(state), tries)
@@ -111,9 +107,9 @@ def main() -> None:
         timed("readinto a fresh buffer, then restore", read_then_restore, tries)
         timed("map the file copy-on-write, then restore", map_then_restore, tries)
     finally:
-        for path in disk.iterdir():
-            path.unlink()
-        disk.rmdir()
+        for entry in begun:
+            entry.abandon()
+        shutil.rmtree(disk)
         llama.close()
 
 

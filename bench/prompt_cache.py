@@ -58,6 +58,11 @@ def context_file(folder: Path, model: Path) -> tuple[Path, int]:
     return path, len(vocab.tokenize(text.encode(), add_bos=False))
 
 
+def conversation_settings(context: Path) -> str:
+    """Return the conversation's settings lines: greedy, seeded, 24-token replies, over the CONTEXT file."""
+    return f"!:temperature 0\n!:seed 1\n!:max_tokens 24\n!context {context}\n"
+
+
 def run_turn(buffer: str, env: dict, code: Path = REPO) -> tuple[float, str]:
     """Return (seconds, stdout) of one whole `python -m illume` process on BUFFER, illume's code from CODE."""
     if code != REPO:
@@ -132,7 +137,7 @@ def main() -> None:
     context, count = context_file(work, model)
     print(f"context: {count} tokens; {repeats} repeats x {turns} turns; model {model.name}")
     server, url, _ = start_llama_server(context=8192, parallel=1)
-    settings = f"!:temperature 0\n!:seed 1\n!:max_tokens 24\n!context {context}\n"
+    settings = conversation_settings(context)
     heads = {"cache": "!profile embedded\n" + settings, "server": f"!profile llama.cpp\n!api {url}\n" + settings}
     no_cache = "!profile embedded\n!:cache_prompt false\n" + settings
     measured = [t for t in range(turns) if t % every == 0]  # the turns the slow variant runs on

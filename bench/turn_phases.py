@@ -98,7 +98,7 @@ def phases(marks: dict) -> dict:
 
 
 def main() -> None:
-    from prompt_cache import QUESTIONS, context_file
+    from prompt_cache import QUESTIONS, context_file, conversation_settings, run_turn
 
     from illume.backends.embedded import default_model
 
@@ -109,11 +109,9 @@ def main() -> None:
         context, count = context_file(work, default_model())
         env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
         env["XDG_CACHE_HOME"] = str(work / "cache")
-        buffer = (f"!profile embedded\n!:temperature 0\n!:seed 1\n!:max_tokens 24\n!context {context}\n"
-                  f"\n!user\n{QUESTIONS[0]}\n")
+        buffer = f"!profile embedded\n{conversation_settings(context)}\n!user\n{QUESTIONS[0]}\n"
         for earlier in range(1, turn):
-            out = subprocess.run([sys.executable, "-m", "illume"], input=buffer.encode(), capture_output=True,
-                                 env=env, cwd=REPO, check=True).stdout.decode()
+            _, out = run_turn(buffer, env)
             buffer += out + "\n\n!user\n" + QUESTIONS[earlier % len(QUESTIONS)] + "\n"
         (work / "cache").mkdir(exist_ok=True)
         shutil.copytree(work / "cache", work / "as-left")
