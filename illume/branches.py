@@ -277,7 +277,6 @@ def _print(branches: list, parsed: buf.Buffer, mode: str, out, times: Times) -> 
     """Print BRANCHES in order; return the failures. TIMES gets when the first branch was accepted."""
     count = len(branches)
     failures = []
-    times.answered = time.perf_counter()
     for number, branch in enumerate(branches, 1):
         header = note(number, count) + (ASSISTANT + parsed.prepend if mode == buf.CHAT else "\n\n")
         own = Times()
