@@ -94,6 +94,7 @@ class HoleCheck:
         self.suffix = suffix
         self.language = language
         self.baseline = count_errors(prefix + suffix, language)
+        self.prefix_bytes = len(_encode(prefix))  # UTF-8 lengths add up: encoded once, not per middle
 
     def verdict(self, middle):
         """Give back "ok", "worse" or "unknown" for the file with `middle` in the hole.
@@ -107,7 +108,7 @@ class HoleCheck:
             return "unknown"
         body = middle.rstrip()
         last_line = body.rfind("\n") + 1 if body else 0
-        reaching = len(_encode(self.prefix + middle[:last_line]))
+        reaching = self.prefix_bytes + len(_encode(middle[:last_line]))
         if count_errors(self.prefix + middle + self.suffix, self.language, reaching) == 0:
             return "ok"
         if self.language == "c" and _C_MACRO_LINE.match(body[last_line:]) and self.verdict(middle[:last_line]) == "ok":

@@ -339,6 +339,14 @@ def test_syntax_verdicts():
     assert syntax.verdict("x = 1\n", "y", "\n", "rust") == "unknown"
 
 
+def test_only_errors_that_reach_the_middles_last_line_count():
+    # Counted in bytes: the prefix's 40 two-byte letters put a count in characters 40 bytes short.
+    require_grammar("python")
+    prefix, suffix = "def f():\n    # " + "\u00e9" * 40 + "\n", "\n    return y\n"
+    assert syntax.verdict(prefix, "    x = ]\n    y = 2", suffix, "python") == "ok"
+    assert syntax.verdict(prefix, "    y = 2\n    x = ]", suffix, "python") == "worse"
+
+
 def test_importing_the_engine_does_not_import_tree_sitter():
     code = "import sys, illume.stopping; print('tree_sitter' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
