@@ -13,7 +13,8 @@ cache and the load settings of before (`!:flash_attn true`, `!:n_batch 512`). Ea
 one whole `illume` process on the buffer so far, its reply appended and the
 next question after it, as a user in an editor would do. Prints per-turn
 medians, the ratios set as goals, and the cache's disk use. `... 7 1 1`
-times the cold turn alone, seven times.
+times the cold turn alone, seven times. `EMBEDDED='!:flash_attn true\n!:n_batch 512'`
+puts those lines in both embedded variants' buffers, to time other load settings.
 """
 
 import os
@@ -138,8 +139,10 @@ def main() -> None:
     print(f"context: {count} tokens; {repeats} repeats x {turns} turns; model {model.name}")
     server, url, _ = start_llama_server(context=8192, parallel=1)
     settings = conversation_settings(context)
-    heads = {"cache": "!profile embedded\n" + settings, "server": f"!profile llama.cpp\n!api {url}\n" + settings}
-    no_cache = "!profile embedded\n!:cache_prompt false\n" + settings
+    # EMBEDDED='!:flash_attn true\n!:n_batch 512' (say): lines both embedded variants start with.
+    embedded = "!profile embedded\n" + "".join(line + "\n" for line in os.environ.get("EMBEDDED", "").split("\\n") if line)
+    heads = {"cache": embedded + settings, "server": f"!profile llama.cpp\n!api {url}\n" + settings}
+    no_cache = embedded + "!:cache_prompt false\n" + settings
     measured = [t for t in range(turns) if t % every == 0]  # the turns the slow variant runs on
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
     times = {name: [[] for _ in range(turns)] for name in ("cache", "no cache", "server")}
@@ -148,8 +151,7 @@ def main() -> None:
     before = baseline(work) if os.environ.get("BASELINE") != "none" else None
     today = []  # the first turn on the code before the prompt cache
     flash = []  # the first turn with the cache and the load settings before it: flash attention, batches of 512
-    with_flash = heads["cache"].replace("!profile embedded\n",
-                                        "!profile embedded\n!:flash_attn true\n!:n_batch 512\n")
+    with_flash = heads["cache"].replace(embedded, "!profile embedded\n!:flash_attn true\n!:n_batch 512\n")
     try:
         for repeat in range(repeats):
             cache_home = work / f"cache-{repeat}"
