@@ -270,6 +270,13 @@ def test_default_profile_text_is_not_a_prompt_in_completion_mode(in_tmp):
         ("system", "once upon")]
 
 
+def test_default_profile_text_is_not_code_after_the_hole(in_tmp):
+    # The original appends it to the last text, here the suffix.
+    write(in_tmp / "terse.profile", "Be terse.\n")
+    parsed = parse("abc\n!infill\ndef\n", {"ILLUME_PROFILE": "terse.profile"})
+    assert (parsed.infill_prefix, parsed.infill_suffix) == ("abc", "def")
+
+
 def test_default_profile_ignores_the_buffers_exclude_and_error_state(in_tmp):
     write(in_tmp / "p.profile", "<t>\nkept\n</t>\n")
     parsed = parse("!exclude t\n!user\nq\n!assistant\n!error\n\nboom\n<t>\n", {"ILLUME_PROFILE": "p.profile"})
