@@ -534,7 +534,8 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
         return "a reply never acts as a directive: after a directive line a completion starts a line of its own"
     if case.env.get("ILLUME_PROFILE") == "qwen3" and b"/no_think" in p_out + b"".join(r["body"] for r in p_reqs):
         return "the default profile's text goes at the top as the system prompt"
-    if case.env.get("ILLUME_PROFILE") == "qwen3" and any(line.startswith(("!completion", "!infill")) for line in lines) and (
+    without_chat = any(line.startswith(("!completion", "!infill")) for line in lines)
+    if case.env.get("ILLUME_PROFILE") == "qwen3" and without_chat and (
             g_reqs and [_without_profile_text(r["body"]) for r in g_reqs] == [r["body"] for r in p_reqs]
             or not g_reqs and same_debug(_without_profile_text(g_out), p_out)):
         return "the default profile's text goes at the top as the system prompt"  # none in these modes: left out

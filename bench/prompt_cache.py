@@ -140,7 +140,8 @@ def main() -> None:
     server, url, _ = start_llama_server(context=8192, parallel=1)
     settings = conversation_settings(context)
     # EMBEDDED='!:flash_attn true\n!:n_batch 512' (say): lines both embedded variants start with.
-    embedded = "!profile embedded\n" + "".join(line + "\n" for line in os.environ.get("EMBEDDED", "").split("\\n") if line)
+    extra = [line for line in os.environ.get("EMBEDDED", "").split("\\n") if line]
+    embedded = "!profile embedded\n" + "".join(line + "\n" for line in extra)
     heads = {"cache": embedded + settings, "server": f"!profile llama.cpp\n!api {url}\n" + settings}
     no_cache = embedded + "!:cache_prompt false\n" + settings
     measured = [t for t in range(turns) if t % every == 0]  # the turns the slow variant runs on
