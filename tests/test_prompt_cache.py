@@ -22,6 +22,11 @@ def entries(c: pc.PromptCache) -> list[str]:
     return sorted(p.name for p in c.dir.iterdir()) if c.dir.exists() else []
 
 
+def entry_name(tokens) -> str:
+    """Return the file name of the entry for TOKENS: a hash of their bytes."""
+    return pc.hashlib.sha256(pc._token_bytes(tokens)).hexdigest()[:32] + pc.SUFFIX
+
+
 def save(c: pc.PromptCache, tokens: list[int], state: bytes) -> str | None:
     """Save STATE for TOKENS in C as the embedded backend does (begin, fill, commit); return its note, if any."""
     try:
@@ -134,7 +139,7 @@ def test_an_entry_is_listed_only_once_committed_and_an_abandoned_one_leaves_noth
     assert c.begin([1, 2, 3], 5) is None  # saved before: nothing to write
     other = c.begin([7, 8], 5)
     other.abandon()
-    assert entries(c) == [pc.hashlib.sha256(pc._token_bytes([1, 2, 3])).hexdigest()[:32] + pc.SUFFIX]
+    assert entries(c) == [entry_name([1, 2, 3])]
 
 
 def test_without_posix_fallocate_the_space_is_reserved_by_writing_zeros(tmp_path, monkeypatch):
@@ -190,7 +195,7 @@ def test_two_processes_saving_the_same_entry_leave_one_whole_copy(tmp_path):
     for w in writers:
         w.join()
         assert w.exitcode == 0
-    assert entries(reader) == [pc.hashlib.sha256(pc._token_bytes(range(50))).hexdigest()[:32] + pc.SUFFIX]
+    assert entries(reader) == [entry_name(range(50))]
     assert bytes(reader.load(reader.best(list(range(60))))) in states
 
 
