@@ -53,6 +53,7 @@ def main() -> None:
     size = llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE)
     print(f"{len(tokens)} tokens of state: {size / 1e6:.1f} MB; median of {tries} (min-max)")
     disk = Path(tempfile.mkdtemp(prefix="illume-cache-io-", dir=REPO.parent))
+
     def into_buffer():
         buffer = memoryview(bytearray(size))
         state_into(llama, buffer)
