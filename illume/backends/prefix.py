@@ -11,11 +11,11 @@ Same state, same reply. Measured on SmolLM2 without flash attention, the
 whole saved state is bit for bit the same however a prompt is split into
 batches of two tokens or more. A token evaluated alone goes through
 llama.cpp's matrix-vector code instead: read one token at a time
-(`!:n_batch 1`), the tests' chat gets another reply. So every prompt token is evaluated in a batch of at least
-`exact_batch` tokens, cold or warm: the last ones are always evaluated
-again, and a shorter prompt is neither saved nor kept. The
-reply's own tokens, evaluated one by one while generating, are never
-reused: the next turn evaluates them again, with the new message. With
+(`!:n_batch 1`), the tests' chat gets another reply. So every prompt
+token is evaluated in a batch of at least `exact_batch` tokens, cold or
+warm: the last ones are always evaluated again, and a shorter prompt is
+neither saved nor kept. The reply's own tokens, evaluated one by one
+while generating, are never reused: the next turn evaluates them again, with the new message. With
 flash attention (`!:flash_attn true`) the state also depends on how many
 tokens a batch holds beyond that (its CPU code takes a tiled path for 64
 queries or more, and another below), so there the last 64 are evaluated
