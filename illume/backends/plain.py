@@ -3,8 +3,9 @@ local case (llama-server on http://127.0.0.1:8080/) without importing httpx
 and httpcore.
 
 Importing them costs about 50 ms of every request, a third of the whole
-run of a short reply; http.client (with its email parser) costs a fraction
-of that, and is imported when a request is sent, not when illume starts.
+run of a short reply; http.client (with its email parser and ssl) costs
+15-20 ms (bench/README.md, "Start-up"), and is imported when a request is
+sent, not when illume starts.
 `usable` admits only what this client sends exactly as httpx does: an
 `http://` URL whose every part httpx would send as it is (no credentials
 in it, no dot segments, no escapes, the host in lower case), header names
@@ -16,11 +17,12 @@ Accept-Encoding of its choosing); the reply is framed by http.client
 stricter (the status line, header lines, Content-Length), and its gzip or
 deflate undone here; failures have httpx's words.
 
-Differences from httpx that remain: each chunk of a chunked body comes as
-a piece of its own (as through httpx), and http.client is laxer than h11
-about a malformed chunk size line (`0x7` is read as 7; a body broken that
-way reads as cut off or as the server's own garbled bytes), and skips only
-a `100 Continue` before the response, not other informational ones.
+Each chunk of a chunked body is passed on by itself, as httpx passes it.
+Differences from httpx that remain: http.client is laxer than h11 about a
+malformed chunk size line (`0x7` is read as 7; a body broken that way
+reads as cut off, or as the server's own garbled bytes), and skips only a
+`100 Continue` before the response: another informational one (103 Early
+Hints) would be taken for the response.
 
 The HTTP backend (`illume.backends.http`) keeps everything above the wire:
 retries, redirects, error bodies, secrets.
