@@ -8,6 +8,8 @@ use httpx. The bytes on the wire and on stdout must be the same.
 """
 
 import gzip
+import http.client
+import io
 import os
 import socket
 import struct
@@ -173,25 +175,55 @@ def test_which_headers_and_environments_go_plain(headers, environ, usable):
 
 
 class Script:
-    """A socket whose reads return PIECES one by one, then the end of the stream."""
+    """A connection whose response arrives as PIECES, one network read each, then the end of the stream."""
 
     def __init__(self, pieces: list[bytes]):
         self.pieces = list(pieces)
 
-    def recv(self, size: int) -> bytes:
-        return self.pieces.pop(0) if self.pieces else b""
+    def makefile(self, mode: str):
+        return io.BufferedReader(Reads(self.pieces))  # what http.client reads a response from
+
+    def getresponse(self):
+        response = http.client.HTTPResponse(self, method="POST")
+        response.begin()
+        return response
 
     def close(self):
         pass
+
+
+class Reads(io.RawIOBase):
+    """A raw stream whose reads return PIECES one by one (at most what the reader asks for), then b""."""
+
+    def __init__(self, pieces: list[bytes]):
+        self.pieces = pieces
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self.pieces:
+            return 0
+        piece = self.pieces.pop(0)
+        size = min(len(buffer), len(piece))
+        buffer[:size] = piece[:size]
+        if size < len(piece):
+            self.pieces.insert(0, piece[size:])
+        return size
 
 
 CHUNKED = (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
            b"7\r\ndata: {\r\n5;ext=1\r\n}\n\nda\r\nA\r\nta: [DONE]\r\n0\r\n\r\n")
 
 
-def test_chunks_that_came_together_go_on_together():
-    response = plain.Response(Script([CHUNKED]), "http://h/")
-    assert list(response.iter_bytes()) == [b"data: {}\n\ndata: [DONE]"]
+def test_a_chunk_goes_on_as_soon_as_it_came():
+    # llama-server sends each token as a chunk: none may wait for the next to be shown.
+    head_and_first, rest = CHUNKED.split(b"5;ext=1")
+    script = Script([head_and_first, b"5;ext=1" + rest])
+    body = plain.Response(script, "http://h/").iter_bytes()
+    assert next(body) == b"data: {"
+    assert script.pieces == [b"5;ext=1" + rest]  # not read yet
+    assert b"".join(body) == b"}\n\ndata: [DONE]"
 
 
 def test_a_chunked_body_cut_anywhere_reads_the_same():
@@ -202,16 +234,15 @@ def test_a_chunked_body_cut_anywhere_reads_the_same():
             assert b"".join(response.iter_bytes()) == b"data: {}\n\ndata: [DONE]", pieces
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b"7\r\ndata: {\r\n", "peer closed connection without sending complete message body (incomplete chunked read)"),
-    (b"-7\r\ndata: {\r\n", "illegal chunk header: b'-7'"),
-    (b"0x7\r\ndata: {\r\n", "illegal chunk header: b'0x7'"),
-])
-def test_a_broken_chunked_body_is_cut_off(body, reason):
+# http.client reads a size line laxly (int(line, 16): "-7" and "0x7" pass); such a body still ends cut off.
+@pytest.mark.parametrize("body", [b"7\r\ndata: {\r\n", b"zz\r\ndata: {\r\n", b"-7\r\ndata: {\r\n",
+                                  b"0x7\r\ndata: {\r\n"], ids=["short", "not-a-size", "negative", "0x"])
+def test_a_broken_chunked_body_is_cut_off(body):
     response = plain.Response(Script([CHUNKED.split(b"\r\n\r\n")[0] + b"\r\n\r\n" + body]), "http://h/")
     with pytest.raises(plain.CutOff) as caught:
         b"".join(response.iter_bytes())
-    assert str(caught.value) == reason
+    assert str(caught.value) == ("peer closed connection without sending complete message body "
+                                 "(incomplete chunked read)")
 
 
 def test_a_body_short_of_its_content_length_is_cut_off():
@@ -229,3 +260,23 @@ def test_headers_as_h11_reads_them():
     assert response.read() == b"abc"
     with pytest.raises(plain.CutOff):
         plain.Response(Script([b"HTTP/1.1 200 OK\r\ncontent-length: 3, 4\r\n\r\nabcd"]), "http://h/")
+
+
+@pytest.mark.parametrize("head, reason", [
+    (b"HTTP/1.1 200 OK\r\nX A: v\r\n", "illegal header line: 'X A: v'"),
+    (b"HTTP/1.1 200 OK\r\nX-A : v\r\n", "illegal header line: 'X-A : v'"),
+    (b"HTTP/1.1 200 OK\r\nx-a: v\r\nnot a header\r\n", "illegal header line: 'not a header'"),
+    (b"HTTP/1.1 200 OK\r\n: v\r\n", "illegal header line"),
+    (b"HTTP/1.1 200 OK\r\n  folded\r\n", "illegal header line"),
+    (b"HTTP/1.1 200 OK\r\nFrom x\r\n", "illegal header line: 'From x'"),
+    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n", "Only Transfer-Encoding: chunked is supported"),
+    (b"HTTP/1.1 200 OK\r\ncontent-length: +3\r\n", "bad Content-Length: '+3'"),
+    (b"HTTP/2 200 OK\r\n", "unsupported HTTP version: 'HTTP/2'"),
+    (b"HTTP/1.1 2000 OK\r\n", "illegal status line: 'HTTP/1.1 2000 OK'"),
+    (b"", "Server disconnected without sending a response."),
+], ids=["space-in-name", "space-before-colon", "no-colon", "no-name", "first-line-folded", "from-line",
+        "transfer-coding", "content-length-sign", "http-2", "status-code", "nothing"])
+def test_what_h11_refuses_in_a_head_is_cut_off(head, reason):
+    with pytest.raises(plain.CutOff) as caught:
+        plain.Response(Script([head + b"\r\n" if head else b""]), "http://h/")
+    assert str(caught.value) == reason

@@ -4,9 +4,9 @@ Hugging Face, OpenAI-compatible APIs, Anthropic.
 The wire: POST the JSON body, read `text/event-stream` (llama-server README,
 "POST /v1/chat/completions" and "POST /infill"; OpenAI's streaming API), and
 hand each event to `Reply`. A plain `http://` request without a proxy goes
-over `illume.backends.plain`, which spares the import of httpx and
-httpcore (about 50 ms); anything else over httpx, imported here when such a
-request is made, not when illume starts.
+over `illume.backends.plain` (the standard library's http.client), which
+spares the import of httpx and httpcore (about 50 ms); anything else over
+httpx, imported here when such a request is made, not when illume starts.
 """
 
 import time

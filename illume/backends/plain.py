@@ -1,22 +1,34 @@
-"""Plain HTTP/1.1 over a socket: the common local case (llama-server on
-http://127.0.0.1:8080/) without importing httpx and httpcore.
+"""Plain HTTP/1.1 through the standard library's http.client: the common
+local case (llama-server on http://127.0.0.1:8080/) without importing httpx
+and httpcore.
 
 Importing them costs about 50 ms of every request, a third of the whole
-run of a short reply. `usable` admits only what this client does exactly
-as httpx does: an `http://` URL whose every part httpx would send as it is
-(no credentials in it, no dot segments, no escapes, the host in lower
-case), header names and values h11 accepts, and no proxy in the
-environment. Everything else goes through httpx. The request carries the
-same headers in the same order as httpx sends them; the reply is read the
-same way (Content-Length, chunked, or up to the close; gzip and deflate
-undone); failures have the same words.
+run of a short reply; http.client (with its email parser and ssl) costs
+15-20 ms (bench/README.md, "Start-up"), and is imported when a request is
+sent, not when illume starts.
+`usable` admits only what this client sends exactly as httpx does: an
+`http://` URL whose every part httpx would send as it is (no credentials
+in it, no dot segments, no escapes, the host in lower case), header names
+and values h11 accepts, and no proxy in the environment. Everything else
+goes through httpx. The request carries the same headers in the same order
+as httpx sends them (http.client adds none of its own: no Host or
+Accept-Encoding of its choosing); the reply is framed by http.client
+(Content-Length, chunked, or up to the close), checked where h11 is
+stricter (the status line, header lines, Content-Length), and its gzip or
+deflate undone here; failures have httpx's words.
+
+Each chunk of a chunked body is passed on by itself, as httpx passes it.
+Differences from httpx that remain: http.client is laxer than h11 about a
+malformed chunk size line (`0x7` is read as 7; a body broken that way
+reads as cut off, or as the server's own garbled bytes), and skips only a
+`100 Continue` before the response: another informational one (103 Early
+Hints) would be taken for the response.
 
 The HTTP backend (`illume.backends.http`) keeps everything above the wire:
 retries, redirects, error bodies, secrets.
 """
 
 import re
-import socket
 from collections.abc import Iterator, Mapping
 
 # What this client sends as httpx would, unchanged: the host in lower case
@@ -89,8 +101,9 @@ def _ipv4(host: str) -> bool:
     return len(parts) == 4 and all(part.isdigit() and str(int(part)) == part and int(part) < 256 for part in parts)
 
 
-def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, str], as_written: bytes = b"") -> bytes:
-    """Return the request line and headers of a POST to URL, in httpx's order.
+def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, str],
+                 as_written: bytes = b"") -> tuple[str, list[tuple[str, str | bytes]]]:
+    """Return the request target and the header fields of a POST to URL, in httpx's order.
 
     httpx sends Host first, then its client's DEFAULTS that the request
     does not set itself, then the request's HEADERS in their order.
@@ -100,39 +113,43 @@ def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, 
     # The path as the original's Go client writes it (illume.backends.wire), where given.
     target = as_written.decode("ascii") if as_written else (match[3] or "/") + (match[4] or "")
     given = {name.lower() for name in headers}
-    lines = [f"POST {target} HTTP/1.1".encode(), b"Host: " + host.encode()]
-    lines += [f"{name}: {value}".encode() for name, value in defaults.items() if name.lower() not in given]
-    lines += [name.encode() + b": " + value for name, value in headers.items()]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    fields: list[tuple[str, str | bytes]] = [("Host", host)]
+    fields += [(name, value) for name, value in defaults.items() if name.lower() not in given]
+    fields += headers.items()
+    return target, fields
 
 
 def send(url: str, headers: Mapping[str, bytes], body, defaults: Mapping[str, str], timeout: float,
          connect_timeout: float, as_written: bytes = b"") -> "Response":
     """Return the Response to a POST of the pieces of BODY to URL (one that `usable` admits)."""
+    import http.client
+
     match = _URL.match(url)
-    address = (match[1], int(match[2] or 80))
+    # http.client sets TCP_NODELAY, as httpcore does: a small request goes at once.
+    connection = http.client.HTTPConnection(match[1], int(match[2] or 80), timeout=connect_timeout)
     try:
-        sock = socket.create_connection(address, timeout=connect_timeout)
+        connection.connect()
     except TimeoutError:
         raise ConnectTimeout("timed out") from None
     except OSError as e:
         raise ConnectError(str(e)) from None
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as httpcore: a small request goes at once
-        sock.settimeout(timeout)  # for each read and write, as httpx's read and write timeouts
+        connection.sock.settimeout(timeout)  # for each read and write, as httpx's read and write timeouts
+        target, fields = request_head(url, headers, defaults, as_written)
         try:
-            sock.sendall(request_head(url, headers, defaults, as_written))
-            for piece in body:
-                sock.sendall(piece)
+            # Host and Accept-Encoding are among FIELDS, where httpx puts them.
+            connection.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
+            for name, value in fields:
+                connection.putheader(name, value)
+            connection.endheaders(body)  # the head, then each piece of BODY as it is
         except TimeoutError:
             raise WriteTimeout("timed out") from None
         except OSError as e:
             raise WriteError(str(e)) from None
-        response = Response(sock, url)
+        return Response(connection, url)
     except BaseException:
-        sock.close()
+        connection.close()
         raise
-    return response
 
 
 class Headers:
@@ -156,140 +173,72 @@ class Headers:
         return value
 
 
-class Response:
-    """A response read off SOCK: status and headers at once, the body as it comes (`iter_bytes`)."""
+# An obsolete folded header line (RFC 9112, 5.2): h11 reads it as one space.
+_FOLD = re.compile(r"\r?\n[ \t]+")
+_DIGITS = re.compile(r"[0-9]+\Z")
 
-    def __init__(self, sock: socket.socket, url: str):
-        self._sock = sock
+
+class Response:
+    """The response on CONNECTION: status and headers at once, the body as it comes (`iter_bytes`)."""
+
+    def __init__(self, connection, url: str):
+        self._connection = connection
         self.url = url
-        self._buffer = b""
-        head = self._read_head()
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not (parts[1].isdigit() and len(parts[1]) == 3):
-            raise CutOff(f"illegal status line: {status_line[:100]!r}")
-        self.status_code = int(parts[1])
-        pairs = []
-        for line in lines:
-            if line[:1] in (" ", "\t") and pairs:  # an obsolete folded line continues the header before it
-                pairs[-1] = (pairs[-1][0], pairs[-1][1] + " " + line.strip(" \t"))
-                continue
-            name, colon, value = line.partition(":")
-            if not colon or not name or name != name.strip():
-                raise CutOff(f"illegal header line: {line[:100]!r}")
-            pairs.append((name.lower(), value.strip(" \t")))
-        self.headers = Headers(pairs)
-        self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        try:
+            self._response = connection.getresponse()
+        except Exception as e:
+            raise _reading_failure(e) from None
+        try:
+            self._read_head(self._response)
+        except BaseException:
+            self._response.close()
+            raise
+
+    def _read_head(self, response) -> None:
+        """Take the status and headers of RESPONSE; raise CutOff where h11 would refuse them."""
+        self.status_code = response.status
+        message = response.msg
+        # Where h11 refuses a header line, the email parser notes a defect and reads the rest as a body.
+        bad = message.get_unixfrom() or (message.get_payload() or "").split("\n")[0].rstrip("\r")
+        if message.defects or bad:
+            raise CutOff(f"illegal header line: {bad[:100]!r}" if bad else "illegal header line")
+        self.headers = Headers([(name.lower(), _FOLD.sub(" ", value).strip(" \t"))
+                                for name, value in response.getheaders()])
+        coding = response.getheader("transfer-encoding")
+        if coding is not None and coding.lower() != "chunked":
+            raise CutOff("Only Transfer-Encoding: chunked is supported")  # h11's words; http.client reads it raw
         length = self.headers.get("content-length")
-        if self.status_code in (204, 304):
+        if self.status_code in (204, 304) or self.status_code < 200:
             self._left = 0  # no body, whatever the headers say
-        elif self._chunked or length is None:
+        elif coding is not None or length is None:
             self._left = None
         else:
-            values = {value.strip() for value in length.split(",")}  # repeated, it must say the same
-            if len(values) != 1 or not values.pop().isdigit():
+            # Repeated, it must say the same (h11); http.client would read such a body up to the close.
+            values = {value.strip() for value in length.split(",")}
+            if len(values) != 1 or not _DIGITS.match(value := values.pop()):
                 raise CutOff(f"bad Content-Length: {length[:100]!r}")
-            self._left = int(length.split(",")[0])
+            self._left = int(value)
         self._received = 0
         self._decoders = [_decoder(kind.strip().lower())
                           for kind in self.headers.get("content-encoding", "").split(",") if kind.strip()]
         self._decoders = [d for d in self._decoders if d]
 
-    def _recv(self) -> bytes:
-        try:
-            return self._sock.recv(CHUNK)
-        except TimeoutError:
-            raise ReadTimeout("timed out") from None
-        except OSError as e:
-            raise ReadError(str(e)) from None
-
-    def _read_head(self) -> bytes:
-        while True:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
-                if head.startswith(b"HTTP/1.1 1") and not head.startswith(b"HTTP/1.1 101"):
-                    continue  # an informational response (100 Continue): the real one follows
-                return head
-            if len(self._buffer) > 65536:
-                raise CutOff("the response's headers are too long")
-            data = self._recv()
-            if not data:
-                raise CutOff("Server disconnected without sending a response.")
-            self._buffer += data
-
     def _raw(self) -> Iterator[bytes]:
-        """Yield the body's bytes as they arrive, framing removed."""
-        if self._chunked:
-            yield from self._raw_chunked()
-            return
-        data, self._buffer = self._buffer, b""
-        while True:
-            if self._left is not None:
-                data = data[: self._left]
-                self._left -= len(data)
-            self._received += len(data)
-            if data:
-                yield data
-            if self._left == 0:
-                return
-            data = self._recv()
+        """Yield the body's bytes as they arrive, framing removed: what each read brings, one chunk at most."""
+        while self._left != 0:
+            try:
+                data = self._response.read1(CHUNK if self._left is None else min(CHUNK, self._left))
+            except Exception as e:
+                raise _reading_failure(e) from None
             if not data:
                 if self._left is not None:
                     raise CutOff("peer closed connection without sending complete message body "
                                  f"(received {self._received} bytes, expected {self._received + self._left})")
                 return
-
-    def _raw_chunked(self) -> Iterator[bytes]:
-        """Yield the data of the chunks as they arrive, all that one read brought at once.
-
-        llama-server sends each token as a chunk of its own; those that came
-        together go on together, and nothing waits for more to come.
-        """
-        buffer, self._buffer = self._buffer, b""
-        pos = 0
-        data_left = 0  # of the chunk being read
-        crlf_left = 0  # of the line break after a chunk's data
-        pieces = []
-        while True:
-            while pos < len(buffer):
-                if data_left:
-                    piece = buffer[pos : pos + data_left]
-                    pos += len(piece)
-                    data_left -= len(piece)
-                    pieces.append(piece)
-                    if not data_left:
-                        crlf_left = 2
-                elif crlf_left:
-                    step = min(crlf_left, len(buffer) - pos)
-                    pos += step
-                    crlf_left -= step
-                else:  # a size line
-                    end = buffer.find(b"\r\n", pos)
-                    if end < 0:
-                        if len(buffer) - pos > 4096:
-                            raise CutOff("illegal chunk header")
-                        break
-                    size_text = buffer[pos:end].split(b";", 1)[0].strip(b" \t")
-                    if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
-                        raise CutOff(f"illegal chunk header: {buffer[pos:end][:100]!r}")
-                    data_left = int(size_text, 16)
-                    pos = end + 2
-                    if data_left == 0:
-                        if pieces:
-                            yield b"".join(pieces)
-                        return  # trailers, if any, are of no use
-            if pieces:
-                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                pieces = []
-            buffer = buffer[pos:] + self._more()
-            pos = 0
-
-    def _more(self) -> bytes:
-        data = self._recv()
-        if not data:
-            raise CutOff("peer closed connection without sending complete message body (incomplete chunked read)")
-        return data
+            self._received += len(data)
+            if self._left is not None:
+                self._left -= len(data)
+            yield data
 
     def iter_bytes(self) -> Iterator[bytes]:
         """Yield the body as it arrives, its content encoding undone."""
@@ -310,7 +259,30 @@ class Response:
         return b"".join(self.iter_bytes())
 
     def close(self) -> None:
-        self._sock.close()
+        self._response.close()
+        self._connection.close()
+
+
+def _reading_failure(error: Exception) -> Exception:
+    """Return this module's exception, in httpx's words, for ERROR that http.client raised reading a response."""
+    import http.client
+
+    if isinstance(error, TimeoutError):
+        return ReadTimeout("timed out")
+    if isinstance(error, http.client.RemoteDisconnected):  # also a ConnectionResetError: before OSError
+        return CutOff("Server disconnected without sending a response.")
+    if isinstance(error, http.client.IncompleteRead):
+        return CutOff("peer closed connection without sending complete message body (incomplete chunked read)")
+    if isinstance(error, http.client.BadStatusLine):
+        line = error.args[0].rstrip("\r\n")
+        return CutOff(f"illegal status line: {line[:100]!r}")
+    if isinstance(error, http.client.UnknownProtocol):
+        return CutOff(f"unsupported HTTP version: {error.args[0][:100]!r}")
+    if isinstance(error, http.client.HTTPException):  # a line too long, too many headers: http.client's words
+        return CutOff(str(error) or type(error).__name__)
+    if isinstance(error, OSError):
+        return ReadError(str(error))
+    return error
 
 
 def _decoder(kind: str):
