@@ -23,6 +23,12 @@ CASES = [
     ("cr", [b"data: a\r\rdata: b\r\r"], [Event(M, "a"), Event(M, "b")]),
     ("mixed line ends", [b"data: a\r\n\rdata: b\n\r\n"], [Event(M, "a"), Event(M, "b")]),
     ("crlf split across chunks", [b"data: a\r", b"\n\r", b"\n"], [Event(M, "a")]),
+    # A read that ends between CR and LF: the LF finishes that line end; it
+    # is no empty line of its own, which would end the event there.
+    ("two-line event, crlf cut at the cr", [b"data: a\r", b"\ndata: b\r\n\r\n"], [Event(M, "a\nb")]),
+    ("event type, crlf cut at the cr", [b"event: error\r", b"\ndata: x\r\n\r\n"], [Event("error", "x")]),
+    ("typed two-line crlf event, one byte at a time",
+     [bytes([c]) for c in b"event: error\r\ndata: a\r\ndata: b\r\n\r\n"], [Event("error", "a\nb")]),
     ("cr then a new line in the next chunk", [b"data: a\r", b"\rdata: b\r", b"\r"], [Event(M, "a"), Event(M, "b")]),
     ("one byte at a time", [bytes([c]) for c in b"data: hi\r\n\r\n"], [Event(M, "hi")]),
     ("line split across chunks", [b"da", b"ta: he", b"llo\n", b"\n"], [Event(M, "hello")]),
