@@ -126,6 +126,19 @@ def test_many_data_lines_without_a_blank_line_are_parsed_once_each(monkeypatch):
     assert sum(seen) <= len(body)
 
 
+def test_a_long_line_is_joined_once_at_its_end():
+    # A 10 MB line in 64 KiB pieces, as httpx hands them over: joining the
+    # line so far to each new piece was quadratic in its length (0.36 s for
+    # these 10 MB). The pieces are kept as they came and joined once.
+    decoder = Decoder()
+    piece = b"x" * 65536
+    assert decoder.feed(b"data: ") == []
+    for _ in range(160):
+        assert decoder.feed(piece) == []
+    assert len(decoder._pieces) == 161
+    assert decoder.feed(b"\n\n") == [Event(M, "x" * (65536 * 160))]
+
+
 def test_an_endless_line_is_an_error_at_the_cap():
     from illume.errors import StreamError
 
