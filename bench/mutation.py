@@ -50,13 +50,12 @@ MUTANTS = [
            "        if value.startswith(b\" \"):\n            value = value[1:]",
            "        value = value.lstrip(b\" \")",
            ("tests/test_sse.py",)),
-    Mutant("sse: a CR at the end of a piece is taken as a whole line end", "illume/sse.py",
-           "            if chunk.endswith(b\"\\r\"):", "            if False:",
+    Mutant("sse: a CR that ends a read is a whole line end, and the LF after it an empty line", "illume/sse.py",
+           "            self._after_cr = ends_in_cr", "            self._after_cr = False",
            ("tests/test_sse.py",)),
     Mutant("sse: `data:` lines without a space are never split into events", "illume/sse.py",
-           "            if self._data and _starts_event(self._data, value):\n                events.append(self._dispatch())\n"
-           "            self._data.append(value)",
-           "            self._data.append(value)",
+           "        if self._data and self._starts_event(value):\n            events.append(self._dispatch())\n",
+           "",
            ("tests/test_sse.py", "tests/test_faults.py", "-k", "blank or space or data_lines")),
     # --- the JSON encoder ---
     Mutant("json: U+2028 and U+2029 left unescaped", "illume/jsonwire.py",
@@ -71,7 +70,7 @@ MUTANTS = [
            "yield encode_string(value[start : start + PIECE - 1])[1:-1]",
            ("tests/test_jsonwire.py",)),
     # --- masking secrets ---
-    Mutant("masking: short secrets show their last four characters", "illume/headers.py",
+    Mutant("masking: short secrets show their last four characters", "illume/secrets.py",
            "len(value) >= 16 else", "len(value) >= 6 else",
            ("tests/test_headers.py", "tests/test_secrets_and_network.py")),
     Mutant("masking: the proxy credential as sent (base64) not masked", "illume/headers.py",

@@ -8,9 +8,8 @@ repeat) and one through illume against llama-server with its own prompt
 cache on the same SmolLM2 file, interleaved turn by turn. On every EVERY-th
 turn (default 3: turns 1, 4, 7, 10) the cached conversation's buffer also
 goes through the embedded backend with `!:cache_prompt false`, the slow
-side, and on turn 1 through illume as it was before the cache and with the
-cache and the load settings of before (`!:flash_attn true`, `!:n_batch 512`). Each turn is
-one whole `illume` process on the buffer so far, its reply appended and the
+side, and on turn 1 with the cache and the other load settings
+(`!:flash_attn true`, `!:n_batch 512`). Each turn is one whole `illume` process on the buffer so far, its reply appended and the
 next question after it, as a user in an editor would do. Prints per-turn
 medians, the ratios set as goals, and the cache's disk use. `... 7 1 1`
 times the cold turn alone, seven times. `EMBEDDED='!:flash_attn true\n!:n_batch 512'`
@@ -64,13 +63,11 @@ def conversation_settings(context: Path) -> str:
     return f"!:temperature 0\n!:seed 1\n!:max_tokens 24\n!context {context}\n"
 
 
-def run_turn(buffer: str, env: dict, code: Path = REPO) -> tuple[float, str]:
-    """Return (seconds, stdout) of one whole `python -m illume` process on BUFFER, illume's code from CODE."""
-    if code != REPO:
-        env = dict(env, PYTHONPATH=str(code))  # its sitecustomize.py, where baseline() wrote one
+def run_turn(buffer: str, env: dict) -> tuple[float, str]:
+    """Return (seconds, stdout) of one whole `python -m illume` process on BUFFER."""
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "illume"], input=buffer.encode(), capture_output=True,
-                            env=env, cwd=code, timeout=600)
+                            env=env, cwd=REPO, timeout=600)
     seconds = time.perf_counter() - start
     if result.returncode != 0 or b"!error" in result.stdout:
         sys.exit(f"illume failed: {result.stdout.decode()[-500:]} {result.stderr.decode()[-500:]}")
@@ -87,42 +84,6 @@ def disk_use(folder: Path) -> tuple[int, int]:
         with open(path, "rb") as f:
             tokens += pc.HEADER.unpack(f.read(pc.HEADER.size))[3]
     return total, tokens
-
-
-def baseline(work: Path) -> Path:
-    """Return a folder holding illume as it was before the prompt cache (BASELINE, default the commit before it)."""
-    first = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", "illume/prompt_cache.py"],
-                           capture_output=True, text=True, check=True, cwd=REPO).stdout.split()[-1]
-    ref = os.environ.get("BASELINE") or first + "^"
-    folder = work / "baseline"
-    folder.mkdir()
-    archive = subprocess.run(["git", "archive", ref, "illume", "profiles", "fim_templates"], capture_output=True,
-                             check=True, cwd=REPO).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    from illume.backends.embedded import advertises_amx
-
-    if advertises_amx():  # that code crashes here without the later fix: give it only that, nothing else
-        (folder / "sitecustomize.py").write_text(AMX_FIX)
-    return folder
-
-
-# llama.cpp's AMX code crashes on a CPU that advertises AMX the VM does not
-# enable; illume loads models without it there (embedded.py). The code
-# before the cache did not, so its runs get the same fix, at start-up.
-AMX_FIX = """
-import llama_cpp.llama_cpp as low
-
-_default = low.llama_model_default_params
-
-
-def _without_extra_buffers():
-    params = _default()
-    params.use_extra_bufts = False
-    return params
-
-
-low.llama_model_default_params = _without_extra_buffers
-"""
 
 
 def main() -> None:
@@ -148,10 +109,7 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
     times = {name: [[] for _ in range(turns)] for name in ("cache", "no cache", "server")}
     disk = [[] for _ in range(turns)]
-    # Illume before the cache, on turn 1: BASELINE=REF names another commit, BASELINE=none skips it.
-    before = baseline(work) if os.environ.get("BASELINE") != "none" else None
-    today = []  # the first turn on the code before the prompt cache
-    flash = []  # the first turn with the cache and the load settings before it: flash attention, batches of 512
+    flash = []  # the first turn with the cache and the other load settings: flash attention, batches of 512
     with_flash = heads["cache"].replace(embedded, "!profile embedded\n!:flash_attn true\n!:n_batch 512\n")
     try:
         for repeat in range(repeats):
@@ -160,7 +118,6 @@ def main() -> None:
             buffers = {name: head + "\n!user\n" + QUESTIONS[0] + "\n" for name, head in heads.items()}
             for turn in range(turns):
                 runs = ["cache", "server"] + (["no cache"] if turn in measured else [])
-                runs += ["today"] if turn == 0 and before else []
                 runs += ["flash"] if turn == 0 else []
                 first = (turn + repeat) % len(runs)
                 runs = runs[first:] + runs[:first]  # no variant always first
@@ -168,10 +125,6 @@ def main() -> None:
                 for name in runs:
                     if name == "no cache":  # the very buffer the cache variant gets, without the cache
                         seconds, _ = run_turn(buffers["cache"].replace(heads["cache"], no_cache, 1), env)
-                    elif name == "today":  # the same first buffer, on the code before the cache
-                        seconds, _ = run_turn(buffers["cache"], env, before)
-                        today.append(seconds)
-                        continue
                     elif name == "flash":  # the same first buffer with flash attention, its own cache folder
                         flash_env = dict(env, XDG_CACHE_HOME=str(work / f"flash-{repeat}"))
                         seconds, _ = run_turn(buffers["cache"].replace(heads["cache"], with_flash, 1), flash_env)
@@ -185,7 +138,6 @@ def main() -> None:
                 disk[turn].append(disk_use(cache_home / "illume" / "prompts"))
                 print(f"  repeat {repeat + 1} turn {turn + 1}: "
                       + ", ".join(f"{name} {times[name][turn][-1]:.2f} s" for name in times if times[name][turn])
-                      + (f", before the cache {today[-1]:.2f} s" if turn == 0 and today else "")
                       + (f", flash attention {flash[-1]:.2f} s" if turn == 0 else ""), flush=True)
     finally:
         stop(server)
@@ -218,11 +170,8 @@ def main() -> None:
               f"max {max(ratios_server):.2f} (goal <= 3)")
     cold, without = statistics.median(times["cache"][0]), statistics.median(times["no cache"][0])
     print(f"turn 1 (cold): with the cache {cold:.2f} s, without {without:.2f} s, ratio {cold / without:.3f}")
-    if today:
-        print(f"turn 1 before the cache existed: {statistics.median(today):.2f} s; "
-              f"with the cache / before {cold / statistics.median(today):.3f} (goal <= 1)")
-        print(f"turn 1 with the cache, !:flash_attn true and !:n_batch 512: {statistics.median(flash):.2f} s; "
-              f"/ before {statistics.median(flash) / statistics.median(today):.3f}")
+    print(f"turn 1 with the cache, !:flash_attn true and !:n_batch 512: {statistics.median(flash):.2f} s; "
+          f"/ the default settings {statistics.median(flash) / cold:.3f}")
 
 
 if __name__ == "__main__":

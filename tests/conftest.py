@@ -198,7 +198,8 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
 
     The oracle of the embedded tests: the body comes from illume's dry run;
     the model is loaded here, in the test process, with the settings the
-    embedded backend documents (4096 tokens of context, batches of 128, no flash attention).
+    embedded backend documents (4096 tokens of context, batches of 128, no
+    flash attention) or the body's own `n_ctx` and `n_batch`, one load for each.
     """
     import llama_cpp
 
@@ -206,15 +207,17 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
     assert dry.returncode == 0, dry.stdout
     request = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
     path = str(request.get("model") or embedded_model())
-    if path not in _llama_cpp_models:
+    load = {"n_ctx": 4096, "n_batch": 128, **{key: request[key] for key in ("n_ctx", "n_batch") if key in request}}
+    if (path, *load.values()) not in _llama_cpp_models:
         from illume.backends.embedded import _weight_repacking, advertises_amx  # AMX the VM may not enable
 
         with _weight_repacking(not advertises_amx()):
-            _llama_cpp_models[path] = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=128,
-                                                      n_threads=os.cpu_count() or 1, flash_attn=False, verbose=False)
-    model = _llama_cpp_models[path]
+            _llama_cpp_models[path, *load.values()] = llama_cpp.Llama(
+                model_path=path, **load, n_threads=os.cpu_count() or 1, flash_attn=False, verbose=False)
+    model = _llama_cpp_models[path, *load.values()]
     sampling = {key: request[key] for key in ("max_tokens", "temperature", "seed", "stop") if key in request}
-    assert set(request) <= {"messages", "prompt", "stream", "model", *sampling}, f"the oracle does not know {request}"
+    known = {"messages", "prompt", "stream", "model", *load, *sampling}
+    assert set(request) <= known, f"the oracle does not know {request}"
     model.reset()
     if "messages" in request:
         whole = model.create_chat_completion(messages=request["messages"], **sampling)

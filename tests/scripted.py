@@ -50,13 +50,14 @@ DONE = b"data: [DONE]\n\n"
 
 
 class Request:
-    """One request as it arrived: the request line's parts, headers (lower-case names), body."""
+    """One request as it arrived: the request line's parts, headers (lower-case names), body, and its head as sent."""
 
-    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes):
+    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes, head: bytes = b""):
         self.method = method
         self.target = target
-        self.headers = headers
+        self.headers = headers  # values without the white space around them, as HTTP reads them
         self.body = body
+        self.head = head  # the request line and header lines, byte for byte, up to the blank line
 
     @property
     def path(self) -> str:
@@ -278,7 +279,7 @@ class ScriptedServer:
             if not chunk:
                 break
             body += chunk
-        return Request(method, target, headers, body)
+        return Request(method, target, headers, body, header_block)
 
     def _play(self, connection, reply: list, request: Request) -> None:
         for step in reply:

@@ -1,4 +1,10 @@
-"""`illume --batch`: many buffers at once against a real llama-server, each answered as the plain filter answers it."""
+"""`illume --batch`: many buffers at once against a real llama-server, each answered as the plain filter answers it.
+
+At temperature 0 a reply is fixed: each reply appended is compared with
+the model's own answer to the same request, asked directly and not
+streamed (conftest.ask_llama_server, ask_llama_cpp), however many buffers
+are answered beside it.
+"""
 
 import os
 import re
@@ -9,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO, closed_url, embedded_model, run_illume
+from conftest import REPO, ask_llama_cpp, ask_llama_server, closed_url, embedded_model, run_illume
 from scripted import DONE, Reply, ScriptedServer, head
 from scripted import chat as chat_event
 from illume import batch
@@ -38,11 +44,11 @@ def summary(stderr: bytes) -> tuple:
     return int(files), bool(interrupted), int(answered), int(failed), int(skipped), int(not_run or 0)
 
 
-def assert_chat_reply(reply: bytes) -> None:
-    """Assert REPLY is one whole chat reply as the plain filter prints it."""
-    assert reply.startswith(b"\n\n!assistant\n\n"), reply
-    assert reply[len(b"\n\n!assistant\n\n"):].split(b"\n\n!note")[0].strip(), "the model said nothing"
-    assert b"!error" not in reply and b"interrupted" not in reply
+def oracle(data: bytes, ask=ask_llama_server) -> bytes:
+    """Return what the plain filter prints for the chat buffer DATA: the model's own answer, asked directly."""
+    answer = ask(data.decode())
+    assert answer.text.strip(), "the oracle is empty: comparing with it would prove little"
+    return answer.printed("\n\n!assistant\n\n")
 
 
 def run_batch(*args, timeout: float = 300):
@@ -59,6 +65,7 @@ def test_each_reply_is_appended_and_a_failure_stays_alone(llama_server, tmp_path
     unreachable = write(tmp_path, "unreachable.txt", chat(unreachable_url, "hi"))
     before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (unknown, unreachable)}
     originals = {path: path.read_bytes() for path in good}
+    expected = {path: oracle(data) for path, data in originals.items()}
 
     result = run_batch(*good, unknown, unreachable)
 
@@ -73,8 +80,7 @@ def test_each_reply_is_appended_and_a_failure_stays_alone(llama_server, tmp_path
         assert (path.read_bytes(), path.stat().st_mtime_ns) == (data, mtime)
     for path in good:
         data = path.read_bytes()
-        assert data.startswith(originals[path])  # the user's text, byte for byte
-        assert_chat_reply(data[len(originals[path]):])
+        assert data == originals[path] + expected[path]  # the user's text, byte for byte, then the reply
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in (*good, unknown, unreachable))  # no temporaries
 
 
@@ -88,6 +94,19 @@ def test_the_appended_reply_is_the_plain_filters(llama_server, tmp_path):
 
 
 @pytest.mark.server
+def test_identical_buffers_get_identical_replies(llama_server, tmp_path):
+    # Answered side by side in the server's slots, each as if it were alone.
+    data = chat(llama_server, "Name a fruit.")
+    other = chat(llama_server, "Name a colour.")
+    expected = {data: oracle(data), other: oracle(other)}
+    paths = [write(tmp_path, f"same{i}.txt", data) for i in range(3)] + [write(tmp_path, "other.txt", other)]
+    result = run_batch("-j", "4", *paths)
+    assert result.returncode == 0, result.stderr
+    for path, asked in zip(paths, (data, data, data, other)):
+        assert path.read_bytes() == asked + expected[asked]
+
+
+@pytest.mark.server
 def test_mode_and_symbolic_links_are_kept(llama_server, tmp_path):
     real = write(tmp_path, "real.txt", chat(llama_server, "hi"))
     real.chmod(0o640)
@@ -97,7 +116,8 @@ def test_mode_and_symbolic_links_are_kept(llama_server, tmp_path):
     assert result.returncode == 0, result.stderr
     assert link.is_symlink()
     assert real.stat().st_mode & 0o777 == 0o640
-    assert_chat_reply(real.read_bytes()[len(chat(llama_server, "hi")):])
+    data = chat(llama_server, "hi")
+    assert real.read_bytes() == data + oracle(data)
 
 
 # --- written to an output folder ---
@@ -118,9 +138,10 @@ def test_output_folder_holds_what_the_plain_filter_prints(llama_server, tmp_path
     assert chat_path.read_bytes() == chat(llama_server, "Name a fruit.")  # inputs untouched
     assert completion_path.read_bytes() == completion
     assert sorted(os.listdir(out)) == ["chat.txt", "story.txt"]
-    assert_chat_reply((out / "chat.txt").read_bytes())
-    story = (out / "story.txt").read_bytes()
-    assert story.split(b"\n\n!note")[0].strip() and not story.startswith(b"\n\n!assistant")
+    assert (out / "chat.txt").read_bytes() == oracle(chat(llama_server, "Name a fruit."))
+    story = ask_llama_server(completion.decode())
+    assert story.text.strip(), story.whole
+    assert (out / "story.txt").read_bytes() == story.printed()
     assert (out / "chat.txt").stat().st_mode & 0o777 == 0o666 & ~_umask()
 
 
@@ -130,9 +151,7 @@ def test_output_folder_with_filter_holds_buffer_and_reply(llama_server, tmp_path
     path = write(tmp_path, "a.txt", data)
     result = run_illume(b"", "--batch", "--filter", "-o", str(tmp_path / "out"), str(path))
     assert result.returncode == 0, result.stderr
-    written = (tmp_path / "out" / "a.txt").read_bytes()
-    assert written.startswith(data)
-    assert_chat_reply(written[len(data):])
+    assert (tmp_path / "out" / "a.txt").read_bytes() == data + oracle(data)
 
 
 def _umask() -> int:
@@ -156,7 +175,7 @@ def test_skip_done_leaves_answered_files_alone(llama_server, tmp_path):
     assert summary(result.stderr) == (4, False, 1, 0, 3, 0)
     for path, (data, mtime) in answered.items():
         assert (path.read_bytes(), path.stat().st_mtime_ns) == (data, mtime)
-    assert_chat_reply(fresh.read_bytes()[len(chat(llama_server, "Name a tree.")):])
+    assert fresh.read_bytes() == chat(llama_server, "Name a tree.") + oracle(chat(llama_server, "Name a tree."))
 
 
 @pytest.mark.server
@@ -298,9 +317,15 @@ def test_an_interrupted_batch_leaves_every_file_whole(llama_server, tmp_path):
     # the interrupt comes as soon as the word is written, while the stories stream.
     originals = {}
     for i in range(8):
-        settings = "!:max_tokens 2\n" if i == 0 else "!:max_tokens 1500\n!:ignore_eos true\n"
-        data = f"!api {llama_server}\n!:temperature 0.8\n{settings}!user\nWrite a long story about island {i}.\n".encode()
+        if i == 0:
+            settings = "!:temperature 0\n!:max_tokens 2\n"
+        else:
+            settings = "!:temperature 0.8\n!:max_tokens 1500\n!:ignore_eos true\n"
+        data = f"!api {llama_server}\n{settings}!user\nWrite a long story about island {i}.\n".encode()
         originals[write(tmp_path, f"s{i}.txt", data)] = data
+    first = next(iter(originals))
+    word = ask_llama_server(originals[first].decode())
+    assert word.text.strip(), word.whole
     env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
     process = subprocess.Popen([sys.executable, "-m", "illume", "--batch", "-j", "4", *map(str, originals)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=env)
@@ -315,14 +340,8 @@ def test_an_interrupted_batch_leaves_every_file_whole(llama_server, tmp_path):
     files, interrupted, answered, failed, skipped, not_run = summary(stderr)
     assert (files, interrupted, failed, skipped) == (8, True, 0, 0)
     assert (answered, not_run) == (1, 7)  # the word; no story can be done yet
-    first = next(iter(originals))
     for path, data in originals.items():
-        now = path.read_bytes()
-        if path == first:
-            assert now.startswith(data)
-            assert_chat_reply(now[len(data):])
-        else:
-            assert now == data
+        assert path.read_bytes() == (data + word.printed("\n\n!assistant\n\n") if path == first else data)
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in originals)  # no temporaries left
 
 
@@ -330,10 +349,15 @@ def test_an_interrupted_batch_leaves_every_file_whole(llama_server, tmp_path):
 
 @pytest.mark.embedded
 def test_embedded_buffers_are_answered_one_at_a_time(tmp_path):
+    # Three identical buffers: the second and third start from the model's
+    # memory of the first (its prompt cache) and must still answer alike.
     embedded_model()
     data = b"!profile embedded\n!:temperature 0\n!:max_tokens 8\n!user\nName a colour.\n"
-    paths = [write(tmp_path, f"e{i}.txt", data) for i in range(3)]
+    other = b"!profile embedded\n!:temperature 0\n!:max_tokens 8\n!user\nName a fruit.\n"
+    paths = [write(tmp_path, f"e{i}.txt", data) for i in range(3)] + [write(tmp_path, "f.txt", other)]
+    expected = {data: oracle(data, ask_llama_cpp), other: oracle(other, ask_llama_cpp)}
     result = run_batch("-j", "3", *paths)
     assert result.returncode == 0, result.stderr
-    for path in paths:
-        assert_chat_reply(path.read_bytes()[len(data):])
+    assert summary(result.stderr) == (4, False, 4, 0, 0, 0)
+    for path, asked in zip(paths, (data, data, data, other)):
+        assert path.read_bytes() == asked + expected[asked]

@@ -1,17 +1,31 @@
-"""`!branches N`: N alternative replies, numbered and in order, from a real llama-server, a scripted one, the embedded model."""
+"""`!branches N`: N alternative replies, numbered and in order, from a real llama-server, a scripted one, the embedded model.
+
+Where a branch's reply is fixed (temperature 0, or its own request with its
+own seed) it is compared with the model's own answer to that request, asked
+directly and not streamed (conftest.ask_llama_server, ask_llama_cpp).
+"""
 
 import json
 import re
 
 import pytest
 
-from conftest import closed_url, embedded_model, free_port, run_illume
+from conftest import ask_llama_cpp, ask_llama_server, closed_url, embedded_model, free_port, run_illume
 from scripted import Reply, ScriptedServer, chat_events
 from illume import buffer as buf
 from illume.errors import BufferError
 
 SETTINGS = "!:temperature 0.9\n!:seed 42\n!:max_tokens 16\n"
+FIXED = "!:temperature 0\n!:max_tokens 16\n"
 NOTE = re.compile(rb"\n\n!note branch (\d+) of (\d+)")
+
+
+def expected(answers: list, header: str = "\n\n!assistant\n\n") -> bytes:
+    """Return what illume prints for branches whose replies are ANSWERS (conftest.ServerAnswer), in order."""
+    for answer in answers:
+        assert answer.text.strip(), "the oracle is empty: comparing with it would prove little"
+    return b"".join(f"\n\n!note branch {k} of {len(answers)}".encode() + answer.printed(header)
+                    for k, answer in enumerate(answers, 1))
 
 
 def sections(stdout: bytes) -> list[tuple[int, int, bytes]]:
@@ -85,6 +99,16 @@ def test_chat_branches_come_numbered_and_in_order(llama_server):
 
 
 @pytest.mark.server
+def test_chat_branches_at_temperature_0_are_each_the_models_answer(llama_server):
+    # The choices of one request with n=3, decoded side by side in the server's slots.
+    buffer = f"!api {llama_server}\n{FIXED}!user\nName a colour.\n"
+    answer = ask_llama_server(buffer)
+    result = run_illume(buffer.replace("!user", "!branches 3\n!user"))
+    assert (result.returncode, result.stderr) == (0, b""), result.stdout
+    assert result.stdout == expected([answer] * 3)
+
+
+@pytest.mark.server
 def test_chat_branches_are_reproducible_with_a_seed(llama_server):
     buffer = f"!api {llama_server}\n{SETTINGS}!branches 2\n!user\nWrite a word.\n"
     assert run_illume(buffer).stdout == run_illume(buffer).stdout
@@ -92,24 +116,32 @@ def test_chat_branches_are_reproducible_with_a_seed(llama_server):
 
 @pytest.mark.server
 def test_completion_branches_are_separated_by_the_notes_alone(llama_server):
-    result = run_illume(f"!api {llama_server}\n{SETTINGS}!branches 3\n!completion\nOnce upon a time")
+    buffer = f"!api {llama_server}\n{FIXED}!completion\nOnce upon a time"
+    answer = ask_llama_server(buffer)
+    result = run_illume(buffer.replace("!completion", "!branches 3\n!completion"))
     assert result.returncode == 0, result.stdout
-    assert_branches(result.stdout, 3, b"\n\n")
+    assert result.stdout == expected([answer] * 3, "\n\n")
     assert b"!assistant" not in result.stdout
 
 
 @pytest.mark.server
 def test_more_branches_than_slots_fall_back_to_one_request_each(llama_server):
-    # The fixture's server has 4 slots and refuses n=6 with HTTP 400.
-    result = run_illume(f"!api {llama_server}\n{SETTINGS}!branches 6\n!user\nName a fruit.\n")
+    # The fixture's server has 4 slots and refuses n=6 with HTTP 400: each
+    # branch is then a request of its own, branch K with seed 42 + K - 1.
+    buffer = f"!api {llama_server}\n{SETTINGS}!user\nName a fruit.\n"
+    answers = [ask_llama_server(buffer.replace("!:seed 42", f"!:seed {42 + k}")) for k in range(6)]
+    result = run_illume(buffer.replace("!user", "!branches 6\n!user"))
     assert result.returncode == 0, result.stdout
-    assert_branches(result.stdout, 6, b"\n\n!assistant\n\n")
+    assert result.stdout == expected(answers)
+    assert len({answer.text for answer in answers}) > 1, "six seeds, one reply: the seeds prove nothing here"
 
 
 @pytest.mark.server
 def test_one_branch_is_the_plain_reply(llama_server):
     buffer = f"!api {llama_server}\n!:temperature 0\n!:max_tokens 8\n!user\nName a colour.\n"
-    assert run_illume(buffer.replace("!user", "!branches 1\n!user")).stdout == run_illume(buffer).stdout
+    answer = ask_llama_server(buffer)
+    assert answer.text.strip(), answer.whole
+    assert run_illume(buffer.replace("!user", "!branches 1\n!user")).stdout == answer.printed("\n\n!assistant\n\n")
 
 
 @pytest.mark.server
@@ -196,10 +228,22 @@ def test_a_failing_reply_keeps_the_text_held_back_for_a_token():
 # --- the embedded model, one branch after another ---
 
 @pytest.mark.embedded
-def test_embedded_branches(tmp_path):
+def test_embedded_branches_at_temperature_0_are_each_the_models_answer():
+    # The second branch starts from the model's memory of the first: it must not show.
     embedded_model()
-    result = run_illume("!profile embedded\n!:temperature 0.9\n!:seed 3\n!:max_tokens 8\n!branches 2\n"
-                        "!user\nName a colour.\n", timeout=300)
-    assert result.returncode == 0, result.stdout
-    assert result.stderr == b""
-    assert_branches(result.stdout, 2, b"\n\n!assistant\n\n")
+    buffer = "!profile embedded\n!:temperature 0\n!:max_tokens 8\n!user\nName a colour.\n"
+    answer = ask_llama_cpp(buffer)
+    result = run_illume(buffer.replace("!user", "!branches 2\n!user"), timeout=300)
+    assert (result.returncode, result.stderr) == (0, b""), result.stdout
+    assert result.stdout == expected([answer] * 2)
+
+
+@pytest.mark.embedded
+def test_embedded_branches_each_have_their_own_seed():
+    embedded_model()
+    buffer = "!profile embedded\n!:temperature 0.9\n!:seed 3\n!:max_tokens 8\n!user\nName a colour.\n"
+    answers = [ask_llama_cpp(buffer.replace("!:seed 3", f"!:seed {3 + k}")) for k in range(2)]
+    result = run_illume(buffer.replace("!user", "!branches 2\n!user"), timeout=300)
+    assert (result.returncode, result.stderr) == (0, b""), result.stdout
+    assert result.stdout == expected(answers)
+    assert answers[0].text != answers[1].text, "two seeds, one reply: the seeds prove nothing here"

@@ -177,6 +177,68 @@ def test_flash_attention_can_be_turned_on_and_wants_a_boolean():
     assert wrong.stdout == b"\n\n!error\n\n!:flash_attn: expected true or false, got 1.0\n"
 
 
+# One model file loaded with two sets of load options in one process (--batch, !branches):
+# each buffer is answered by the load made for its own options, never by another's.
+
+SMALL = "!profile embedded\n!:n_ctx 256\n!:n_batch 64\n!:temperature 0\n!:max_tokens 8\n"
+LARGE = "!profile embedded\n!:n_ctx 1024\n!:temperature 0\n!:max_tokens 8\n"
+LONG = " ".join(["The quick brown fox jumps over the lazy dog."] * 40)  # 400 tokens: past 256, within 1024
+
+
+def test_each_set_of_load_options_has_its_own_load():
+    from illume.backends.embedded import _load
+
+    small = _load(smollm2_path(), {"n_ctx": 256, "n_batch": 64})
+    large = _load(smollm2_path(), {"n_ctx": 1024})
+    assert (small.llama.n_ctx(), small.llama.n_batch) == (256, 64)
+    assert (large.llama.n_ctx(), large.llama.n_batch) == (1024, 128)
+    assert small.key != large.key  # their prompt cache entries never mix
+    assert _load(smollm2_path(), {"n_batch": 64, "n_ctx": 256}) is small  # the same options: the same load
+    default_batch = _load(smollm2_path(), {"n_ctx": 256})
+    assert default_batch is not small and default_batch.llama.n_batch == 128
+
+
+def test_a_batch_answers_each_buffer_with_its_own_load_options(tmp_path):
+    buffers = {
+        "small-count.txt": SMALL + "!debug tokens\n!user\nName a colour.\n",
+        "large-count.txt": LARGE + "!debug tokens\n!user\nName a colour.\n",
+        "small-long.txt": SMALL + f"!user\n{LONG}\n",
+        "large-long.txt": LARGE + f"!user\n{LONG}\n",
+        "small-short.txt": SMALL + "!user\nName a colour.\n",
+    }
+    oracle = {name: ask_llama_cpp(buffers[name]) for name in ("large-long.txt", "small-short.txt")}
+    for name, buffer in buffers.items():
+        (tmp_path / name).write_text(buffer)
+
+    result = run_illume(b"", "--batch", *(str(tmp_path / name) for name in buffers), timeout=300)
+
+    assert result.returncode == 1  # the long buffer in the small context
+    written = {name: (tmp_path / name).read_text()[len(buffer):] for name, buffer in buffers.items()}
+    assert written["small-count.txt"].endswith("!note total: 34 tokens of a context of 256, "
+                                               "8 kept for the reply (max_tokens): fits, 214 to spare\n")
+    assert written["large-count.txt"].endswith("!note total: 34 tokens of a context of 1,024, "
+                                               "8 kept for the reply (max_tokens): fits, 982 to spare\n")
+    assert written["small-long.txt"] == ""  # refused, the file left as it was
+    assert (f"illume: {tmp_path / 'small-long.txt'}: the prompt is 430 tokens, the context 256: ".encode()
+            in result.stderr)
+    for name, answer in oracle.items():
+        assert answer.text.strip(), answer.whole
+        assert written[name] == answer.printed("\n\n!assistant\n\n").decode()
+
+
+def test_a_context_rounded_up_by_llama_cpp_holds_what_it_says():
+    # llama.cpp gives a context of a multiple of 256, as llama-server does (-c 300 serves 512
+    # tokens); llama-cpp-python kept a record of the tokens as long as the 300 asked for, and a
+    # prompt between the two failed ("the model failed: could not broadcast input array from shape ...").
+    odd = LARGE.replace("!:n_ctx 1024", "!:n_ctx 300")
+    debug = run_illume(odd + "!debug tokens\n!user\nName a colour.\n")
+    assert debug.stdout.endswith(b"!note total: 34 tokens of a context of 512, 8 kept for the reply (max_tokens): "
+                                 b"fits, 470 to spare\n")
+    answer = ask_llama_cpp(LARGE + f"!user\n{LONG}\n")  # a context of 1024 reads the same 430 tokens
+    result = run_illume(odd + f"!user\n{LONG}\n")
+    assert (result.returncode, result.stdout) == (0, answer.printed("\n\n!assistant\n\n"))
+
+
 # The same prompt as llama-server: the tokens it would evaluate for the same buffer, on two real models.
 
 CONVERSATION = ("!profile embedded\n!:temperature 0\n!:max_tokens 24\nYou are terse.\n!user\nName a fruit.\n"

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, run_illume
 from scripted import Reply, ScriptedServer
 
@@ -99,11 +101,19 @@ def sent(buffer: str, env: dict | None = None):
         return result, request
 
 
-def test_a_header_value_that_ends_in_a_space_after_expansion_is_trimmed():
-    # $KEY unset: `Bearer ` on the line, `Bearer` on the wire, as Go's client trims it.
-    result, request = sent("!api URL/\n!>authorization Bearer $KEY\n!user\nhi")
+@pytest.mark.parametrize("line, wire", [
+    ("!>authorization Bearer $KEY", b"authorization: Bearer"),
+    ("!>x-note a\t${KEY}", b"x-note: a"),
+    ("!>x-note $PADDED", b"x-note: padded"),
+    ("!>user-agent x $KEY", b"user-agent: x"),  # as later Go trims it (the original's Go 1.19 did not)
+])
+def test_a_header_value_is_sent_without_the_white_space_around_it(line, wire):
+    # $KEY unset: `Bearer ` after expansion, `Bearer` on the wire, as Go's client trims it
+    # (textproto.TrimString). The raw bytes: a server's parser would trim it too.
+    result, request = sent(f"!api URL/\n{line}\n!user\nhi", env={"PADDED": " \tpadded\t "})
     assert result.returncode == 0
-    assert request.headers["authorization"] == "Bearer"
+    name = wire.partition(b":")[0]
+    assert [raw for raw in request.head.split(b"\r\n") if raw.lower().startswith(name + b":")] == [wire]
 
 
 def test_the_dry_run_shows_the_header_value_as_expanded():

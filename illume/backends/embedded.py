@@ -181,9 +181,19 @@ def open_model(path: Path, options: Mapping):
     """Return a new llama_cpp.Llama for PATH with the load OPTIONS over the defaults; raise SetupError if it fails."""
     import llama_cpp
 
+    arguments = load_arguments(options)
     try:
         with _quiet(), _weight_repacking(not advertises_amx()), _templates_uncompiled():
-            return llama_cpp.Llama(model_path=str(path), **load_arguments(options))
+            llama = llama_cpp.Llama(model_path=str(path), **arguments)
+            if llama.n_ctx() > llama.input_ids.shape[0]:
+                # llama.cpp rounds the context up (`n_ctx` 300 holds 512 tokens, as on
+                # llama-server), but llama-cpp-python keeps its record of the tokens as
+                # long as the n_ctx asked for: a prompt past that fails with "could not
+                # broadcast input array". Loaded again for the context llama.cpp gives.
+                context = llama.n_ctx()
+                llama.close()
+                llama = llama_cpp.Llama(model_path=str(path), **{**arguments, "n_ctx": context})
+            return llama
     except (ValueError, RuntimeError) as e:
         raise SetupError(f"cannot load {path}: {e}") from None
 
