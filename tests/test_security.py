@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pty
+import re
 import select
 import stat
 import subprocess
@@ -317,11 +318,79 @@ def test_a_huge_error_or_non_stream_body_is_not_read_whole(server, content_type)
      "the template makes a value of more than"),
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
      "the template ran longer than 2 s"),
+    ("{{ (1).from_bytes('a'.encode(), 'big') }}",
+     "unsafe template: a template cannot call int.from_bytes: illume cannot bound its result"),
 ])
 def test_templates_are_bounded(template, message):
     result = illume(f"!api http://x.invalid/\n!infill {template}\nA\n!infill\nB\n", "--debug")
     assert result.returncode == 1
     assert result.stdout.startswith(f"\n\n!error\n\n!infill: {message}".encode()), result.stdout
+
+
+def peak_memory(buffer: str, *args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """Return the CLI's run on BUFFER and the most memory it held (its peak resident set, in bytes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
+    env["PYTHONPATH"] = str(REPO)
+    child = subprocess.Popen([sys.executable, "-m", "illume", *args], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    out, err = _talk(child, buffer.encode())
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own usage, not that of every child the tests ran
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err), usage.ru_maxrss * 1024
+
+
+def _talk(child: subprocess.Popen, data: bytes) -> tuple[bytes, bytes]:
+    """Return what CHILD wrote to stdout and stderr after reading DATA, without reaping it (wait4 does)."""
+    import threading
+
+    errors = []
+    reader = threading.Thread(target=lambda: errors.append(child.stderr.read()), daemon=True)
+    reader.start()
+    child.stdin.write(data)
+    child.stdin.close()
+    out = child.stdout.read()
+    reader.join(120)
+    return out, errors[0] if errors else b""
+
+
+# Each makes one value, or keeps many, of a gigabyte or more: each is refused before it is made.
+MEMORY_BOMBS = [
+    "{{ ('a' * 1000)|replace('a', 'a' * 1000000) }}",
+    "{{ ('a' * 1000).replace('a', 'a' * 1000000) }}",
+    "{{ ('a\\n' * 1000)|indent('b' * 1000000, true, true) }}",
+    "{{ ('\\n' * 100000)|indent(30000) }}",
+    "{{ ('ab ' * 1000)|wordwrap(1, true, 'x' * 1000000) }}",
+    "{{ ['a' * 30000000] * 100 }}",
+    "{{ (['a' * 30000000] * 100)|join }}",
+    "{{ ('{0:>30000000}' * 30).format(1) }}",
+    "{{ ('%30000000s' * 30) % ((1,) * 30) }}",
+    "{{ ('\\t' * 1000).expandtabs(1000000) }}",
+    "{{ range(100000)|map('center', 30000000)|list|length }}",
+    "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{{ ns.l.append('a' * 30000000) }}{% endfor %}",
+    "{{ ('a ' * 15000000).split()|length }}",
+    "{{ (['a'] * 30000000)|length }}",
+    "{% macro m() %}{% for i in range(100000) %}{{ 'a' * 100000 }}{% endfor %}{% endmacro %}{{ m()|length }}",
+]
+
+
+@pytest.mark.parametrize("template", MEMORY_BOMBS)
+def test_a_template_is_stopped_before_it_takes_the_memory(template):
+    result, peak = peak_memory(f"!api http://x.invalid/\n!infill {template}\nA\n!infill\nB\n", "--debug")
+    assert result.returncode == 1, result.stdout[-300:]
+    assert result.stdout.startswith(b"\n\n!error\n\n!infill: the template makes "), result.stdout[-300:]
+    # What illume itself holds (Python, Jinja, the buffer) is some 30 MB; the values asked for, gigabytes.
+    assert peak < 300 * 2**20, f"{peak / 2**20:.0f} MB"
+
+
+@pytest.mark.embedded
+def test_a_chat_template_of_the_embedded_model_is_bounded_too():
+    embedded_model()
+    bomb = "{{ ('a' * 1000)|replace('a', 'a' * 1000000) }}"
+    result, peak = peak_memory(f"!profile embedded\n!:chat_template {json.dumps(bomb)}\n!user\nhi\n")
+    assert result.returncode == 1, result.stdout[-300:]
+    assert re.fullmatch(rb"\n\n!error\n\n!:chat_template: the template makes a value of more than \d+ characters\n",
+                        result.stdout), result.stdout[-300:]
+    assert peak < 600 * 2**20, f"{peak / 2**20:.0f} MB"  # the model and llama.cpp hold part of it
 
 
 def test_a_deep_profile_chain_is_an_error(tmp_path):
