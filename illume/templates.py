@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from illume.documents import DocumentError, read_text
 from illume.gotext import trim_space
 from illume.errors import IllumeError
+from illume.names import shown
 from illume.resources import builtin_dir, user_dir
 
 
@@ -72,7 +73,7 @@ def _load(name: str, env: Mapping[str, str]) -> str:
             return read_text(str(candidate))
         except DocumentError:
             continue
-    raise TemplateError(f"FIM template not found: {name}")
+    raise TemplateError(f"FIM template not found: {shown(name)}")
 
 
 # A template can come with a cloned repository's profile: it renders in
@@ -86,6 +87,7 @@ def _render_jinja(source: str, name: str, prefix: str, suffix: str, files) -> st
 
     from illume.sandbox import TooMuch, render
 
+    name = shown(name)
     files = list(files)
     given = len(prefix) + len(suffix) + sum(len(str(f.get("text", ""))) for f in files if isinstance(f, dict))
     limit = MAX_OUTPUT + 2 * given
