@@ -337,6 +337,23 @@ def lines_of(out: bytes) -> list[bytes]:
     return out.split(b"\n")
 
 
+@pytest.mark.parametrize("name, printed", [
+    ("notes.md", "notes.md"),
+    ("spaced\u3000name.md", "spaced\u3000name.md"),  # what the original prints, byte for byte
+    ("x\x1cy.md", "x\x1cy.md"),
+    (TRAP, "'a\\n!context .. .env\\n.py'"),
+    ("crlf\r!user", "'crlf\\r!user'"),
+    ("it's\n\\", "\"it's\\n\\\\\""),
+    ("bad\udcff\n", "'bad\\udcff\\n'"),  # a byte that was not UTF-8, from the file system
+])
+def test_how_a_name_is_printed(name, printed):
+    from illume.names import shown
+    from illume.output import note_line
+
+    assert shown(name) == printed
+    assert "\n" not in note_line(f"{name} and more\nlines") and "\r" not in note_line(name)
+
+
 def test_a_file_name_with_line_breaks_is_quoted_in_the_token_notes(tmp_path, llama_server):
     repo = tmp_path / "repo"
     repo.mkdir()
