@@ -508,19 +508,22 @@ def _listed(value):
     return list(value)
 
 
-def _bounded_filter(name: str, function, bounds_of):
-    """Return the filter NAME, FUNCTION, counting what it will make on the render's Bounds (BOUNDS_OF()) first."""
-    from jinja2.exceptions import SecurityError
-    from jinja2.utils import _PassArg
+def _bounded_filter(name: str, function, passes: bool, bounds_of):
+    """Return the filter NAME, FUNCTION, counting what it will make on the render's Bounds (BOUNDS_OF()) first.
 
-    signature = inspect.signature(function)
-    shown = list(signature.parameters)
-    passes = _PassArg.from_obj(function) is not None
+    PASSES: Jinja hands FUNCTION a context or an environment before the value.
+    """
     at = 1 if passes else 0  # where the value is in the arguments
-    hidden = 1 if passes and not (shown and shown[0] in _PASSED) else 0  # passed, but not in the signature
+
+    read = []  # the signature, read when the filter is first used: all of them would cost each render milliseconds
 
     @functools.wraps(function)
     def bounded(*args, **kwargs):
+        if not read:
+            signature = inspect.signature(function)
+            shown = list(signature.parameters)
+            read.extend((signature, 1 if passes and not (shown and shown[0] in _PASSED) else 0))  # passed, not shown
+        signature, hidden = read
         bounds = bounds_of()
         _check_numbers(bounds, args[at + 1 :], kwargs)
         args = list(args)
@@ -536,6 +539,8 @@ def _bounded_filter(name: str, function, bounds_of):
         elif name in _TEXT_FILTERS:
             sizer, unit = _TEXT_FILTERS[name], 4  # text made from a collection: characters of any width
         else:
+            from jinja2.exceptions import SecurityError
+
             raise SecurityError(f"illume cannot bound what the filter {name} makes")
         bounds.make(*sizer(named), unit=unit)
         return bounds.check(function(*args, **kwargs))
@@ -596,7 +601,7 @@ def environment(limit: int, immutable: bool = False, filters: Mapping | None = N
     import jinja2
     from jinja2.compiler import CodeGenerator
     from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, safe_range
-    from jinja2.utils import Cycler, Namespace, generate_lorem_ipsum
+    from jinja2.utils import Cycler, Namespace, _PassArg, generate_lorem_ipsum
 
     class Generator(CodeGenerator):
         def visit_Concat(self, node, frame):
@@ -681,7 +686,8 @@ def environment(limit: int, immutable: bool = False, filters: Mapping | None = N
     made.start(limit)  # compiling folds constants, through the same bounds
     made.filters.update(filters or {})
     for name, function in list(made.filters.items()):
-        made.filters[name] = _bounded_filter(name, function, lambda: made.bounds)
+        passes = _PassArg.from_obj(function) is not None
+        made.filters[name] = _bounded_filter(name, function, passes, lambda: made.bounds)
     return made
 
 
