@@ -282,7 +282,7 @@ def _text_method(obj, name: str, args: list, kwargs: dict):
     if name == "replace":
         old, new = (list(args) + [kwargs.get("old", ""), kwargs.get("new", "")])[:2]
         most = args[2] if len(args) > 2 else kwargs.get("count", -1)
-        found = n + 1 if not old else obj.count(old) if isinstance(old, type(obj)) else 0
+        found = n + 1 if not old else obj.count(old) if _same_kind(obj, old) else 0
         if isinstance(most, int) and most >= 0:
             found = min(found, most)
         return n + found * max(0, grow * _length(new) - _length(old)), 1, unit
@@ -291,7 +291,7 @@ def _text_method(obj, name: str, args: list, kwargs: dict):
         if name == "splitlines":
             pieces = _lines(obj)
         elif isinstance(sep, (str, bytes, bytearray)) and sep:
-            pieces = 1 + obj.count(sep) if isinstance(sep, type(obj)) else 1
+            pieces = 1 + obj.count(sep) if _same_kind(obj, sep) else 1
         else:
             pieces = _words(obj)
         return n + pieces, pieces + 1, unit
@@ -312,6 +312,11 @@ def _text_method(obj, name: str, args: list, kwargs: dict):
         longest = max([1, *(_length(v) for v in values if v is not None and not isinstance(v, int))])
         return n * longest, 1, 4
     return None
+
+
+def _same_kind(text, part) -> bool:
+    """Return whether PART can be looked for in TEXT: both strings (a Markup is one), or both bytes."""
+    return isinstance(text, str) == isinstance(part, str) and isinstance(part, (str, bytes, bytearray))
 
 
 def _collection_method(obj, name: str, args: list, kwargs: dict):

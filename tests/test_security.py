@@ -451,6 +451,7 @@ def _talk(child: subprocess.Popen, data: bytes) -> tuple[bytes, bytes]:
 MEMORY_BOMBS = [
     "{{ ('a' * 1000)|replace('a', 'a' * 1000000) }}",
     "{{ ('a' * 1000).replace('a', 'a' * 1000000) }}",
+    "{{ (('a' * 1000)|safe).replace('a', 'a' * 1000000) }}",  # a Markup's own replace, which escapes
     "{{ ('a\\n' * 1000)|indent('b' * 1000000, true, true) }}",
     "{{ ('\\n' * 100000)|indent(30000) }}",
     "{{ ('ab ' * 1000)|wordwrap(1, true, 'x' * 1000000) }}",
