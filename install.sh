@@ -24,14 +24,51 @@ extras=${ILLUME_EXTRAS:-embedded}
 
 say() { echo "install.sh: $*" >&2; }
 
+# What was in $venv before: a failed attempt removes what it made there and
+# nothing else. A folder given as ILLUME_VENV may hold the user's own files
+# (or be a broken environment being repaired), so it is never emptied.
+venv_was_there=
+before=()
+if [ -e "$venv" ] || [ -L "$venv" ]; then
+    venv_was_there=1
+    for entry in "$venv"/* "$venv"/.[!.]* "$venv"/..?*; do
+        if [ -e "$entry" ] || [ -L "$entry" ]; then before+=("$entry"); fi
+    done
+fi
+
+# Removes what a failed attempt to make $venv left: the folder itself if the
+# script made it, else only the entries it added to it.
+undo_venv() {
+    if [ -z "$venv_was_there" ]; then
+        rm -rf -- "$venv"
+        return
+    fi
+    local entry old
+    for entry in "$venv"/* "$venv"/.[!.]* "$venv"/..?*; do
+        [ -e "$entry" ] || [ -L "$entry" ] || continue
+        for old in ${before[@]+"${before[@]}"}; do
+            [ "$entry" = "$old" ] && continue 2
+        done
+        rm -rf -- "$entry"
+    done
+}
+
 # Makes the virtual environment $venv, with pip in it.
 make_venv() {
     if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
         say "illume needs Python 3.10 or later; $python is $("$python" -V 2>&1 || echo 'not found')"
         exit 1
     fi
-    "$python" -m venv "$venv" >/dev/null 2>&1 && return
-    rm -rf "$venv"
+    local why
+    why=$("$python" -m venv "$venv" 2>&1 >/dev/null) && return
+    undo_venv
+    if "$python" -c 'import ensurepip' >/dev/null 2>&1; then
+        # Not the missing pip bootstrap: say what venv said (the folder, its permissions, the disk).
+        local reason
+        reason=$(printf '%s\n' "$why" | grep -v '^[[:space:]]*$' | tail -n 1) || true
+        say "$python -m venv $venv failed: ${reason:-it said nothing}"
+        exit 1
+    fi
     # Debian and Ubuntu ship ensurepip apart, in python3.X-venv.
     local package
     package=python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv
@@ -39,7 +76,7 @@ make_venv() {
         say "$python cannot make a virtual environment with pip; installing $package"
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package"; } >/dev/null 2>&1 || true
         "$python" -m venv "$venv" >/dev/null 2>&1 && return
-        rm -rf "$venv"
+        undo_venv
     fi
     # No ensurepip, but the system's pip (python3-pip) can put pip into the
     # environment (pip 22.3+ installs into another Python with --python).
@@ -48,7 +85,7 @@ make_venv() {
         && "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
         return
     fi
-    rm -rf "$venv"
+    undo_venv
     say "$python cannot make a virtual environment with pip (its ensurepip module is missing)."
     say "On Debian or Ubuntu: sudo apt install $package, then run ./install.sh again."
     exit 1

@@ -92,7 +92,7 @@ def answer(question: Question, out: Output) -> Exit:
             from illume import counting
 
             # After the request, so that what the original prints comes first, byte for byte.
-            out.write(counting.debug_notes(fitted.parsed if fitted else parsed, request, question.env,
+            out.notes(counting.debug_notes(fitted.parsed if fitted else parsed, request, question.env,
                                            options.timeout, fitted))
         return Exit.OK
     if request.url.startswith(buf.INVALID_URL):
@@ -102,7 +102,7 @@ def answer(question: Question, out: Output) -> Exit:
 
         branches.answer(parsed, request, out, question.env, options.timeout)
         if fitted:
-            out.write(fitted.note)
+            out.notes(fitted.note)
         return Exit.OK
 
     from illume.backends import for_request
@@ -127,11 +127,11 @@ def answer(question: Question, out: Output) -> Exit:
         raise counting.explained(e, fitted.parsed if fitted else parsed, request, question.env,
                                  options.timeout) from None
     if fitted:
-        out.write(fitted.note)
+        out.notes(fitted.note)
     if parsed.stats:
         from illume.stats import cache_note
 
-        out.write(times.note(reply.events) + cache_note(reply))  # cache_note: the embedded backend's
+        out.notes(times.note(reply.events) + cache_note(reply))  # cache_note: the embedded backend's
     return Exit.OK
 
 

@@ -41,6 +41,7 @@ from contextlib import nullcontext
 
 from illume.answer import Options, answer, prepare
 from illume.errors import Exit, IllumeError, Interrupted
+from illume.names import shown as shown_name
 from illume.output import Output, unexpected
 
 DEFAULT_JOBS = 4
@@ -68,7 +69,7 @@ def check(paths: list[str], output_dir: str | None, options: Options) -> str | N
         key = os.path.basename(path) if output_dir is not None else os.path.realpath(path)
         if key in seen:
             where = f"DIR/{key}" if output_dir is not None else "the same file"
-            return f"{seen[key]} and {path} would both be written to {where}"
+            return f"{shown_name(seen[key])} and {shown_name(path)} would both be written to {shown_name(where)}"
         seen[key] = path
     return None
 
@@ -315,7 +316,7 @@ class Batch:
                 from illume.terminal import shown
 
                 message = shown(message)
-            self.stderr.write(f"illume: {path}: {message}\n")
+            self.stderr.write(f"illume: {shown_name(path)}: {message}\n")
         total = len(self.paths)
         parts = [f"{self.counts[ANSWERED]} answered", f"{self.counts[FAILED]} failed", f"{self.counts[SKIPPED]} skipped"]
         not_run = total - sum(self.counts.values())

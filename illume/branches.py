@@ -42,7 +42,7 @@ import time
 from illume.backends import concurrent
 from illume import buffer as buf
 from illume.errors import BufferError, HTTPStatusError, IllumeError
-from illume.output import ASSISTANT, Times, write_reply
+from illume.output import ASSISTANT, Times, note_line, write_reply
 from illume.reply import DONE, GptOss, Reply
 
 # Statuses with which an OpenAI-style server refuses a key or its value:
@@ -54,7 +54,7 @@ _END = object()  # a branch's last item: its reply ended
 
 def note(number: int, count: int) -> str:
     """Return the note that introduces branch NUMBER of COUNT."""
-    return f"\n\n!note branch {number} of {count}"
+    return "\n\n" + note_line(f"branch {number} of {count}")
 
 
 def first_request(parsed: buf.Buffer, request):
@@ -83,7 +83,7 @@ def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
         cancel.set()  # on an interrupt too: every request still streaming stops at its next piece
     if parsed.stats:
         times.ended = time.perf_counter()
-        out.write(times.note(sum(branch.reply.events for branch in branches)))
+        out.notes(times.note(sum(branch.reply.events for branch in branches)))
     if failures:
         raise IllumeError("; ".join(failures))
 
@@ -287,7 +287,7 @@ def _print(branches: list, parsed: buf.Buffer, mode: str, out, times: Times) -> 
             if number == 1 and own.answered is None:
                 raise  # the request itself failed: reported as the plain filter reports it
             if own.answered is None:
-                out.write(note(number, count))
+                out.notes(note(number, count))
             failures.append(f"branch {number} of {count}: {e}")
         if number == 1 and own.answered is not None:
             times.answered = own.answered

@@ -14,6 +14,7 @@ from illume.errors import BufferError, IllumeError
 from illume.gotext import fields, trim_space
 from illume.headers import Headers, expand
 from illume.jsonwire import parse_value
+from illume.names import shown
 
 # The original's placeholder for "no !api yet"; a profile may only set the
 # URL while it is still this.
@@ -370,14 +371,15 @@ class _Reader:
         # neighbours hundreds of times over (minutes of work), end as an error.
         if len(self.loading) >= MAX_PROFILE_DEPTH:
             raise BufferError(f"profiles nested more than {MAX_PROFILE_DEPTH} deep: "
-                              + " -> ".join(self.loading_names[:3] + ["..."] + self.loading_names[-2:] + [name]))
+                              + " -> ".join(map(shown, self.loading_names[:3] + ["..."] + self.loading_names[-2:]
+                                                + [name])))
         self.profile_loads += 1
         if self.profile_loads > MAX_PROFILE_LOADS:
             raise BufferError(f"more than {MAX_PROFILE_LOADS} profile loads for one buffer "
                               f"(profiles that load the same profiles over and over?)")
         identity, text = self.sources.profile(name)
         if identity in self.loading:
-            chain = " -> ".join(self.loading_names + [name])
+            chain = " -> ".join(map(shown, self.loading_names + [name]))
             raise BufferError(f"profile loop: {chain}")
         self.out.profile = name
         self.loading.append(identity)

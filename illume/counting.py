@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from illume import tokens
 from illume.errors import RequestError
+from illume.names import shown
+from illume.output import note_line
 from illume.tokens import Count, Uncountable
 
 ENDPOINTS = ("chat/completions", "completions", "infill")
@@ -48,7 +50,8 @@ class ServerCounter:
         from illume.backends.http import _verify
 
         self.root = server_root(request.url)
-        self.where = urlsplit(self.root).netloc or self.root
+        # The server as its notes name it: host and port, as http errors do, never the URL's user or password.
+        self.where = shown(urlsplit(self.root).netloc.rpartition("@")[2] or self.root)
         headers = {name: value for name, value in wire.headers(request.headers.items(), None)[0].items()
                    if name.lower() not in ("accept", "content-type")}
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)), headers=headers,
@@ -157,7 +160,9 @@ def counter_for(request, env: Mapping[str, str], timeout: float):
     if request.url.startswith("embedded:"):
         return EmbeddedCounter(request, env)
     if not request.url.lower().startswith(("http://", "https://")):
-        raise Uncountable(f"no token counts for {request.url}")
+        from illume.secrets import shown_url
+
+        raise Uncountable(f"no token counts for {shown(shown_url(request.url))}")
     return ServerCounter(request, timeout)
 
 
@@ -188,7 +193,7 @@ def debug_notes(parsed, request, env: Mapping[str, str], timeout: float, fitted=
     try:
         count = _measured(parsed, request, env, timeout)
     except Uncountable as e:
-        return f"!note no token counts: {e}\n"
+        return note_line(f"no token counts: {e}") + "\n"
     notes = tokens.breakdown(count)
     if fitted is not None and fitted.note:
         notes += fitted.note.lstrip("\n") + "\n"
@@ -217,11 +222,11 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
     from illume import buffer as buf
 
     if request.mode != buf.CHAT:
-        return Fitted(parsed, request, "\n\n!note !fit leaves out messages of a chat only")
+        return Fitted(parsed, request, "\n\n" + note_line("!fit leaves out messages of a chat only"))
     try:
         counter = counter_for(request, env, timeout)
     except Uncountable as e:
-        return Fitted(parsed, request, f"\n\n!note !fit left nothing out: {e}")
+        return Fitted(parsed, request, "\n\n" + note_line(f"!fit left nothing out: {e}"))
     try:
         whole = measure(counter, parsed, request)
         if whole.fits():
@@ -247,7 +252,7 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
                 stop += 1
             dropped = range(dropped.start, stop)
     except Uncountable as e:
-        return Fitted(parsed, request, f"\n\n!note !fit left nothing out: {e}")
+        return Fitted(parsed, request, "\n\n" + note_line(f"!fit left nothing out: {e}"))
     finally:
         counter.close()
 

@@ -12,6 +12,7 @@ import re
 import stat
 
 from illume.errors import IllumeError
+from illume.names import shown
 
 # A file past this size is almost surely a mistake (a log, a dump, a model):
 # refuse it rather than build a request no server will take.
@@ -25,7 +26,7 @@ class DocumentError(IllumeError):
 def _os_message(op: str, path: str, error: OSError) -> str:
     # Go prints syscall errors in lower case: "open x: no such file or directory".
     reason = os.strerror(error.errno) if error.errno else str(error)
-    return f"{op} {path}: {reason[:1].lower()}{reason[1:]}"
+    return f"{op} {shown(path)}: {reason[:1].lower()}{reason[1:]}"
 
 
 def read_text(path: str) -> str:
@@ -43,9 +44,9 @@ def read_text(path: str) -> str:
             raise DocumentError(_os_message("read", path, IsADirectoryError(errno.EISDIR, "")))
         if not stat.S_ISREG(info.st_mode):
             # A FIFO, socket or device may block or never end (/dev/zero).
-            raise DocumentError(f"{path}: not a regular file")
+            raise DocumentError(f"{shown(path)}: not a regular file")
         if info.st_size > MAX_FILE_BYTES:
-            raise DocumentError(f"{path}: file too large ({info.st_size} bytes, the limit is {MAX_FILE_BYTES})")
+            raise DocumentError(f"{shown(path)}: file too large ({info.st_size} bytes, the limit is {MAX_FILE_BYTES})")
         with open(fd, "rb", closefd=False) as f:
             data = f.read()
     except OSError as e:
@@ -63,7 +64,7 @@ def _context_text(path: str) -> str:
     """
     text = read_text(path)
     if "\0" in text:
-        raise DocumentError(f"{path}: binary file (it holds NUL bytes)")
+        raise DocumentError(f"{shown(path)}: binary file (it holds NUL bytes)")
     return text
 
 
@@ -124,7 +125,7 @@ def context_parts(arguments: list[str]) -> tuple[list[str], list[dict]]:
             parts.extend(fenced_parts(name, text))
             files.append({"filename": name, "text": text})
     if not parts:
-        raise DocumentError(f"!context: no file under {directory} ends with {' or '.join(suffixes)}")
+        raise DocumentError(f"!context: no file under {shown(directory)} ends with {' or '.join(suffixes)}")
     return parts, files
 
 
@@ -155,7 +156,7 @@ MAX_DEPTH = 100
 
 def _walk_below(directory: str, relative: str, depth: int):
     if depth > MAX_DEPTH:
-        raise DocumentError(f"!context: folders nested more than {MAX_DEPTH} deep under {directory[:200]}")
+        raise DocumentError(f"!context: folders nested more than {MAX_DEPTH} deep under {shown(directory[:200])}")
     try:
         names = sorted(os.listdir(directory), key=os.fsencode)  # by bytes, as Go sorts
     except OSError as e:
@@ -189,7 +190,7 @@ def _load_json(path: str):
     try:
         return json.loads(text)
     except ValueError:
-        raise DocumentError(f"failed to parse JSON: {path}") from None
+        raise DocumentError(f"failed to parse JSON: {shown(path)}") from None
 
 
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
@@ -214,7 +215,7 @@ def reddit(path: str, with_comments: bool) -> str:
     """Return the Reddit thread exported as JSON at PATH: the post, and its comments if asked."""
     thread = _load_json(path)
     if not isinstance(thread, list) or not thread or not _children(thread[0]):
-        raise DocumentError(f"failed to parse JSON: {path} (not a Reddit thread export)")
+        raise DocumentError(f"failed to parse JSON: {shown(path)} (not a Reddit thread export)")
     post = _data(_children(thread[0])[0])
     out = [
         "# Reddit Post\n\n",
@@ -249,7 +250,7 @@ def github(paths: list[str]) -> str:
         raise DocumentError("!github requires at least one argument")
     issue = _load_json(paths[0])
     if not isinstance(issue, dict):
-        raise DocumentError(f"failed to parse JSON: {paths[0]} (not a GitHub issue)")
+        raise DocumentError(f"failed to parse JSON: {shown(paths[0])} (not a GitHub issue)")
     out = [
         "---\n",
         f"{_field(issue, 'html_url')}\n",
@@ -260,7 +261,7 @@ def github(paths: list[str]) -> str:
     for path in paths[1:]:
         comments = _load_json(path)
         if not isinstance(comments, list):
-            raise DocumentError(f"failed to parse JSON: {path} (not a list of GitHub comments)")
+            raise DocumentError(f"failed to parse JSON: {shown(path)} (not a list of GitHub comments)")
         for comment in comments:
             if not isinstance(comment, dict):
                 continue

@@ -59,7 +59,9 @@ class BufferError(IllumeError):
     def __str__(self) -> str:
         if self.source is None:
             return self.message
-        return f"{self.source}:{self.line}: {self.message}"
+        from illume.names import shown
+
+        return f"{shown(self.source)}:{self.line}: {self.message}"
 
 
 class SetupError(IllumeError):

@@ -3,9 +3,11 @@
 `Output` writes and flushes every piece, so an editor shows the reply live.
 The lines of illume's own are made here: `!assistant` before a chat reply,
 the notes after it, `!note interrupted`, and the `!error` section, scrubbed
-of the buffer's secrets. `write_reply` is the one loop that streams a reply,
-for the single reply and for each `!branches` branch alike; it also takes
-the times that `!stats` reports.
+of the buffer's secrets. Every note, whichever module has something to
+say, is a line made by `note_line` (one line, whatever its message holds) and
+written by `Output.notes` (its secrets masked). `write_reply` is the one
+loop that streams a reply, for the single reply and for each `!branches`
+branch alike; it also takes the times that `!stats` reports.
 """
 
 import re
@@ -14,7 +16,20 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 ASSISTANT = "\n\n!assistant\n\n"
-INTERRUPTED = "\n\n!note interrupted\n"
+
+
+def note_line(message: str) -> str:
+    """Return the `!note` line for MESSAGE, without a line break at its end: one line, whatever MESSAGE holds.
+
+    The note goes back to illume with the buffer on the next turn, so a line
+    break in MESSAGE (a server's words; a name is shown quoted already,
+    illume.names) is written `\\n`: a line of its own would be message text
+    there, or a directive.
+    """
+    return "!note " + message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+INTERRUPTED = "\n\n" + note_line("interrupted") + "\n"
 
 
 class Output:
@@ -43,6 +58,15 @@ class Output:
         self.stream.write(data)
         self.stream.flush()
 
+    def notes(self, text: str) -> None:
+        """Write TEXT, `!note` lines (from `note_line`) and what joins them, with each secret masked.
+
+        Every note illume writes comes this way: a note may quote a URL, a
+        server's words or a header, and a secret in them must not land in
+        the buffer (`!debug tokens`, `!fit`, a batch's file).
+        """
+        self.write(self.scrub(text))
+
     def scrub(self, message: str) -> str:
         """Return MESSAGE with each secret masked."""
         from illume.secrets import scrub
@@ -55,7 +79,7 @@ class Output:
 
     def interrupted(self) -> None:
         """Write the note that ends an interrupted run."""
-        self.write(INTERRUPTED)
+        self.notes(INTERRUPTED)
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -147,4 +171,4 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
         out.write(escaper.feed(held) + escaper.finish())
     if not (guard and guard.stopped):
         reply.check_ending()
-    out.write(reply.notes(out.secrets))
+    out.notes(reply.notes(out.secrets))

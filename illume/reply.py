@@ -157,15 +157,17 @@ class Reply:
 
         SECRETS are masked in the malformed event shown, before it is cut short.
         """
-        notes = ""
+        from illume.output import note_line
+
+        notes = []
         if self.malformed:
             # The original skips them without a word; a note keeps them from passing unseen.
-            notes += f"\n\n!note skipped {len(self.malformed)} malformed event(s) from the server, " \
-                     f"first: {malformed_excerpt(self.malformed[0], secrets)}"
+            notes.append(f"skipped {len(self.malformed)} malformed event(s) from the server, "
+                         f"first: {malformed_excerpt(self.malformed[0], secrets)}")
         if self.limit:
-            notes += f"\n\n!note the reply stopped at {self.limit} (raise !:max_tokens for more)"
-        notes += "".join(f"\n\n!note {note}" for note in self.backend_notes)
-        return notes
+            notes.append(f"the reply stopped at {self.limit} (raise !:max_tokens for more)")
+        notes += self.backend_notes
+        return "".join("\n\n" + note_line(text) for text in notes)
 
 
 class GptOss:

@@ -14,6 +14,9 @@ to leave out, a pure function.
 
 from collections.abc import Sequence
 
+from illume.names import shown
+from illume.output import note_line
+
 
 class Uncountable(Exception):
     """The server or model cannot be asked for token counts; the message says why."""
@@ -223,7 +226,7 @@ def left_out_note(dropped: range, saved: int, context: int) -> str:
     """Return the note that follows a `!fit` reply: which messages were left out."""
     numbers = f"message {dropped.start + 1}" if len(dropped) == 1 else \
         f"messages {dropped.start + 1}-{dropped.stop}"
-    return f"\n\n!note left out {numbers}, {saved:,} tokens, to fit {context:,}"
+    return "\n\n" + note_line(f"left out {numbers}, {saved:,} tokens, to fit {context:,}")
 
 
 # --- reports ---------------------------------------------------------------
@@ -242,7 +245,7 @@ def biggest(count: Count, n: int = 3) -> list[str]:
     for m in count.messages:
         for name, tokens in m.files:
             where = "" if m.role == "prompt" else f" in message {m.number}"
-            parts.append((tokens, f"{name} {tokens:,}{where}"))
+            parts.append((tokens, f"{shown(name)} {tokens:,}{where}"))
         rest = m.tokens - sum(tokens for _, tokens in m.files)
         label = _name(m) + (" less its files" if m.files else "")
         parts.append((rest, f"{label} {rest:,}"))
@@ -267,12 +270,12 @@ def breakdown(count: Count) -> str:
     """Return the `!note` lines of `!debug tokens`: each part's tokens, then the total against the context."""
     lines = []
     for m in count.messages:
-        files = ", ".join(f"{name} {tokens:,}" for name, tokens in m.files)
+        files = ", ".join(f"{shown(name)} {tokens:,}" for name, tokens in m.files)
         of_which = f", of which {files}" if files else ""
-        lines.append(f"!note {_name(m)}: {m.tokens:,} tokens{of_which}")
+        lines.append(note_line(f"{_name(m)}: {m.tokens:,} tokens{of_which}"))
     if count.messages and count.messages[0].role != "prompt" or count.template:
-        lines.append(f"!note the chat template: {count.template:,} tokens")
-    lines.append("!note " + summary(count))
+        lines.append(note_line(f"the chat template: {count.template:,} tokens"))
+    lines.append(note_line(summary(count)))
     return "".join(line + "\n" for line in lines)
 
 

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Mapping, Sequence
 
 from illume.errors import BufferError
+from illume.templates import MAX_OUTPUT
 
 # llama.cpp's CHATML_TEMPLATE_SRC (common/chat.cpp), llama-server's fallback.
 CHATML = (
@@ -35,11 +36,17 @@ def render(llama, messages: Sequence[Mapping], choice: str | None = None) -> str
     model = llama._model
     bos = _token_text(model, model.token_bos())
     eos = _token_text(model, model.token_eos())
+    from illume.sandbox import TooMuch, render as bounded
+
+    messages = [dict(m) for m in messages]
+    limit = MAX_OUTPUT + 2 * sum(len(str(m.get("content", ""))) for m in messages)
+    where = "!:chat_template" if choice is not None else "the model's chat template"
     try:
-        text = _compiled(source).render(messages=[dict(m) for m in messages], add_generation_prompt=True,
-                                        bos_token=bos, eos_token=eos, raise_exception=_raise)
+        text = bounded(_compiled(source), limit, messages=messages, add_generation_prompt=True,
+                       bos_token=bos, eos_token=eos, raise_exception=_raise)
+    except TooMuch as e:
+        raise BufferError(f"{where}: {e}") from None
     except Exception as e:  # the template's own code failed; name it, never a traceback
-        where = "!:chat_template" if choice is not None else "the model's chat template"
         raise BufferError(f"{where}: {type(e).__name__}: {e}") from None
     # As llama-server: the tokenizer adds BOS (and EOS) itself, so the template's own copy goes.
     if bos and model.add_bos_token() and text.startswith(bos):
@@ -67,11 +74,12 @@ def _compiled(source: str):
     """Return SOURCE compiled as transformers and llama-server read chat templates; once per process."""
     import jinja2
     import jinja2.ext
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                extensions=[jinja2.ext.loopcontrols])
-    environment.filters["tojson"] = _tojson
+    from illume.sandbox import environment as bounded
+
+    # Bounded as FIM templates are (illume.sandbox): `!:chat_template` may come with a cloned repository's profile.
+    environment = bounded(MAX_OUTPUT, immutable=True, filters={"tojson": _tojson}, undefined=jinja2.Undefined,
+                          trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     try:
         return environment.from_string(source)
     except jinja2.TemplateSyntaxError as e:
