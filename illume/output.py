@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from illume.buffer import directive
+
 ASSISTANT = "\n\n!assistant\n\n"
 
 
@@ -93,14 +95,19 @@ def _is_terminal(stream) -> bool:
 
 
 def error_section(message: str) -> str:
-    """Return the `!error` section for MESSAGE, its later lines unable to act as directives.
+    """Return the `!error` section for MESSAGE, none of its lines able to act as a directive.
 
     The section goes back to illume with the buffer on the next turn; a line
     of a server's error body such as `!api URL` must stay text there, so it
     gets the `!!` escape, and text inside `!error` is never sent
-    (docs/buffer.md, "`!error`").
+    (docs/buffer.md, "`!error`"). The first line is escaped only when it is
+    a directive (the embedded backend's `!:grammar: ...` would set the key
+    `grammar:`) or starts with `!!`: the original's own messages that start
+    with `!` (`!infill: ...`) are no directive and print as it prints them.
     """
     first, *rest = message.split("\n")
+    if first.startswith("!!") or directive(first):
+        first = "!" + first
     rest = ["!" + line if line.startswith("!") else line for line in rest]
     return "\n\n!error\n\n" + "\n".join([first, *rest]) + "\n"
 

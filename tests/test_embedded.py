@@ -112,7 +112,19 @@ def test_stats_reports_real_token_counts():
 def test_unknown_key_is_an_error_naming_it():
     result = run_illume(SETTINGS + "!:frobnicate 3\n!user\nhi\n")
     assert result.returncode == 1
-    assert result.stdout == b"\n\n!error\n\n!:frobnicate: the embedded backend does not know this key\n"
+    assert result.stdout == b"\n\n!error\n\n!!:frobnicate: the embedded backend does not know this key\n"
+
+
+def test_an_error_naming_a_key_sets_no_key_on_the_next_turn():
+    # Unescaped, the section's `!:frobnicate: ...` line would set the JSON key `frobnicate:`.
+    first = SETTINGS + "!:frobnicate 3\n!user\nhi\n"
+    error = run_illume(first).stdout.decode()
+    assert error.startswith("\n\n!error\n\n!!:frobnicate:")
+    turn = run_illume(SETTINGS + "!user\nhi\n" + error + "\n!user\nagain\n", "--debug")
+    assert turn.returncode == 0, turn.stdout
+    body = json.loads(turn.stdout.decode().split("\n\n")[2])
+    assert not any(key.startswith("frobnicate") for key in body), body
+    assert [m["content"] for m in body["messages"]] == ["hi", "again"]
 
 
 def test_server_only_keys_are_ignored():
@@ -174,7 +186,7 @@ def test_flash_attention_can_be_turned_on_and_wants_a_boolean():
     assert on.returncode == 0, on.stdout
     wrong = run_illume(SETTINGS + "!:flash_attn 1\n!completion\nHello")
     assert wrong.returncode == 1
-    assert wrong.stdout == b"\n\n!error\n\n!:flash_attn: expected true or false, got 1.0\n"
+    assert wrong.stdout == b"\n\n!error\n\n!!:flash_attn: expected true or false, got 1.0\n"
 
 
 # One model file loaded with two sets of load options in one process (--batch, !branches):
@@ -333,6 +345,6 @@ def test_a_chat_template_key_chooses_another_format(llama_server):
 def test_an_unknown_chat_template_name_lists_the_known_ones():
     result = run_illume(CONVERSATION + "!:chat_template nonesuch\n")
     assert result.returncode == 1
-    assert result.stdout.startswith(b"\n\n!error\n\n!:chat_template: unknown template 'nonesuch'; "
+    assert result.stdout.startswith(b"\n\n!error\n\n!!:chat_template: unknown template 'nonesuch'; "
                                     b"give Jinja source or one of: ")
     assert b"chatml" in result.stdout and b"gemma" in result.stdout
