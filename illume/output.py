@@ -1,6 +1,15 @@
 """Standard output: the reply as it streams, and the lines illume writes around it.
 
 `Output` writes and flushes every piece, so an editor shows the reply live.
+It is the one place every printed text passes (all but `--filter`'s echo of
+the buffer, which goes out byte for byte): there NUL and ESC are written in
+caret notation, `^@` and `^[`, as Vim and Emacs show them. Printed as they
+are, Vim and Neovim would turn a NUL into a line break (through the job's
+channel, and `getline()` when the plugin sends the buffer), so that
+`ok\0!api http://x/` became the directive `!api http://x/`; and an ESC
+sequence such as `ESC ( B` makes Emacs (and Vim with `iso-2022-jp` in
+'fileencodings') decode the saved file as ISO-2022, which drops the
+sequence: `!ESC(Bapi x`, no directive to illume, reads `!api x` there.
 The lines of illume's own are made here: `!assistant` before a chat reply,
 the notes after it, `!note interrupted`, and the `!error` section, scrubbed
 of the buffer's secrets. `write_reply` is the one loop that streams a reply,
@@ -24,12 +33,21 @@ class Output:
         self.stream = stream
         self.secrets = tuple(secrets)
         self.terminal = _is_terminal(stream)  # then control sequences are written out (illume.terminal)
+        self._carriage_return = False  # a terminal's: a `\r` that ended the last piece, held for the next
 
     def write(self, text: str) -> None:
-        """Write TEXT and flush it."""
+        """Write TEXT and flush it, NUL and ESC in caret notation (on a terminal, every control character)."""
+        if "\x00" in text or "\x1b" in text:
+            text = text.replace("\x00", "^@").replace("\x1b", "^[")
         if self.terminal:
             from illume.terminal import shown
 
+            # A `\r` at the end of a piece may be half of a CRLF, or a lone one that would let the next
+            # piece overwrite the line: the next piece tells.
+            if self._carriage_return:
+                text, self._carriage_return = "\r" + text, False
+            if text.endswith("\r"):
+                text, self._carriage_return = text[:-1], True
             text = shown(text)
         try:
             data = text.encode("utf-8")
@@ -42,6 +60,13 @@ class Output:
                 data = _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
         self.stream.write(data)
         self.stream.flush()
+
+    def finish(self) -> None:
+        """Write what is held back: a terminal's last `\r`, which no `\n` followed, shown as `^M`."""
+        if self._carriage_return:
+            self._carriage_return = False
+            self.stream.write(b"^M")
+            self.stream.flush()
 
     def scrub(self, message: str) -> str:
         """Return MESSAGE with each secret masked."""
@@ -107,14 +132,19 @@ class Times:
 
 
 def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header: str = "",
-                translate=None, guard=None, lines: tuple[str, ...] | None = None) -> None:
+                translate=None, guard=None, lines: tuple[str, ...] | None = None, opening: bool = False) -> None:
     """Stream one reply on OUT: HEADER once the request is accepted, its text, then its notes.
 
     PIECES is a backend's stream: "" once the request is accepted, then the
-    text. TRANSLATE (GptOss) and then GUARD (InfillGuard) pass the text on,
-    then the escaper, so that no line of the reply can act as a directive on
-    the next turn (illume.escape; LINES are what may stand before the reply
-    on its first line, by default the end of HEADER). What they hold back is
+    text, in which a lone surrogate (a JSON escape such as `\\udcff`) is
+    U+FFFD, as Go's decoder makes it, rather than a byte that is not UTF-8
+    (`\\udcff\\udcfe` would write FF FE, the byte order mark that has Vim and
+    Emacs read a file as UTF-16). TRANSLATE (GptOss) and then GUARD
+    (InfillGuard) pass the text on, then the editor marks are broken
+    (illume.modelines; OPENING: the reply may begin a file), then the
+    escaper, so that no line of the reply can act as a directive on the next
+    turn (illume.escape; LINES are what may stand before the reply on its
+    first line, by default the end of HEADER). What they hold back is
     written however the stream ends, before an error or an interrupt too.
     PIECES is closed however it ends, so the server stops generating.
     Raises IllumeError when the reply fails; REPLY is what the backend
@@ -122,18 +152,22 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
     (`times.answered` stays None if it never was) and when it ended.
     """
     from illume.escape import Escaper, first_lines
+    from illume.modelines import Modelines
 
-    escaper = Escaper(first_lines(header) if lines is None else lines)
+    lines = first_lines(header) if lines is None else lines
+    marks, escaper = Modelines(lines, opening), Escaper(lines)
     try:
         next(pieces, None)  # the request was accepted
         times.answered = time.perf_counter()
         out.write(header)
         for text in pieces:
+            if _LONE_SURROGATE.search(text):
+                text = _LONE_SURROGATE.sub("\ufffd", text)
             if translate:
                 text = translate.feed(text)
             if guard:
                 text = guard.feed(text)
-            text = escaper.feed(text)
+            text = escaper.feed(marks.feed(text))
             if text:
                 out.write(text)
             if guard and guard.stopped:
@@ -144,7 +178,7 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
         held = translate.finish() if translate else ""  # text held back for a token, even before an error
         if guard:
             held = guard.feed(held) + guard.finish()
-        out.write(escaper.feed(held) + escaper.finish())
+        out.write(escaper.feed(marks.feed(held)) + escaper.finish())
     if not (guard and guard.stopped):
         reply.check_ending()
     out.write(reply.notes(out.secrets))
