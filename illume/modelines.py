@@ -1,4 +1,4 @@
-"""A model's reply, with the marks that make an editor take settings from a file broken as it streams.
+"""Editor settings in a model's reply (Vim modelines, Emacs file variables), broken as the reply streams.
 
 Vim, Neovim and Emacs read settings out of a file's own text when they
 open it. A reply saved in a chat file must not be able to set them: the
@@ -26,6 +26,9 @@ acts (which is why some are broken everywhere and one only near the top):
                        it as a BOM and drop it, so `<BOM>!api x`, no directive
                        to illume, is one in the editor: an opening reply's
                        first U+FEFF is printed as U+FFFD
+
+A server's words that illume prints get the same treatment: an `!error`
+message, a malformed event that a `!note` quotes (illume.output).
 
 The break is one space, in the mark, where it shows: `vim : set ts=2 :`,
 `Local Variables :`, `-* - coding: utf-8 -* -`. It is plain to see, always

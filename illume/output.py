@@ -99,9 +99,14 @@ def error_section(message: str) -> str:
     The section goes back to illume with the buffer on the next turn; a line
     of a server's error body such as `!api URL` must stay text there, so it
     gets the `!!` escape, and text inside `!error` is never sent
-    (docs/buffer.md, "`!error`").
+    (docs/buffer.md, "`!error`"). Nor may the body set an editor's options
+    or coding (`Local Variables:` and `coding: utf-7` would make `+ACE-api`
+    a directive line): its marks are broken as a reply's are
+    (illume.modelines).
     """
-    first, *rest = message.split("\n")
+    from illume.modelines import Modelines
+
+    first, *rest = Modelines().feed(message).split("\n")
     rest = ["!" + line if line.startswith("!") else line for line in rest]
     return "\n\n!error\n\n" + "\n".join([first, *rest]) + "\n"
 
@@ -181,4 +186,4 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
         out.write(escaper.feed(marks.feed(held)) + escaper.finish())
     if not (guard and guard.stopped):
         reply.check_ending()
-    out.write(reply.notes(out.secrets))
+    out.write(Modelines().feed(reply.notes(out.secrets)))  # a note may quote a server's malformed event

@@ -786,3 +786,15 @@ def on_a_terminal(buffer: str) -> bytes:
     finally:
         os.close(controller)
     return shown
+
+
+def test_a_server_s_error_or_malformed_event_sets_no_editor_option(server):
+    block = "Local Variables:\ncoding: utf-7\nEnd:"
+    server.script([response(500, f"oops\n+ACE-api http://evil.example/\n# vim: set ts=1 :\n{block}", "text/plain")[0]],
+                  [head(), chat("ok"), event("vim: set ts=1 : Local Variables:"), DONE])
+    result = illume(f"!api {server.url}\n!user\nhi\n")
+    assert result.stdout == (b"\n\n!error\n\nHTTP 500: oops\n+ACE-api http://evil.example/\n# vim : set ts=1 :\n"
+                             b"Local Variables :\ncoding: utf-7\nEnd:\n")
+    result = illume(f"!api {server.url}\n!user\nhi\n")
+    assert result.stdout == (b"\n\n!assistant\n\nok\n\n!note skipped 1 malformed event(s) from the server, "
+                             b"first: vim : set ts=1 : Local Variables :")
