@@ -6,7 +6,7 @@ the buffer, which goes out byte for byte): there NUL and ESC are written in
 caret notation, `^@` and `^[`, as Vim and Emacs show them. Printed as they
 are, Vim and Neovim would turn a NUL into a line break (through the job's
 channel, and `getline()` when the plugin sends the buffer), so that
-`ok\0!api http://x/` became the directive `!api http://x/`; and an ESC
+`ok\\0!api http://x/` became the directive `!api http://x/`; and an ESC
 sequence such as `ESC ( B` makes Emacs (and Vim with `iso-2022-jp` in
 'fileencodings') decode the saved file as ISO-2022, which drops the
 sequence: `!ESC(Bapi x`, no directive to illume, reads `!api x` there.
@@ -56,13 +56,14 @@ class Output:
                 # Bytes of the user's own that were not UTF-8 go back out as they came.
                 data = text.encode("utf-8", "surrogateescape")
             except UnicodeEncodeError:
-                # A lone surrogate from a reply's JSON ("\ud800"): U+FFFD, as Go's decoder gives.
+                # A lone surrogate from a JSON string of the buffer's own (`!prepend "\ud800"`; a reply's
+                # are U+FFFD already, see write_reply): U+FFFD, as Go's decoder gives.
                 data = _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
         self.stream.write(data)
         self.stream.flush()
 
     def finish(self) -> None:
-        """Write what is held back: a terminal's last `\r`, which no `\n` followed, shown as `^M`."""
+        """Write what is held back: a terminal's last `\\r`, which no `\\n` followed, shown as `^M`."""
         if self._carriage_return:
             self._carriage_return = False
             self.stream.write(b"^M")
