@@ -528,6 +528,9 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
     (g_status, g_out, g_err, g_reqs), (p_status, p_out, p_err, p_reqs) = go, py
     if "illume crashed" in problems:
         return None
+    shown = g_out.replace(b"\x00", b"^@").replace(b"\x1b", b"^[")
+    if shown != g_out and not compare(case, (g_status, shown, g_err, g_reqs), py):
+        return "NUL and ESC are printed in caret notation, ^@ and ^["
     # The buffer's lines and those of the profiles it may load.
     lines = "\n".join([case.buffer] + [data.decode("utf-8", "surrogateescape") for name, data in case.files.items()
                                        if not name.endswith((".md", ".txt", ".py", ".json"))])

@@ -5,8 +5,9 @@ copy of the working tree, then runs only the tests that cover that place;
 a mutant is caught when they fail. The unmutated copy runs the same tests
 first, so a failure is the bug's doing. The places are the ones a user
 would notice: the buffer parser, the SSE decoder, the JSON encoder, secret
-masking, batch writes, `!stats`, the embedded backend's notes and where the
-Vim plugin puts a reply.
+masking, batch writes, `!stats`, the embedded backend's notes, where the
+Vim plugin puts a reply, and what keeps a reply from acting through an
+editor.
 
     .venv/bin/python bench/mutation.py            # all mutants, a table at the end
     .venv/bin/python bench/mutation.py -k sse     # the mutants whose name holds "sse"
@@ -95,6 +96,22 @@ MUTANTS = [
            "call setbufline(a:reply.buf, l:lnum, l:line . l:parts[0])",
            "call setbufline(a:reply.buf, l:lnum, l:parts[0] . l:line)",
            ("tests/test_vim.py", "-k", "test_chat_streams_the_reply_at_the_end and vim and not nvim")),
+    # --- a reply never acts through an editor ---
+    Mutant("editors: a NUL printed as it came", "illume/output.py",
+           'text.replace("\\x00", "^@")', 'text.replace("\\x00", "\\x00")',
+           ("tests/test_security.py", "-k", "nul_in_a_reply and vim and not nvim")),
+    Mutant("editors: the text after a lone CR not judged as a line", "illume/escape.py",
+           'if char == "\\r" and not self._open:', "if False:",
+           ("tests/test_escape.py", "-k", "test_a_line")),
+    Mutant("editors: `Local Variables:` left whole", "illume/modelines.py",
+           "or self.tail.lower() == _LOCAL_VARIABLES)", "or False)",
+           ("tests/test_security.py", "-k", "decodes_the_chat and utf")),
+    Mutant("editors: Vim sends a stored NUL as a line break", "vim/autoload/illume/job.vim",
+           "call ch_sendraw(a:channel, 0z00)", 'call ch_sendraw(a:channel, "\\n")',
+           ("tests/test_security.py", "-k", "saved_chat and vim and not nvim")),
+    Mutant("editors: Emacs sends a buffer decoded as UTF-7", "emacs/illume.el",
+           "(coding-system-get coding :ascii-compatible-p)", "t",
+           ("tests/test_emacs.py", "-k", "utf-7")),
 ]
 
 

@@ -30,6 +30,14 @@
 ;; `illume-mode-line-indicator' in the mode line; `illume-done-functions'
 ;; run when it ends.
 ;;
+;; A reply never acts as a directive on the next turn, in Emacs too: illume
+;; prints no NUL or ESC (ESC sequences would have Emacs decode the saved
+;; file as ISO-2022) and breaks the `Local Variables:' and `-*-' marks of a
+;; reply, so that no `coding:' in it decodes the file as UTF-7 (where
+;; `+ACE-api' reads `!api').  For a file that came from elsewhere, the
+;; commands refuse a buffer decoded with a coding system that is not ASCII
+;; compatible (see `illume--check-coding').
+;;
 ;; Setup, with illume on `exec-path' (or see `illume-command'):
 ;;
 ;;   (add-to-list 'load-path "/path/to/illume/emacs")
@@ -170,9 +178,14 @@ goes right before it, as if appended to the buffer's last line.
 You can keep editing while it streams; text above the reply is
 never changed.  A reply already running in the buffer is stopped
 first.  The whole reply is one undo step, unless you change the
-buffer while it streams: then the rest of it is a step of its own."
+buffer while it streams: then the rest of it is a step of its own.
+A buffer whose file was decoded with a coding system in which its
+bytes read as directives they do not hold (UTF-7, UTF-16, ISO-2022,
+EBCDIC...; a `coding:' cookie may have asked for it) is not sent:
+revisit the file as UTF-8 first, as illume reads it."
   (interactive)
   (illume--check-buffer)
+  (illume--check-coding)
   (illume--stop-and-wait (current-buffer))
   (let* ((text (illume--buffer-text))
          (end (- (1+ (buffer-size)) (if (string-suffix-p "\n" text) 1 0))))
@@ -188,9 +201,12 @@ the middle replaces it; otherwise the middle goes on new lines
 right below it.  The `!infill' line is only sent, never put in
 the buffer.  The stopping rules of `illume-stop-rules' are on and
 the buffer's major mode (or, in `fundamental-mode' and `text-mode',
-its file name) tells illume the language (`--file-name')."
+its file name) tells illume the language (`--file-name').  Like
+`illume', it does not send a buffer decoded into directives that
+its file does not hold."
   (interactive)
   (illume--check-buffer)
+  (illume--check-coding)
   (illume--stop-and-wait (current-buffer))
   (let* ((bol (line-beginning-position))
          (eol (line-end-position))
@@ -250,6 +266,24 @@ keeps streaming above it."
 (defun illume--check-buffer ()
   "Signal an error unless the current buffer can take a reply."
   (barf-if-buffer-read-only))
+
+(defun illume--check-coding ()
+  "Signal an error if the file was decoded into directives its bytes do not hold.
+The illume program reads a file as UTF-8.  A coding system that is not ASCII
+compatible turns bytes that are no directive into one: in UTF-7
+`+ACE-api' reads `!api', in ISO-2022 an escape sequence vanishes
+from `!ESC(Bapi', UTF-16 and EBCDIC map every byte anew.  Emacs
+picks such a coding system from the file itself: a `coding:' in
+its first line or in a local variables block at its end, a byte
+order mark, an escape sequence.  UTF-8 with a byte order mark is
+UTF-8 all the same (illume prints no reply that begins with one)."
+  (when buffer-file-name
+    (let ((coding (coding-system-base buffer-file-coding-system)))
+      (unless (or (coding-system-get coding :ascii-compatible-p)
+                  (eq coding 'utf-8-with-signature))
+        (user-error "Not sent: %s was decoded as %s, in which its bytes can read as directives \
+they do not hold; revisit it as UTF-8 first (C-x RET r utf-8 RET)"
+                    (file-name-nondirectory buffer-file-name) coding)))))
 
 (defun illume--buffer-text ()
   "Return the whole buffer's text, narrowed or not, without properties."

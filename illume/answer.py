@@ -118,8 +118,10 @@ def answer(question: Question, out: Output) -> Exit:
     # A completion goes on from the buffer's end; an infill middle goes into its hole, a line of its own.
     ending = None if request.mode == buf.INFILL and not options.filter else question.ending
     lines = first_lines(header, ending, options.filter)
+    # Printed first, a completion or a middle may begin a file (`--batch -o DIR`, a hole on line 1).
+    opening = request.mode != buf.CHAT and not options.filter
     try:
-        write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines)
+        write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines, opening)
     except (RequestError, StreamError) as e:
         from illume import counting
 

@@ -40,7 +40,9 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
         question = prepare(text, env, options)
         del text
         out = Output(stdout, question.secrets)
-        return answer(question, out)
+        status = answer(question, out)
+        out.finish()
+        return status
     except IllumeError as e:
         out.error(str(e))
         return Exit.ERROR

@@ -17,19 +17,28 @@ own rule, not a copy of it. A line's fate is known from its first word,
 so only that is held back, and only while it could still become a
 directive; any other text goes out as it comes.
 
-Two choices go beyond the parser's rule, both for lines an editor or a
+Three choices go beyond the parser's rule, all for lines an editor or a
 tool may change before the next turn: a line whose first word is a
 directive once a `\\r` in it is cut off (`!user\\r`, from CRLF text) is
-escaped too, and a reply that would continue a line of the buffer into a
-directive starts on a new line instead (see `Escaper`). `<TAG>` lines are
-left as they are: they cannot act as directives, and `!exclude think`
-relies on the model's own `<think>` lines to hide its reasoning.
+escaped too; the text after a `\\r` that no `\\n` follows is judged as a
+line of its own, since Emacs and Vim read a file whose line ends are CRs
+(a reply alone in a file) with a line break there, and Python's universal
+newlines always do (`ok\\r!api x` prints as `ok\\r!!api x`); and a reply
+that would continue a line of the buffer into a directive starts on a new
+line instead (see `Escaper`). `<TAG>` lines are left as they are: they
+cannot act as directives, and `!exclude think` relies on the model's own
+`<think>` lines to hide its reasoning.
 """
+
+import re
 
 from illume.buffer import DIRECTIVES, SETTERS, directive
 
 ESCAPE = "!"
 _LINE_START = ("",)  # the LINES of a line of the reply's own
+# Where the next line starts: after a line feed, and after a carriage return (a lone one starts a line
+# for some readers; one that a line feed follows starts an empty line, which reads as nothing).
+_LINE_END = re.compile("[\r\n]")
 
 # Every beginning of a directive's first word: while a line's first word is
 # one of these and goes on, it may still become a directive.
@@ -79,7 +88,7 @@ class Escaper:
 
     def feed(self, text: str) -> str:
         """Return the part of TEXT (and of the text held back before it) that can be printed now."""
-        if not self._open and "\n" not in text:
+        if not self._open and "\n" not in text and "\r" not in text:
             return text  # the common case: the middle of a line whose fate is known
         out = []
         start, size = 0, len(text)
@@ -87,12 +96,12 @@ class Escaper:
             if self._open and not self._held and self._lines is _LINE_START and text[start] not in "!\n":
                 self._open = False  # a line that starts with anything but `!` is text
             if not self._open:
-                end = text.find("\n", start)
-                if end < 0:
+                found = _LINE_END.search(text, start)
+                if not found:
                     out.append(text[start:])
                     break
-                out.append(text[start : end + 1])
-                start = end + 1
+                out.append(text[start : found.end()])
+                start = found.end()
                 self._open, self._lines = True, _LINE_START
                 continue
             char = text[start]
@@ -103,6 +112,8 @@ class Escaper:
             else:
                 self._held += char
                 out.append(self._settle(whole=False))
+                if char == "\r" and not self._open:  # (needs_escape always knows a line's fate at its `\r`)
+                    self._open, self._lines = True, _LINE_START
         return "".join(out)
 
     def finish(self) -> str:

@@ -1,6 +1,15 @@
 """Standard output: the reply as it streams, and the lines illume writes around it.
 
 `Output` writes and flushes every piece, so an editor shows the reply live.
+It is the one place every printed text passes (all but `--filter`'s echo of
+the buffer, which goes out byte for byte): there NUL and ESC are written in
+caret notation, `^@` and `^[`, as Vim and Emacs show them. Printed as they
+are, Vim and Neovim would turn a NUL into a line break (through the job's
+channel, and `getline()` when the plugin sends the buffer), so that
+`ok\\0!api http://x/` became the directive `!api http://x/`; and an ESC
+sequence such as `ESC ( B` makes Emacs (and Vim with `iso-2022-jp` in
+'fileencodings') decode the saved file as ISO-2022, which drops the
+sequence: `!ESC(Bapi x`, no directive to illume, reads `!api x` there.
 The lines of illume's own are made here: `!assistant` before a chat reply,
 the notes after it, `!note interrupted`, and the `!error` section, scrubbed
 of the buffer's secrets. Every note, whichever module has something to
@@ -41,12 +50,21 @@ class Output:
         self.stream = stream
         self.secrets = tuple(secrets)
         self.terminal = _is_terminal(stream)  # then control sequences are written out (illume.terminal)
+        self._carriage_return = False  # a terminal's: a `\r` that ended the last piece, held for the next
 
     def write(self, text: str) -> None:
-        """Write TEXT and flush it."""
+        """Write TEXT and flush it, NUL and ESC in caret notation (on a terminal, every control character)."""
+        if "\x00" in text or "\x1b" in text:
+            text = text.replace("\x00", "^@").replace("\x1b", "^[")
         if self.terminal:
             from illume.terminal import shown
 
+            # A `\r` at the end of a piece may be half of a CRLF, or a lone one that would let the next
+            # piece overwrite the line: the next piece tells.
+            if self._carriage_return:
+                text, self._carriage_return = "\r" + text, False
+            if text.endswith("\r"):
+                text, self._carriage_return = text[:-1], True
             text = shown(text)
         try:
             data = text.encode("utf-8")
@@ -55,7 +73,8 @@ class Output:
                 # Bytes of the user's own that were not UTF-8 go back out as they came.
                 data = text.encode("utf-8", "surrogateescape")
             except UnicodeEncodeError:
-                # A lone surrogate from a reply's JSON ("\ud800"): U+FFFD, as Go's decoder gives.
+                # A lone surrogate from a JSON string of the buffer's own (`!prepend "\ud800"`; a reply's
+                # are U+FFFD already, see write_reply): U+FFFD, as Go's decoder gives.
                 data = _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
         self.stream.write(data)
         self.stream.flush()
@@ -68,6 +87,13 @@ class Output:
         the buffer (`!debug tokens`, `!fit`, a batch's file).
         """
         self.write(self.scrub(text))
+
+    def finish(self) -> None:
+        """Write what is held back: a terminal's last `\\r`, which no `\\n` followed, shown as `^M`."""
+        if self._carriage_return:
+            self._carriage_return = False
+            self.stream.write(b"^M")
+            self.stream.flush()
 
     def scrub(self, message: str) -> str:
         """Return MESSAGE with each secret masked."""
@@ -100,12 +126,17 @@ def error_section(message: str) -> str:
     The section goes back to illume with the buffer on the next turn; a line
     of a server's error body such as `!api URL` must stay text there, so it
     gets the `!!` escape, and text inside `!error` is never sent
-    (docs/buffer.md, "`!error`"). The first line is escaped only when it is
-    a directive (the embedded backend's `!:grammar: ...` would set the key
+    (docs/buffer.md, "`!error`"). Nor may the body set an editor's options
+    or coding (`Local Variables:` and `coding: utf-7` would make `+ACE-api`
+    a directive line): its marks are broken as a reply's are
+    (illume.modelines). The first line is escaped only when it is a
+    directive (the embedded backend's `!:grammar: ...` would set the key
     `grammar:`) or starts with `!!`: the original's own messages that start
     with `!` (`!infill: ...`) are no directive and print as it prints them.
     """
-    first, *rest = message.split("\n")
+    from illume.modelines import Modelines
+
+    first, *rest = Modelines().feed(message).split("\n")
     if first.startswith("!!") or directive(first):
         first = "!" + first
     rest = ["!" + line if line.startswith("!") else line for line in rest]
@@ -138,14 +169,19 @@ class Times:
 
 
 def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header: str = "",
-                translate=None, guard=None, lines: tuple[str, ...] | None = None) -> None:
+                translate=None, guard=None, lines: tuple[str, ...] | None = None, opening: bool = False) -> None:
     """Stream one reply on OUT: HEADER once the request is accepted, its text, then its notes.
 
     PIECES is a backend's stream: "" once the request is accepted, then the
-    text. TRANSLATE (GptOss) and then GUARD (InfillGuard) pass the text on,
-    then the escaper, so that no line of the reply can act as a directive on
-    the next turn (illume.escape; LINES are what may stand before the reply
-    on its first line, by default the end of HEADER). What they hold back is
+    text, in which a lone surrogate (a JSON escape such as `\\udcff`) is
+    U+FFFD, as Go's decoder makes it, rather than a byte that is not UTF-8
+    (`\\udcff\\udcfe` would write FF FE, the byte order mark that has Vim and
+    Emacs read a file as UTF-16). TRANSLATE (GptOss) and then GUARD
+    (InfillGuard) pass the text on, then the editor marks are broken
+    (illume.modelines; OPENING: the reply may begin a file), then the
+    escaper, so that no line of the reply can act as a directive on the next
+    turn (illume.escape; LINES are what may stand before the reply on its
+    first line, by default the end of HEADER). What they hold back is
     written however the stream ends, before an error or an interrupt too.
     PIECES is closed however it ends, so the server stops generating.
     Raises IllumeError when the reply fails; REPLY is what the backend
@@ -153,18 +189,22 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
     (`times.answered` stays None if it never was) and when it ended.
     """
     from illume.escape import Escaper, first_lines
+    from illume.modelines import Modelines
 
-    escaper = Escaper(first_lines(header) if lines is None else lines)
+    lines = first_lines(header) if lines is None else lines
+    marks, escaper = Modelines(lines, opening), Escaper(lines)
     try:
         next(pieces, None)  # the request was accepted
         times.answered = time.perf_counter()
         out.write(header)
         for text in pieces:
+            if _LONE_SURROGATE.search(text):
+                text = _LONE_SURROGATE.sub("\ufffd", text)
             if translate:
                 text = translate.feed(text)
             if guard:
                 text = guard.feed(text)
-            text = escaper.feed(text)
+            text = escaper.feed(marks.feed(text))
             if text:
                 out.write(text)
             if guard and guard.stopped:
@@ -175,7 +215,7 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
         held = translate.finish() if translate else ""  # text held back for a token, even before an error
         if guard:
             held = guard.feed(held) + guard.finish()
-        out.write(escaper.feed(held) + escaper.finish())
+        out.write(escaper.feed(marks.feed(held)) + escaper.finish())
     if not (guard and guard.stopped):
         reply.check_ending()
-    out.notes(reply.notes(out.secrets))
+    out.notes(Modelines().feed(reply.notes(out.secrets)))  # a note may quote a server's malformed event

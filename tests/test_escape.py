@@ -14,6 +14,7 @@ from illume import buffer, request
 from illume.buffer import DIRECTIVES, Message, Sources
 from illume.errors import IllumeError
 from illume.escape import Escaper, first_lines, needs_escape
+from illume.modelines import Modelines
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +57,11 @@ LINES = [
     ("!api http://x/\r", "!!api http://x/\r"),
     ("!user\r", "!!user\r"),  # text to the parser, a directive once CRLF becomes LF
     ("!user\rx", "!!user\rx"),
+    # after a CR alone, a line of its own to Emacs and Vim when a file's line ends are CRs
+    ("ok\r!api http://evil.example/", "ok\r!!api http://evil.example/"),
+    ("\r!>x-leak yes", "\r!!>x-leak yes"),
+    ("!us\r!user", "!us\r!!user"),
+    ("a\r!important\r!!x", "a\r!important\r!!!x"),
     # the escape itself reads back with one `!` less: one more keeps it
     ("!!user", "!!!user"),
     ("!!", "!!!"),
@@ -221,6 +227,56 @@ FIRST_LINES = [
 @pytest.mark.parametrize("header, text, filtered, lines", FIRST_LINES)
 def test_first_lines(header, text, filtered, lines):
     assert first_lines(header, text, filtered) == lines
+
+
+# --- the marks by which editors take settings from a file (illume.modelines) ---
+
+MARKS = [
+    # (reply, printed; printed when the reply may begin a file)
+    ("# vim: set ts=2 :\n", "# vim : set ts=2 :\n", None),
+    ("vim: set ts=2:", "vim : set ts=2:", None),
+    ("Vim: set ts=2:", "Vim : set ts=2:", None),
+    ("vi:ts=2", "vi :ts=2", None),
+    ("x\tvim600: x", "x\tvim600 : x", None),
+    ("vim<800: x", "vim<800 : x", None),
+    ("vim>" + "0" * 40 + ": set ts=1", "vim>" + "0" * 40 + " : set ts=1", None),  # a version Vim reads as 0
+    ("for ex: this", "for ex : this", None),
+    ("ex: at a line's start is none", None, None),  # Vim wants white space before `ex:`
+    ("(vim: x) gvim: x:vim: http://vi:80/", None, None),  # no white space before them
+    ("vimrc: x, vi, evil:", None, None),
+    ("Local Variables:\ncoding: utf-7\nEnd:\n", "Local Variables :\ncoding: utf-7\nEnd:\n", None),
+    ("/* LOCAL VARIABLES: */", "/* LOCAL VARIABLES : */", None),  # Emacs folds case
+    ("its local variables: a, b", "its local variables : a, b", None),
+    ("local  variables:", None, None),
+    # the -*- line counts where a file begins: the first two lines that are not blank
+    ("# -*- coding: utf-8 -*-\n", None, "# -* - coding: utf-8 -* -\n"),
+    ("\n \n#!/bin/sh\n# -*- mode: sh -*-\n-*- x -*-\n", None, "\n \n#!/bin/sh\n# -* - mode: sh -* -\n-*- x -*-\n"),
+    ("-*-*-", None, "-* -* -"),
+    ("a-*- x", None, "a-* - x"),
+    # a byte order mark, where a file begins
+    ("\ufeff!api x", None, "\ufffd!api x"),
+    ("x\ufeff", None, None),
+]
+
+
+@pytest.mark.parametrize("reply, printed, opening", MARKS, ids=[repr(reply) for reply, _, _ in MARKS])
+def test_marks_of_editor_settings(reply, printed, opening):
+    printed = reply if printed is None else printed
+    opening = printed if opening is None else opening
+    for begins, expected in ((False, printed), (True, opening)):
+        assert Modelines(("",), begins).feed(reply) == expected
+        marks = Modelines(("",), begins)
+        assert "".join(marks.feed(char) for char in reply) == expected  # nothing is held back
+
+
+@pytest.mark.parametrize("before, reply, printed", [
+    ("Once upon a time vi", "m: set x", "m : set x"),  # completes a modeline the buffer started
+    ("The Local Variab", "les:\nx", "les :\nx"),
+    ("Once", "vim: x", "vim : x"),  # the escaper may put the reply on a line of its own
+])
+def test_marks_across_the_start_of_a_reply(before, reply, printed):
+    assert Modelines(("", before)).feed(reply) == printed
+    assert Modelines((before,)).feed(reply) == printed
 
 
 # --- the parser's own rule ---

@@ -214,8 +214,10 @@ def test_keys_sort_by_their_bytes():
 
 
 def test_a_nul_in_a_profile_name_is_an_error():
+    # The original's message, its NUL written as `^@` as in everything illume prints (README: a reply never
+    # acts through an editor; Vim would turn the NUL into a line break).
     result = run_illume("!debug\n!profile \x00x")
-    assert (result.returncode, result.stdout) == (1, b"\n\n!error\n\n<stdin>:2: open \x00x: invalid argument\n")
+    assert (result.returncode, result.stdout) == (1, b"\n\n!error\n\n<stdin>:2: open ^@x: invalid argument\n")
 
 
 def test_a_context_file_that_holds_a_nul_byte_is_refused(tmp_path):

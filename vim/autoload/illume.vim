@@ -10,15 +10,27 @@ let s:stop_wait_s = 3.0
 " (vim:) at the start of a line, with an optional version (vim600:, vim>700:).
 let s:modeline = '\%(^\|\n\|\s\)\%(vi\|[vV]im[<=>]\=\d*\|ex\):'
 
+" Encodings in which a file's bytes read as directives that they do not hold:
+" UTF-7 (`+ACE-api` reads `!api`), UTF-16 and UTF-32 (which Vim picks from a
+" byte order mark, 'fileencodings' ucs-bom), ISO-2022 and HZ (whose escape and
+" shift sequences vanish: `!<Esc>(Bapi` reads `!api`), EBCDIC.
+let s:misleading = '\c^\%(utf-\=7\|utf-\=16\|utf-\=32\|ucs-\=[24]\|unicode\|iso-\=2022\|csiso2022\|hz\|ebcdic\|cp0\=37\|cp500\|cp1047\|ibm-\=0\=37\|ibm-\=500\|ibm-\=1047\)'
+
 " Commands --------------------------------------------------------------------
 
 function! illume#chat() abort
+  if s:misread()
+    return
+  endif
   let l:buf = bufnr('%')
   call s:stop_and_wait(l:buf)
   call s:start(l:buf, 'chat', getline(1, '$'), 0, '', 0, [])
 endfunction
 
 function! illume#infill(lnum) abort
+  if s:misread()
+    return
+  endif
   let l:buf = bufnr('%')
   call s:stop_and_wait(l:buf)
   let l:lines = getline(1, '$')
@@ -33,6 +45,20 @@ function! illume#infill(lnum) abort
     let [l:head, l:replace] = ["\n", 0]
   endif
   call s:start(l:buf, 'infill', l:sent, len(l:lines) - a:lnum, l:head, l:replace, s:infill_args())
+endfunction
+
+" Returns 1, saying why, when the buffer was read from its file in an encoding
+" of s:misleading: illume reads a file as UTF-8, and the buffer would send it
+" directives that the file does not hold.
+function! s:misread() abort
+  if &fileencoding !~# s:misleading
+    return 0
+  endif
+  echohl ErrorMsg
+  echomsg 'illume: not sent: the file was read as ' . &fileencoding . ', in which its bytes can read as'
+        \ . ' directives they do not hold; read it as UTF-8 first (:edit ++enc=utf-8)'
+  echohl None
+  return 1
 endfunction
 
 " The infill's own arguments: the stopping rules (on unless set to ''), and
@@ -118,7 +144,7 @@ function! s:start(buf, mode, lines, lines_after, head, replace, extra) abort
         \ 'tail': '', 'failed': 0, 'err': '', 'stopped': 0, 'detached': 0, 'modeline': 0}
   try
     let l:reply.job = illume#job#start(s:command(a:extra), {
-          \ 'input': join(a:lines, "\n") . "\n",
+          \ 'input': a:lines,
           \ 'on_out': function('s:on_out', [l:reply]),
           \ 'on_err': function('s:on_err', [l:reply]),
           \ 'on_exit': function('s:on_exit', [l:reply]),

@@ -4,16 +4,19 @@ if exists('g:loaded_illume') || &compatible || !(has('nvim') || has('job') && ha
 endif
 let g:loaded_illume = 1
 
-" A chat file holds the model's words: a `vim: set ...` line that a reply
-" planted must not set options when the file is opened again (see
-" :help illume-modeline). Only a file with a modeline where Vim looks for one
-" is searched for an `!assistant` line.
+" A file in illume's buffer language holds a model's words: a `vim: set ...`
+" line that a reply planted must not set options when the file is opened
+" again (see :help illume-modeline). illume breaks the modelines of every
+" reply it prints; this also covers files that another program wrote. Only a
+" file with a modeline where Vim looks for one is searched for a line that
+" starts a chat, a completion or an infill, or names the API or a profile.
 function! s:guard_modelines() abort
   if !&modeline || &modelines <= 0
     return
   endif
   let l:ends = getline(1, &modelines) + getline(max([1, line('$') - &modelines + 1]), '$')
-  if match(l:ends, '\%(^\|\s\)\%(vi\|[vV]im[<=>]\=\d*\|ex\):') >= 0 && search('^!assistant\s*$', 'nw')
+  if match(l:ends, '\%(^\|\s\)\%(vi\|[vV]im[<=>]\=\d*\|ex\):') >= 0
+        \ && search('^!\%(user\|assistant\|completion\|infill\|api\|profile\)\%( \|$\)', 'nw')
     setlocal nomodeline
   endif
 endfunction

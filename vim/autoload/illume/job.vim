@@ -4,9 +4,16 @@
 "
 " illume#job#start(argv, opts) -> id
 "   Starts ARGV (a List of Strings, run as is, never through a shell).
-"   opts.input    String written to the job's stdin, which is then closed.
+"   opts.input    List of lines, as getline() gives them, written to the
+"                 job's stdin each followed by a line break; then stdin is
+"                 closed. A "\n" inside a line is a NUL byte in the buffer
+"                 (:h NL-used-for-Nul) and is written as a NUL, never as a
+"                 line break: a NUL in a saved reply must not turn into a
+"                 directive line on the way to illume.
 "   opts.on_out   Funcref(id, text): stdout, raw, in order, in pieces cut
 "                 anywhere (mid-line, even mid-character); "\n" ends a line.
+"                 Both editors deliver a NUL byte of the output as "\n" too,
+"                 which is why illume never prints one.
 "   opts.on_err   Funcref(id, text): stderr, the same way (optional).
 "   opts.on_exit  Funcref(id, status): called exactly once, after the last
 "                 on_out and on_err; STATUS is the exit status (128+N or -1
@@ -77,8 +84,9 @@ function! s:start_nvim(id, entry, argv) abort
     throw 'jobstart() failed (' . l:job . ')'
   endif
   let a:entry.job = l:job
-  if !empty(get(a:entry.opts, 'input', ''))
-    call chansend(l:job, a:entry.opts.input)
+  if !empty(get(a:entry.opts, 'input', []))
+    " A List goes out joined by line breaks, a "\n" in an item as a NUL (:h chansend()).
+    call chansend(l:job, a:entry.opts.input + [''])
   endif
   call chanclose(l:job, 'stdin')
 endfunction
@@ -115,10 +123,31 @@ function! s:start_vim(id, entry, argv) abort
   endif
   let a:entry.job = l:job
   let l:channel = job_getchannel(l:job)
-  if !empty(get(a:entry.opts, 'input', ''))
-    call ch_sendraw(l:channel, a:entry.opts.input)
-  endif
+  call s:send_lines(l:channel, get(a:entry.opts, 'input', []))
   call ch_close_in(l:channel)
+endfunction
+
+" Writes LINES to CHANNEL, each followed by a line break, a "\n" inside one
+" as a NUL byte: a String cannot hold a NUL, so each goes as a Blob of its own.
+function! s:send_lines(channel, lines) abort
+  if empty(a:lines)
+    return
+  endif
+  if match(a:lines, "\n") < 0
+    call ch_sendraw(a:channel, join(a:lines, "\n") . "\n")
+    return
+  endif
+  let l:run = []  " the lines since the last NUL
+  for l:line in a:lines
+    let l:parts = split(l:line, "\n", 1)
+    for l:part in l:parts[:-2]
+      call ch_sendraw(a:channel, join(add(l:run, l:part), "\n"))
+      call ch_sendraw(a:channel, 0z00)
+      let l:run = []
+    endfor
+    call add(l:run, l:parts[-1])
+  endfor
+  call ch_sendraw(a:channel, join(l:run, "\n") . "\n")
 endfunction
 
 function! s:vim_data(id, callback, channel, text) abort
