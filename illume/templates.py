@@ -103,7 +103,7 @@ def _render_jinja(source: str, name: str, prefix: str, suffix: str, files) -> st
     except TooMuch as e:
         raise TemplateError(f"{name}: {e}") from None
     except Exception as e:  # the template's own code failed: {{ 1/0 }}, a bad filter argument
-        raise TemplateError(f"{name} failed: {type(e).__name__}: {e}") from None
+        raise TemplateError(f"{name}: the template failed: {type(e).__name__}: {e}") from None
 
 
 def sandbox(limit: int = MAX_OUTPUT):

@@ -194,7 +194,7 @@ def test_a_template_that_fails_while_rendering_is_a_clear_error():
     out = io.BytesIO()
     status = run(b"!infill {{ 1/0 }}{{ prefix }}\nx\n!infill\ny\n!debug\n", out, {}, Options())
     assert status == 1
-    assert out.getvalue() == b"\n\n!error\n\n!infill failed: ZeroDivisionError: division by zero\n"
+    assert out.getvalue() == b"\n\n!error\n\n!infill: the template failed: ZeroDivisionError: division by zero\n"
 
 
 def test_builtin_names_are_typed_names_not_file_names():
