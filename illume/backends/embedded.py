@@ -297,9 +297,12 @@ class EmbeddedBackend:
                 raise RequestError(f"the prompt is {len(prompt)} tokens but the context holds {llama.n_ctx()} "
                                    "(exceed_context_size_error)")
         yield ""
-        cache = None
+        cache, unusable = None, None
         if caching and limit > 0 and not infill:
-            cache = prompt_cache.PromptCache(prompt_cache.folder(self.env), loaded.key, limit)
+            try:
+                cache = prompt_cache.PromptCache(prompt_cache.home(self.env), loaded.key, limit, llama.n_ctx())
+            except prompt_cache.Unusable as e:
+                unusable = str(e)
         saving = None
         try:
             with _quiet():
@@ -317,10 +320,17 @@ class EmbeddedBackend:
         except (ValueError, RuntimeError) as e:
             raise StreamError(f"the model failed: {e}") from None
         finally:
-            note = saving.wait() if saving is not None else None  # never leave a write half done
+            try:
+                note = saving.wait() if saving is not None else None  # never leave a write half done
+            finally:
+                if cache is not None:
+                    cache.close()
         reply.finished = True
         if not infill:
             prefix.finish(loaded)
+            if unusable and unusable not in _told:  # once a run: not after every buffer of a batch
+                _told.add(unusable)
+                reply.backend_notes.append(unusable)
             if note:
                 reply.backend_notes.append(note)
 
@@ -348,6 +358,9 @@ class EmbeddedBackend:
                               "load a FIM template profile such as !profile fim:qwen")
         return llama.create_completion(prompt=body["input_prefix"], suffix=body["input_suffix"], stream=True,
                                        **sampling)
+
+
+_told: set[str] = set()  # the notes on unusable cache folders this process has given
 
 
 def _flag(body: Mapping, key: str, default: bool = True) -> bool:
