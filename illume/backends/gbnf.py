@@ -168,6 +168,7 @@ class _Grammar:
         self.nesting = 0  # as deep as `depth` allows, or the parser's recursion would outgrow Python's
 
     def parse(self, text: str) -> None:
+        """Read TEXT's rules; raise _Syntax where llama.cpp's parser would stop, BufferError past a bound."""
         self.text = text
         i = self._space(0, True)
         while i < len(text):
