@@ -291,14 +291,15 @@ class PromptCache:
             return []
 
     def _open(self, name: str) -> int | None:
-        """Return NAME opened to read if it is an entry this user wrote; None if gone; remove anything else there."""
+        """Return NAME opened to read if it is a file this user wrote, else None, removing anything else there."""
         try:
             fd = os.open(name, _READ, dir_fd=self._dir)
         except FileNotFoundError:
             return None  # removed by another process since the listing
-        except OSError:
-            self._remove(name)  # a link (never followed) or worse: not an entry
-            return None
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EACCES, errno.ENXIO):
+                self._remove(name)  # a link (never followed), or nothing this user can read: not an entry
+            return None  # else a passing failure (no file descriptors left): a miss, the entry kept
         try:
             if _mine(os.fstat(fd)):
                 return fd
