@@ -379,7 +379,7 @@ def _text(body: Mapping, key: str) -> str | None:
 
 def _grammar(text, llama):
     """Return the LlamaGrammar for TEXT once checked (backends/gbnf.py) and taken by LLAMA; raise BufferError."""
-    from illume.backends import gbnf
+    import illume.backends.gbnf as gbnf
 
     text = str(text)
     gbnf.check(text)
