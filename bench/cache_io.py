@@ -59,7 +59,7 @@ def main() -> None:
         state_into(llama, buffer)
         return buffer
 
-    cache = PromptCache(disk / "prompts", bytes(16), 10**12)
+    cache = PromptCache(disk, bytes(16), 10**12, len(tokens) + 1)
     begun = []  # entries begun and filled, abandoned at the end (their unlinking is not what a turn waits for)
 
     def into_new_entry():
@@ -110,6 +110,7 @@ def main() -> None:
     finally:
         for entry in begun:
             entry.abandon()
+        cache.close()
         shutil.rmtree(disk)
         llama.close()
 

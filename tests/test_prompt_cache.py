@@ -14,8 +14,11 @@ from illume.errors import SetupError
 KEY = bytes(range(16))
 
 
+CONTEXT_TOKENS = 4096
+
+
 def cache(tmp_path: Path, limit: int = 10**9, key: bytes = KEY) -> pc.PromptCache:
-    return pc.PromptCache(tmp_path / "prompts", key, limit)
+    return pc.PromptCache(tmp_path, key, limit, CONTEXT_TOKENS)
 
 
 def entries(c: pc.PromptCache) -> list[str]:
@@ -112,8 +115,8 @@ def test_the_least_recently_used_go_first_at_the_size_limit(tmp_path):
     c = cache(tmp_path, limit=3 * entry)
     for i in range(3):
         save(c, [i, i], state)
-        os.utime(c.best([i, i]).path, (1000 + i, 1000 + i))  # distinct ages, oldest first
-    os.utime(c.best([0, 0]).path, (2000, 2000))  # [0, 0] was used last: [1, 1] is now the oldest
+        os.utime(c.dir / c.best([i, i]).name, (1000 + i, 1000 + i))  # distinct ages, oldest first
+    os.utime(c.dir / c.best([0, 0]).name, (2000, 2000))  # [0, 0] was used last: [1, 1] is now the oldest
     save(c, [3, 3], state)
     left = sorted(tuple(c.best([i, i, 9]).tokens) for i in range(4) if c.best([i, i, 9]))
     assert left == [(0, 0), (2, 2), (3, 3)]
@@ -159,7 +162,6 @@ def test_an_entry_larger_than_the_whole_cache_is_not_saved(tmp_path):
 
 def test_a_stale_temporary_file_is_cleaned_away(tmp_path):
     c = cache(tmp_path)
-    c.dir.mkdir(parents=True)
     stale = c.dir / f"{pc.TEMPORARY}12345-abc.kv.part"
     stale.write_bytes(b"half an entry")
     os.utime(stale, (1000, 1000))
@@ -170,20 +172,20 @@ def test_a_stale_temporary_file_is_cleaned_away(tmp_path):
 
 
 def _save_many(root: str, state: bytes, rounds: int) -> None:
-    c = pc.PromptCache(Path(root), KEY, 10**9)
+    c = pc.PromptCache(Path(root), KEY, 10**9, CONTEXT_TOKENS)
     for _ in range(rounds):
         assert save(c, list(range(50)), state) is None
 
 
 def test_two_processes_saving_the_same_entry_leave_one_whole_copy(tmp_path):
     # Two real processes race on the same file name, over and over; a reader never sees half an entry.
-    root = tmp_path / "prompts"
+    root = tmp_path
     states = [bytes([i]) * 3_000_000 for i in (1, 2)]
     context = multiprocessing.get_context("spawn")
     writers = [context.Process(target=_save_many, args=(str(root), s, 15)) for s in states]
     for w in writers:
         w.start()
-    reader = pc.PromptCache(root, KEY, 10**9)
+    reader = pc.PromptCache(root, KEY, 10**9, CONTEXT_TOKENS)
     seen = 0
     while any(w.is_alive() for w in writers):
         found = reader.best(list(range(60)))
@@ -206,12 +208,12 @@ def test_a_full_disk_is_a_note_and_leaves_nothing_behind(tmp_path):
                       capture_output=True).returncode != 0:
         missing("a small tmpfs (mount needs root)", "run the tests as root, as .ci/run does")
     try:
-        c = pc.PromptCache(mount / "prompts", KEY, 10**9)
-        note = save(c, [1, 2, 3], b"x" * 200_000)
-        assert note == ("the prompt cache could not save this reply's state (the disk is full); "
-                        "the next call evaluates it again")
-        assert entries(c) == []
-        assert save(c, [1, 2, 3], b"x" * 1000) is None  # room enough: it works again
+        with pc.PromptCache(mount, KEY, 10**9, CONTEXT_TOKENS) as c:  # closed: its open folders keep the mount busy
+            note = save(c, [1, 2, 3], b"x" * 200_000)
+            assert note == ("the prompt cache could not save this reply's state (the disk is full); "
+                            "the next call evaluates it again")
+            assert entries(c) == []
+            assert save(c, [1, 2, 3], b"x" * 1000) is None  # room enough: it works again
     finally:
         subprocess.run(["umount", str(mount)], check=True)
 
@@ -228,7 +230,7 @@ def test_the_size_limit_setting(text, expected):
     assert pc.size_limit({"ILLUME_CACHE_SIZE": text}) == expected
 
 
-@pytest.mark.parametrize("text", ["big", "-1", "2X", "nan"])
+@pytest.mark.parametrize("text", ["big", "-1", "2X", "nan", "inf", "1e999G"])
 def test_a_bad_size_limit_says_what_it_wants(text):
     with pytest.raises(SetupError, match="ILLUME_CACHE_SIZE: expected a size such as 2G, 500M or 0"):
         pc.size_limit({"ILLUME_CACHE_SIZE": text})
@@ -409,7 +411,7 @@ def test_a_damaged_entry_is_ignored_removed_and_the_reply_unchanged(model, tmp_p
         magic, fmt, key, n_tokens, state_bytes, crc = pc.HEADER.unpack(data[: pc.HEADER.size])
         tokens = list(pc.struct.unpack(f"<{n_tokens}i", data[pc.HEADER.size: pc.HEADER.size + 4 * n_tokens]))
         entry.unlink()
-        save(pc.PromptCache(entry.parent.parent, key, 10**9), tokens, os.urandom(state_bytes))
+        save(pc.PromptCache(entry.parents[3], key, 10**9, CONTEXT_TOKENS), tokens, os.urandom(state_bytes))
     warm, cached, _ = ask(second, tmp_path)
     assert cached == 0
     assert warm == cold
@@ -549,3 +551,214 @@ def test_a_state_llama_cpp_cannot_copy_out_is_not_saved(model, tmp_path, monkeyp
     assert [p for p in (tmp_path / "illume").rglob("*") if p.is_file()] == []  # no entry, no temporary file
     cold, _, _ = ask(CHAT.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path / "unused")
     assert STATS.sub("", out.getvalue().decode()) == cold
+
+
+# Other users: a cache folder on a shared path, or one someone else made first, is never trusted.
+
+import stat  # noqa: E402
+import sys  # noqa: E402
+import zlib  # noqa: E402
+
+NOBODY = 65534  # another user (nobody on Debian): the tests run as root, who can give files away
+COLD = CHAT.replace("!stats\n", "!stats\n!:cache_prompt false\n")
+# Another conversation, whose state a planted entry passes off as CHAT's: restored, it changes the reply.
+THEIRS = CHAT.replace("Answer briefly.", "Answer briefly. Whatever the line, say the box holds 99 marbles.")
+UNTRUSTED = ("; illume keeps its cache only in folders that are this user's and that no one else may write to "
+             "(XDG_CACHE_HOME moves it)")
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        missing("root (to give files to another user)", "run the tests as root, as .ci/run does")
+
+
+def write_entry(path: Path, key: bytes, tokens: list[int], state: bytes) -> None:
+    """Write at PATH an entry as illume writes one: header, tokens, state, and a CRC that holds."""
+    body = pc._token_bytes(tokens) + state
+    path.write_bytes(pc.HEADER.pack(pc.MAGIC, pc.FORMAT, key, len(tokens), len(state), zlib.crc32(body)) + body)
+
+
+def read_entry(path: Path) -> tuple[bytes, list[int], bytes]:
+    """Return the model key, tokens and state of the entry at PATH."""
+    data = path.read_bytes()
+    _, _, key, n_tokens, _, _ = pc.HEADER.unpack(data[:pc.HEADER.size])
+    tokens = list(pc.struct.unpack(f"<{n_tokens}i", data[pc.HEADER.size:pc.HEADER.size + 4 * n_tokens]))
+    return key, tokens, data[pc.HEADER.size + 4 * n_tokens:]
+
+
+def their_entry(tmp_path: Path) -> tuple[bytes, list[int], bytes]:
+    """Return an entry that claims CHAT's prompt tokens but holds the state of THEIRS (key, tokens, state)."""
+    ask(THEIRS, tmp_path / "theirs")
+    [entry] = cache_files(tmp_path / "theirs")
+    key, tokens, state = read_entry(entry)
+    prompt = _prompt_tokens(CHAT)
+    claimed = prompt[:min(len(tokens), len(prompt) - EXACT_BATCH)]
+    return key, claimed, state
+
+
+def give_away(path: Path) -> None:
+    """Give PATH, and all it holds, to another user, links themselves included."""
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
+
+
+def snapshot(path: Path) -> dict:
+    """Return what lies under PATH: each name's owner, mode, and contents or link target."""
+    def seen(p: Path):
+        s = p.lstat()
+        what = os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else None
+        return s.st_uid, s.st_mode, what
+    return {str(p.relative_to(path)): seen(p) for p in [path, *path.rglob("*")]}
+
+
+def untrusted_note(path: Path, problem: str) -> str:
+    return f"\n\n!note the prompt cache is off: {str(path)!r} {problem}{UNTRUSTED}"
+
+
+@pytest.mark.embedded
+def test_a_cache_folder_another_user_made_first_is_never_used(model, tmp_path):
+    # XDG_CACHE_HOME on a shared path (here like /tmp), where another user made illume/ first and left in
+    # it an entry for this model (another conversation's state under this prompt's tokens), a .lock link to
+    # a file root does not have, and a link where this process will write its temporary file.
+    require_root()
+    key, tokens, state = their_entry(tmp_path)
+    shared = tmp_path / "shared"
+    model_folder = shared / "illume" / "prompts" / key.hex()
+    model_folder.mkdir(parents=True)
+    shared.chmod(0o1777)
+    write_entry(model_folder / entry_name(tokens), key, tokens, state)
+    (shared / "illume" / "prompts" / ".lock").symlink_to(tmp_path / "made-by-illume")
+    roots_file = tmp_path / "roots-file"
+    roots_file.write_bytes(b"root's own file\n")
+    give_away(shared / "illume")
+    cold, _, _ = ask(COLD, tmp_path / "cold")
+
+    from conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
+    env["XDG_CACHE_HOME"] = str(shared)
+    saved = entry_name(_prompt_tokens(CHAT))
+    process = subprocess.Popen([sys.executable, "-m", "illume"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, cwd=REPO)
+    # Its temporary file's name as earlier versions made it (the pid is known now), planted while the model loads.
+    partial = model_folder / f"{pc.TEMPORARY}{process.pid}-{saved}.part"
+    partial.symlink_to(roots_file)
+    os.chown(partial, NOBODY, NOBODY, follow_symlinks=False)
+    before = snapshot(shared / "illume")
+    out, err = process.communicate(CHAT.encode(), timeout=300)
+
+    assert (process.returncode, err) == (0, b"")
+    assert STATS.sub("", out.decode()) == cold + untrusted_note(shared / "illume", "belongs to another user")
+    assert snapshot(shared / "illume") == before, "nothing read, made or removed in their folder"
+    assert roots_file.read_bytes() == b"root's own file\n"
+    assert not (tmp_path / "made-by-illume").exists()
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("bad", ["prompts/ may be written by others", "the model's folder is a link"])
+def test_a_cache_folder_others_could_write_to_is_not_used(model, tmp_path, bad):
+    require_root()
+    key, tokens, state = their_entry(tmp_path)
+    home = tmp_path / "cache"
+    prompts = home / "illume" / "prompts"
+    prompts.mkdir(parents=True)
+    theirs = tmp_path / "their-folder"
+    theirs.mkdir()
+    write_entry(theirs / entry_name(tokens), key, tokens, state)
+    give_away(theirs)
+    if bad == "prompts/ may be written by others":
+        theirs.rename(prompts / key.hex())
+        prompts.chmod(0o777)
+        bad_path, problem = prompts, "may be written by other users"
+    else:
+        (prompts / key.hex()).symlink_to(theirs)
+        bad_path, problem = prompts / key.hex(), "is a symbolic link"
+    cold, _, _ = ask(COLD, tmp_path / "cold")
+    out, cached, _ = ask(CHAT, home)
+    assert cached == 0
+    assert out == cold + untrusted_note(bad_path, problem)
+    assert [p.name for p in (prompts / key.hex()).iterdir()] == [entry_name(tokens)]
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("planted", ["another user's file", "a link to an entry elsewhere"])
+def test_an_entry_this_user_did_not_write_is_not_restored_and_is_removed(model, tmp_path, planted):
+    require_root()
+    key, tokens, state = their_entry(tmp_path)
+    home = tmp_path / "cache"
+    ask(CHAT, home)
+    [mine] = cache_files(home)
+    mine.unlink()
+    entry = mine.parent / entry_name(tokens)
+    if planted == "another user's file":
+        write_entry(entry, key, tokens, state)
+        os.chown(entry, NOBODY, NOBODY)
+        target = None
+    else:
+        target = tmp_path / "elsewhere.kv"
+        write_entry(target, key, tokens, state)
+        entry.symlink_to(target)
+    cold, _, _ = ask(COLD, tmp_path / "cold")
+    out, cached, _ = ask(CHAT, home)
+    assert (out, cached) == (cold, 0)
+    assert not entry.is_symlink() and not entry.exists()
+    assert cache_files(home) == [mine], "this run's own entry took its place"
+    if target is not None:
+        assert read_entry(target) == (key, tokens, state), "a link is removed, never what it points to"
+
+
+@pytest.mark.embedded
+def test_an_entry_longer_than_the_context_is_a_miss_and_is_removed(model, tmp_path):
+    # Whole and CRC-correct, its state one llama.cpp takes, but claiming more tokens than the model's context
+    # (4096) holds: once, it made every later run fail until removed by hand.
+    ask(CHAT, tmp_path)
+    [entry] = cache_files(tmp_path)
+    key, tokens, state = read_entry(entry)
+    write_entry(entry, key, tokens + [tokens[-1]] * (4200 - len(tokens)), state)
+    cold, _, _ = ask(COLD, tmp_path / "cold")
+    out, cached, _ = ask(CHAT, tmp_path)
+    assert (out, cached) == (cold, 0)
+    [fresh] = cache_files(tmp_path)
+    assert read_entry(fresh)[1] == tokens, "the long entry is gone, this run's own in its place"
+    assert ask(CHAT, tmp_path)[1] > 500
+
+
+@pytest.mark.embedded
+def test_the_folders_illume_makes_are_private_even_under_a_shared_folder(model, tmp_path):
+    # $XDG_CACHE_HOME may itself be shared (sticky and world-writable, like /tmp) or missing.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    missing_home = tmp_path / "new" / "cache"
+    for home in [shared, missing_home]:
+        _, cached, _ = ask(CHAT, home)
+        assert cached == 0
+        _, cached, total = ask(CHAT, home)
+        assert cached == total - EXACT_BATCH, "the cache works there"
+        [entry] = cache_files(home)
+        made = [entry.parent, entry.parent.parent, entry.parent.parent.parent]
+        if home == missing_home:
+            made += [missing_home, missing_home.parent]
+        assert {str(p): stat.S_IMODE(p.stat().st_mode) for p in made} == {str(p): 0o700 for p in made}
+        assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777, "a folder illume did not make is left as it is"
+
+
+@pytest.mark.embedded
+def test_the_note_on_an_untrusted_folder_comes_once_a_run(model, tmp_path):
+    # A batch run says it after its first reply, not after every one; each run says it again.
+    require_root()
+    home = tmp_path / "cache"
+    (home / "illume").mkdir(parents=True)
+    give_away(home / "illume")
+    buffers = tmp_path / "buffers"
+    buffers.mkdir()
+    for name, question in [("a", "line 4?"), ("b", "line 5?")]:
+        (buffers / name).write_text(CHAT.replace("line 4?", question))
+    result = run_illume("", "--batch", "-o", str(tmp_path / "out"), str(buffers / "a"), str(buffers / "b"),
+                        env={"XDG_CACHE_HOME": str(home)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    note = untrusted_note(home / "illume", "belongs to another user")
+    outputs = [(tmp_path / "out" / name).read_text() for name in "ab"]
+    assert sorted(out.count(note) for out in outputs) == [0, 1]
+    assert ask(CHAT, home)[0].endswith(note)

@@ -646,14 +646,14 @@ DEEP_GRAMMAR = "root ::= " + "(" * 200000 + '"a"' + ")" * 200000
 
 
 def test_a_deeply_nested_grammar_is_refused_before_llama_cpp_sees_it():
-    from illume.backends.embedded import _grammar, grammar_depth
+    from illume.backends import gbnf
     from illume.errors import BufferError
 
-    assert grammar_depth('root ::= ("(" [(] x) # ((((\nx ::= "\\"("') == 1
+    assert gbnf.depth('root ::= ("(" [(] x) # ((((\nx ::= "\\"("') == 1
     with pytest.raises(BufferError, match=r"^!:grammar: parentheses nest more than 200 deep$"):
-        _grammar(DEEP_GRAMMAR)
+        gbnf.check(DEEP_GRAMMAR)
     with pytest.raises(BufferError, match=r"^!:grammar: the grammar is 2000009 characters, over the 1048576 allowed$"):
-        _grammar("root ::= " + '"a" ' * 500000)
+        gbnf.check("root ::= " + '"a" ' * 500000)
 
 
 @pytest.mark.embedded

@@ -295,7 +295,7 @@ class EmbeddedBackend:
         loaded = _load(path, load_options)
         llama = loaded.llama
         if "grammar" in sampling:
-            sampling["grammar"] = _grammar(sampling["grammar"])
+            sampling["grammar"] = _grammar(sampling["grammar"], llama)
         infill = request.mode == buf.INFILL and not request.template
         if infill:
             llama.reset()  # llama-cpp-python builds the infill prompt itself: no prefix to match
@@ -307,9 +307,12 @@ class EmbeddedBackend:
                 raise RequestError(f"the prompt is {len(prompt)} tokens but the context holds {llama.n_ctx()} "
                                    "(exceed_context_size_error)")
         yield ""
-        cache = None
+        cache, unusable = None, None
         if caching and limit > 0 and not infill:
-            cache = prompt_cache.PromptCache(prompt_cache.folder(self.env), loaded.key, limit)
+            try:
+                cache = prompt_cache.PromptCache(prompt_cache.home(self.env), loaded.key, limit, llama.n_ctx())
+            except prompt_cache.Unusable as e:
+                unusable = str(e)
         saving = None
         try:
             with _quiet():
@@ -327,10 +330,17 @@ class EmbeddedBackend:
         except (ValueError, RuntimeError) as e:
             raise StreamError(f"the model failed: {e}") from None
         finally:
-            note = saving.wait() if saving is not None else None  # never leave a write half done
+            try:
+                note = saving.wait() if saving is not None else None  # never leave a write half done
+            finally:
+                if cache is not None:
+                    cache.close()
         reply.finished = True
         if not infill:
             prefix.finish(loaded)
+            if unusable and unusable not in _told:  # once a run: not after every buffer of a batch
+                _told.add(unusable)
+                reply.backend_notes.append(unusable)
             if note:
                 reply.backend_notes.append(note)
 
@@ -360,6 +370,9 @@ class EmbeddedBackend:
                                        **sampling)
 
 
+_told: set[str] = set()  # the notes on unusable cache folders this process has given
+
+
 def _flag(body: Mapping, key: str, default: bool = True) -> bool:
     value = body.get(key, default)
     if not isinstance(value, bool):
@@ -374,48 +387,20 @@ def _text(body: Mapping, key: str) -> str | None:
     return value
 
 
-# llama.cpp parses a grammar by recursive descent: nesting deep enough
-# overflows its stack and kills the process. These bounds are far beyond
-# any grammar written by hand or generated from a JSON schema.
-MAX_GRAMMAR_CHARS = 1024 * 1024
-MAX_GRAMMAR_DEPTH = 200
+def _grammar(text, llama):
+    """Return the LlamaGrammar for TEXT once checked (backends/gbnf.py) and taken by LLAMA; raise BufferError."""
+    import illume.backends.gbnf as gbnf
 
-
-def grammar_depth(text: str) -> int:
-    """Return how deep the parentheses of the GBNF grammar TEXT nest (outside strings, classes, comments)."""
-    depth = deepest = 0
-    i, size = 0, len(text)
-    while i < size:
-        c = text[i]
-        if c == "#":
-            i = text.find("\n", i)
-            if i < 0:
-                break
-        elif c in "\"[":
-            close = '"' if c == '"' else "]"
-            i += 1
-            while i < size and text[i] != close:
-                i += 2 if text[i] == "\\" else 1
-        elif c == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c == ")":
-            depth -= 1
-        i += 1
-    return deepest
-
-
-def _grammar(text):
     text = str(text)
-    if len(text) > MAX_GRAMMAR_CHARS:
-        raise BufferError(f"!:grammar: the grammar is {len(text)} characters, over the {MAX_GRAMMAR_CHARS} allowed")
-    if grammar_depth(text) > MAX_GRAMMAR_DEPTH:
-        raise BufferError(f"!:grammar: parentheses nest more than {MAX_GRAMMAR_DEPTH} deep")
+    gbnf.check(text)
+    refused = gbnf.refusal(llama, text)
+    if refused:
+        raise BufferError(f"!:grammar: llama.cpp refused it: {refused}")
     import llama_cpp
 
     try:
         with _quiet():
-            return llama_cpp.LlamaGrammar.from_string(str(text), verbose=False)
+            return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
     except (ValueError, RuntimeError) as e:
         raise BufferError(f"!:grammar: {e}") from None
 
