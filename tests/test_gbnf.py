@@ -105,7 +105,7 @@ def test_depth_reads_strings_classes_tokens_and_comments_as_llama_cpp_does():
 def test_a_grammar_llama_cpp_cannot_take_is_an_error_not_a_crash(grammar, error):
     embedded_model()
     result = run_illume(f"!profile embedded\n!:max_tokens 4\n!:grammar {json.dumps(grammar)}\n!user\nhi\n")
-    assert (result.returncode, result.stdout.decode(), result.stderr) == (1, f"\n\n!error\n\n!:grammar: {error}\n",
+    assert (result.returncode, result.stdout.decode(), result.stderr) == (1, f"\n\n!error\n\n!!:grammar: {error}\n",
                                                                           b"")
 
 
