@@ -39,8 +39,8 @@ import queue
 import threading
 import time
 
-from illume.backends import concurrent
 from illume import buffer as buf
+from illume.backends import concurrent
 from illume.errors import BufferError, HTTPStatusError, IllumeError
 from illume.output import ASSISTANT, Times, note_line, write_reply
 from illume.reply import DONE, GptOss, Reply

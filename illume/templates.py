@@ -13,12 +13,11 @@ undefined names as errors. jinja2 is imported only when one is rendered.
 """
 
 import os
-import re
 from collections.abc import Mapping
 
 from illume.documents import DocumentError, read_text
-from illume.gotext import trim_space
 from illume.errors import IllumeError
+from illume.gotext import trim_space
 from illume.names import shown
 from illume.resources import builtin_dir, user_dir
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
 import realserver
 from realserver import free_port, smollm2_path, stop  # noqa: F401 (tests import them from here)
 
@@ -212,9 +213,9 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
         from illume.backends.embedded import _weight_repacking, advertises_amx  # AMX the VM may not enable
 
         with _weight_repacking(not advertises_amx()):
-            _llama_cpp_models[path, *load.values()] = llama_cpp.Llama(
+            _llama_cpp_models[(path, *load.values())] = llama_cpp.Llama(
                 model_path=path, **load, n_threads=os.cpu_count() or 1, flash_attn=False, verbose=False)
-    model = _llama_cpp_models[path, *load.values()]
+    model = _llama_cpp_models[(path, *load.values())]
     sampling = {key: request[key] for key in ("max_tokens", "temperature", "seed", "stop") if key in request}
     known = {"messages", "prompt", "stream", "model", *load, *sampling}
     assert set(request) <= known, f"the oracle does not know {request}"

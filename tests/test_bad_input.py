@@ -12,15 +12,15 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, require_program
-from scripted import DONE, ScriptedServer, chat, head
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import REPO, require_program
 from illume import buffer as buf
 from illume import documents, profiles
 from illume import request as req
 from illume.errors import IllumeError
+from scripted import DONE, ScriptedServer, chat, head
 
 
 def illume(buffer: str | bytes, *args: str, cwd=None, env: dict | None = None, timeout: float = 60,

@@ -16,11 +16,11 @@ import time
 import pytest
 
 from conftest import REPO, ask_llama_cpp, ask_llama_server, closed_url, embedded_model, run_illume
-from scripted import DONE, Reply, ScriptedServer, head
-from scripted import chat as chat_event
 from illume import batch
 from illume import buffer as buf
 from illume.cli import Options
+from scripted import DONE, Reply, ScriptedServer, head
+from scripted import chat as chat_event
 
 SETTINGS = "!:temperature 0\n!:max_tokens 16\n"
 SUMMARY = re.compile(rb"illume: (\d+) files? in [0-9.]+ s(, interrupted)?: (\d+) answered, (\d+) failed, (\d+) skipped"

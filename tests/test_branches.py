@@ -11,9 +11,9 @@ import re
 import pytest
 
 from conftest import ask_llama_cpp, ask_llama_server, closed_url, embedded_model, free_port, run_illume
-from scripted import Reply, ScriptedServer, chat_events
 from illume import buffer as buf
 from illume.errors import BufferError
+from scripted import Reply, ScriptedServer, chat_events
 
 SETTINGS = "!:temperature 0.9\n!:seed 42\n!:max_tokens 16\n"
 FIXED = "!:temperature 0\n!:max_tokens 16\n"

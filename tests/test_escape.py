@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from conftest import require_program, run_illume
-from scripted import Reply, chat_events, infill_events
 from illume import buffer, request
 from illume.buffer import DIRECTIVES, Message, Sources
 from illume.errors import IllumeError
 from illume.escape import Escaper, first_lines, needs_escape
 from illume.modelines import Modelines
+from scripted import Reply, chat_events, infill_events
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import require_program, run_illume, start_llama_server, stop
 from scripted import DONE, HOLD, ScriptedServer, chat, event, free_port, head, response
 

@@ -16,6 +16,7 @@ import time
 
 import httpx
 import pytest
+
 from conftest import REPO, closed_url, run_illume
 from scripted import DONE, HOLD, ScriptedServer, chat, head, response
 

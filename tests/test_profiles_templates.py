@@ -188,8 +188,9 @@ def test_interpolate(url, values, expected):
 
 
 def test_a_template_that_fails_while_rendering_is_a_clear_error():
-    from illume.cli import Options, run
     import io
+
+    from illume.cli import Options, run
 
     out = io.BytesIO()
     status = run(b"!infill {{ 1/0 }}{{ prefix }}\nx\n!infill\ny\n!debug\n", out, {}, Options())

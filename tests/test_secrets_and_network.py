@@ -12,6 +12,7 @@ import base64
 import json
 
 import pytest
+
 from conftest import run_illume
 from scripted import DONE, ScriptedServer, chat, event, head, response
 

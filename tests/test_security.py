@@ -22,6 +22,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import REPO, embedded_model, missing, require_program
 from scripted import DONE, ScriptedServer, chat, event, free_port, head, response
 

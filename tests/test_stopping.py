@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import require_module
 
+from conftest import require_module
 from illume import syntax
 from illume.language import guess_language, language_of, scores
 from illume.stopping import RULES, InfillGuard, parse_rules

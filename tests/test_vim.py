@@ -12,8 +12,8 @@ missing is a failure naming it when ILLUME_REQUIRE_ALL=1 (tests/conftest.py).
 """
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys

@@ -36,7 +36,8 @@ def render(llama, messages: Sequence[Mapping], choice: str | None = None) -> str
     model = llama._model
     bos = _token_text(model, model.token_bos())
     eos = _token_text(model, model.token_eos())
-    from illume.sandbox import TooMuch, render as bounded
+    from illume.sandbox import TooMuch
+    from illume.sandbox import render as bounded
 
     messages = [dict(m) for m in messages]
     limit = MAX_OUTPUT + 2 * sum(len(str(m.get("content", ""))) for m in messages)

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from illume import prompt_cache
 import illume.backends.prefix as prefix
+from illume import prompt_cache
 from illume.errors import BufferError, IllumeError, RequestError, SetupError, StreamError
 
 # Request keys and the llama-cpp-python argument each becomes.
@@ -346,8 +346,8 @@ class EmbeddedBackend:
 
     def _prompt(self, llama, request, template: str | None) -> list[int]:
         """Return the tokens of REQUEST's prompt, exactly those llama-server would evaluate."""
-        from illume import buffer as buf
         import illume.backends.chat_prompt as chat_prompt
+        from illume import buffer as buf
 
         if request.mode == buf.CHAT:
             text = chat_prompt.render(llama, request.body["messages"], template)

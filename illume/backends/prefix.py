@@ -150,6 +150,7 @@ class Saving:
 def save(loaded, cache) -> Saving | None:
     """Start saving the prompt's state in CACHE, once PREPARE has evaluated it; None if there is nothing to save."""
     import llama_cpp
+
     from illume.prompt_cache import NotSaved
 
     llama = loaded.llama
