@@ -39,10 +39,12 @@ import time
 from collections.abc import Mapping
 from contextlib import nullcontext
 
+from illume import buffer as buf
 from illume.answer import Options, answer, prepare
-from illume.errors import Exit, IllumeError, Interrupted
+from illume.errors import Exit, IllumeError, Interrupted, StreamError
 from illume.names import shown as shown_name
 from illume.output import Output, unexpected
+from illume.terminal import shown
 
 DEFAULT_JOBS = 4
 GRACE = 5.0  # seconds an interrupted batch waits for its requests to stop
@@ -76,8 +78,6 @@ def check(paths: list[str], output_dir: str | None, options: Options) -> str | N
 
 def answered(text: str, parsed) -> bool:
     """Return whether the buffer TEXT (PARSED) already ends with a reply; raise Refused when it cannot be told."""
-    from illume import buffer as buf
-
     if parsed.mode != buf.CHAT:
         raise Refused(f"--skip-done cannot tell whether a {parsed.mode} buffer was answered "
                       "(the reply appended to it carries no mark); use --output-dir")
@@ -127,8 +127,6 @@ class _Collector:
             raise Interrupted(self.status[0])  # the reply loop closes the request on its way out
         self.size += len(data)
         if self.size > MAX_REPLY_BYTES and not self.full:
-            from illume.errors import StreamError
-
             self.full = True  # what follows (text held back for a token) is still taken
             raise StreamError(f"the reply grew past {MAX_REPLY_BYTES} bytes, more than a batch holds "
                               "in memory; the reply was not written")
@@ -313,8 +311,6 @@ class Batch:
             self.stderr.write("\r\033[K")
         for path, message in self.failures:
             if self.progress:  # a terminal: a server's words must not carry control sequences to it
-                from illume.terminal import shown
-
                 message = shown(message)
             self.stderr.write(f"illume: {shown_name(path)}: {message}\n")
         total = len(self.paths)

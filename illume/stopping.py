@@ -68,6 +68,7 @@ when the syntax rule first runs.
 import re
 
 from illume.language import FAMILY, RULED, guess_language, scores
+from illume.syntax import HoleCheck, available
 
 RULES = ("echo", "scope", "syntax")
 
@@ -280,8 +281,6 @@ class InfillGuard:
         self._setup_scope()
         self._check = None
         if "syntax" in self.rules and self.language in RULED and not self._fragment:
-            from illume.syntax import HoleCheck, available
-
             if available(self.language):
                 self._check = HoleCheck(prefix, suffix, self.language)
 

@@ -8,6 +8,7 @@ every question gets the answer "unknown" (None), so callers fall back to
 their other rules.
 """
 
+import importlib
 import re
 from functools import lru_cache
 
@@ -26,8 +27,6 @@ def parser_for(language):
     if module_name is None:
         return None
     try:
-        import importlib
-
         import tree_sitter
 
         grammar = importlib.import_module(module_name)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from illume.documents import DocumentError, read_text
 from illume.errors import IllumeError
 from illume.gotext import trim_space
+from illume.jsonwire import encode
 from illume.names import shown
 from illume.resources import builtin_dir, user_dir
 
@@ -42,8 +43,6 @@ def interpolate(text: str, values: Mapping) -> str:
     Non-string values appear as compact JSON. Raises TemplateError naming a
     missing key or an unclosed brace.
     """
-    from illume.jsonwire import encode
-
     out = []
     rest = text
     while True:
