@@ -462,6 +462,9 @@ def test_language_of_a_hint(hint, expected):
         # The buffer's own word: a shebang or a modeline.
         (None, "#!/usr/bin/env node\nx = 1\n", "javascript"),
         (None, "#!/usr/bin/python3.11\nx = 1\n", "python"),
+        # A shebang line that names no program is no word, and no crash: the modeline still counts.
+        (None, "#!\nx = 1\n", None),
+        (None, "#!  \nx = 1\n# vim: ft=python\n", "python"),
         (None, "x = 1\n# vim: set ts=4 ft=python:\n", "python"),
         (None, "/* -*- mode: c; indent-tabs-mode: nil -*- */\nx = 1;\n", "c"),
         (None, "// -*- js -*-\nx = 1\n", "javascript"),
