@@ -29,10 +29,6 @@ class Request:
         """
         return jsonwire.encode_utf8(self.body, end="\n")
 
-    def body_bytes(self) -> bytes:
-        """Return the body as the original sends it: Go's JSON and a trailing newline."""
-        return b"".join(self.body_pieces())
-
     def secrets(self) -> list[str]:
         """Return the credentials this request carries: in its headers, its URL, its body's `*_key` values."""
         found = self.headers.secrets() + url_secrets(self.url) + body_secrets(self.body)

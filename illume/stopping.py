@@ -323,13 +323,6 @@ class InfillGuard:
                 self._settle(len(self._text))
         return self._give()
 
-    @classmethod
-    def cut(cls, prefix: str, suffix: str, middle: str, rules: Iterable[str] | None = None,
-            language: str | Sequence[str | None] | None = None) -> str:
-        """Return the kept part of a whole MIDDLE (feed it all, then finish)."""
-        guard = cls(prefix, suffix, rules=rules, language=language)
-        return guard.feed(middle) + guard.finish()
-
     # -- set-up -----------------------------------------------------------
 
     def _suffix_lines_to_echo(self, suffix_lines: list[str]) -> list[str]:

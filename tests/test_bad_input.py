@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, require_program
+from conftest import REPO, builtin_profiles, require_program
 from illume import buffer as buf
 from illume import documents, profiles
 from illume import request as req
@@ -360,13 +360,13 @@ class Sandboxed(buf.Sources):
     def profile(self, name):
         if name in self.PROFILES:
             return name, self.PROFILES[name]
-        if name in profiles.builtin_names():
+        if name in builtin_profiles():
             return profiles.resolve(name, {})
         raise documents.DocumentError(f"open {name}: no such file or directory")
 
     def context(self, arguments):
         if arguments == ["doc.txt"]:
-            return documents.fenced("doc.txt", "```\nbody\n"), [{"filename": "doc.txt", "text": "body"}]
+            return documents.fenced_parts("doc.txt", "```\nbody\n"), [{"filename": "doc.txt", "text": "body"}]
         raise documents.DocumentError("!context: not here")
 
     def reddit(self, path, with_comments):
@@ -401,7 +401,7 @@ def test_parser_returns_a_request_or_raises_illume_error(buffer_lines, newline_a
     except IllumeError:
         return
     assert request.url
-    request.body_bytes()
+    b"".join(request.body_pieces())
     request.debug_text()
     assert "sk-0123456789abcdef" not in request.debug_text()
 
@@ -411,6 +411,6 @@ def test_parser_returns_a_request_or_raises_illume_error(buffer_lines, newline_a
 def test_parser_survives_arbitrary_bytes(data):
     text = data.decode("utf-8", "surrogateescape")
     try:
-        req.build(buf.parse(text, Sandboxed({})), {}).body_bytes()
+        b"".join(req.build(buf.parse(text, Sandboxed({})), {}).body_pieces())
     except IllumeError:
         pass

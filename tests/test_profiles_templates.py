@@ -3,6 +3,7 @@
 
 import pytest
 
+from conftest import builtin_profiles
 from illume import buffer, profiles, request, templates
 
 
@@ -33,11 +34,11 @@ def test_profiles_with_exact_lines(name, lines):
 def test_builtin_profiles_present():
     required = {"llama.cpp", "huggingface.co", "hf", "openai", "claude", "gemini", "qwen3", "gemma-3",
                 "fim:deepseek", "fim:qwen", "fim:granite", "fim:granite4", "fim:mistral", "fim:codellama"}
-    assert required - set(profiles.builtin_names()) == set()
+    assert required - set(builtin_profiles()) == set()
 
 
 def test_every_builtin_profile_loads():
-    names = profiles.builtin_names()
+    names = builtin_profiles()
     for name in names:
         parsed = buffer.parse(f"!profile {name}\n!user\nhi\n", buffer.Sources({}))
         assert parsed.profile in names  # the last one loaded: itself or one it loads
@@ -203,7 +204,7 @@ def test_builtin_names_are_typed_names_not_file_names():
     assert profiles.builtin_file("fim:qwen").endswith("fim-qwen.profile")
     assert profiles.builtin_file("fim:qwen-repo").endswith("fim-qwen-repo.profile")
     assert profiles.builtin_file("fim-qwen") is None and profiles.builtin_file("fim:nothing") is None
-    assert "fim:qwen-repo" in profiles.builtin_names() and "fim-qwen" not in profiles.builtin_names()
+    assert "fim:qwen-repo" in builtin_profiles() and "fim-qwen" not in builtin_profiles()
     assert buffer.parse("!profile fim:qwen-repo\nx\n!infill\ny\n", buffer.Sources({})).profile == "fim:qwen-repo"
 
 
