@@ -8,32 +8,17 @@ arbitrary buffers: it must return a request or raise IllumeError, nothing else.
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, builtin_profiles, require_program
+from conftest import builtin_profiles, illume, require_program
 from illume import buffer as buf
 from illume import documents, profiles
 from illume import request as req
 from illume.errors import IllumeError
 from scripted import DONE, ScriptedServer, chat, head
-
-
-def illume(buffer: str | bytes, *args: str, cwd=None, env: dict | None = None, timeout: float = 60,
-           prefix: tuple[str, ...] = ()):
-    """Run the real CLI (after the command PREFIX) on BUFFER in CWD; return (status, stdout), asserting stderr is empty."""
-    data = buffer.encode() if isinstance(buffer, str) else buffer
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
-    full_env.update(env or {})
-    full_env["PYTHONPATH"] = str(REPO)
-    result = subprocess.run([*prefix, sys.executable, "-m", "illume", *args], input=data, capture_output=True,
-                            env=full_env, timeout=timeout, cwd=cwd or REPO)
-    assert result.stderr == b"", result.stderr.decode(errors="replace")
-    return result.returncode, result.stdout
 
 
 def error(message: str) -> tuple[int, bytes]:

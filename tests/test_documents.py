@@ -7,11 +7,7 @@ import pytest
 from illume import buffer, documents
 from illume.errors import IllumeError
 
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_tmp")  # conftest: each test in an empty folder of its own
 
 
 def fenced(name: str, text: str) -> str:

@@ -2,13 +2,10 @@
 buffers and streams. Each expectation is the original's output, byte for byte."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, run_illume
+from conftest import run_illume
 from scripted import Reply, ScriptedServer
 
 LLAMA = b'"cache_prompt":true,'
@@ -232,8 +229,7 @@ def test_context_names_under_a_directory_not_in_clean_form(tmp_path):
     # Deliberate (README): the original names these `x/sub/d.md` and `ub/d.md`.
     (tmp_path / "ctx" / "sub").mkdir(parents=True)
     (tmp_path / "ctx" / "sub" / "d.md").write_text("D\n")
-    result = subprocess.run([sys.executable, "-m", "illume"], input=b"!debug\n!context ./ctx .md\n!context ctx// .md",
-                            capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = run_illume(b"!debug\n!context ./ctx .md\n!context ctx// .md", cwd=tmp_path)
     assert b'"content":"**`ctx/sub/d.md`**\\n```\\nD\\n```\\n\\n**`sub/d.md`**\\n```\\nD\\n```"' in result.stdout
 
 

@@ -6,11 +6,7 @@ import pytest
 from conftest import builtin_profiles
 from illume import buffer, profiles, request, templates
 
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_tmp")  # conftest: each test in an empty folder of its own
 
 
 def profile_lines(name: str) -> list[str]:
