@@ -179,25 +179,27 @@ def llama_server():
 
 
 def run_illume(buffer: str | bytes, *args: str, env: dict | None = None, timeout: float = 120,
-               cwd: Path | str | None = None, prefix: tuple[str, ...] = (), environ: dict | None = None):
+               cwd: Path | str | None = None, prefix: tuple[str, ...] = (), environ: dict | None = None,
+               stderr=subprocess.PIPE):
     """Run the real CLI as a subprocess on BUFFER; return the CompletedProcess (bytes).
 
     The one way the tests run the command line. It runs this checkout's
     illume in CWD (default: the repository) after the command PREFIX (a
     wrapper such as `setpriv ...`), in ENVIRON (default: this process's
     environment) without its ILLUME_* and proxy variables, plus ENV.
+    STDERR may be a terminal's file descriptor instead of a pipe.
     """
     data = buffer.encode() if isinstance(buffer, str) else buffer
     base = os.environ if environ is None else environ
     full_env = {k: v for k, v in base.items() if not k.startswith("ILLUME_") and not k.lower().endswith("_proxy")}
     full_env["PYTHONPATH"] = str(REPO)  # the checkout's illume, from any folder
     full_env.update(env or {})
-    return subprocess.run([*prefix, sys.executable, "-m", "illume", *args], input=data, capture_output=True,
-                          env=full_env, timeout=timeout, cwd=cwd or REPO)
+    return subprocess.run([*prefix, sys.executable, "-m", "illume", *args], input=data, stdout=subprocess.PIPE,
+                          stderr=stderr, env=full_env, timeout=timeout, cwd=cwd or REPO)
 
 
 def illume(buffer: str | bytes, *args: str, **options) -> tuple[int, bytes]:
-    """Run the real CLI on BUFFER (run_illume, with its OPTIONS); return (exit status, stdout), stderr asserted empty."""
+    """Return (exit status, stdout) of the real CLI on BUFFER (run_illume, with its OPTIONS); stderr must be empty."""
     result = run_illume(buffer, *args, **options)
     assert result.stderr == b"", result.stderr.decode(errors="replace")
     return result.returncode, result.stdout

@@ -96,7 +96,8 @@ class Editor:
         if errors.exists():
             pytest.fail(f"{self.name} script failed: {errors.read_text()}\nmessages:\n{self.messages}\n"
                         f"stderr:\n{result.stderr[-2000:]}")
-        assert messages.exists(), f"{self.name} did not finish the script: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+        assert messages.exists(), \
+            f"{self.name} did not finish the script: {result.stdout[-2000:]}{result.stderr[-2000:]}"
         return file.read_bytes().decode("utf-8", "surrogateescape")
 
 
