@@ -44,13 +44,12 @@ def test_invalid_utf8_is_sent_as_replacement_characters(here):
     assert body_of(out)["messages"] == [{"role": "user", "content": "hi \ufffd\ufffd caf\u00e9 \ufffd\ufffd"}]
 
 
-def test_invalid_utf8_on_the_wire_is_valid_json():
-    with ScriptedServer() as server:
-        server.script([head(), chat("ok"), DONE])
-        status, out = illume(f"!api {server.url}\n!user\n".encode() + b"\xc0\x80 \xed\xa0\x80 ok\n")
-        assert (status, out) == (0, b"\n\n!assistant\n\nok")
-        sent = server.requests[0].body.decode("utf-8")  # strict: it must be valid UTF-8
-        assert json.loads(sent)["messages"] == [{"role": "user", "content": "\ufffd\ufffd \ufffd\ufffd\ufffd ok"}]
+def test_invalid_utf8_on_the_wire_is_valid_json(server):
+    server.script([head(), chat("ok"), DONE])
+    status, out = illume(f"!api {server.url}\n!user\n".encode() + b"\xc0\x80 \xed\xa0\x80 ok\n")
+    assert (status, out) == (0, b"\n\n!assistant\n\nok")
+    sent = server.requests[0].body.decode("utf-8")  # strict: it must be valid UTF-8
+    assert json.loads(sent)["messages"] == [{"role": "user", "content": "\ufffd\ufffd \ufffd\ufffd\ufffd ok"}]
 
 
 def test_empty_input(here):
@@ -59,12 +58,11 @@ def test_empty_input(here):
     assert body_of(out)["messages"] == []
 
 
-def test_empty_input_is_sent(here):
-    with ScriptedServer() as server:
-        server.script([head(), chat("Hello"), DONE])
-        (here / "local.profile").write_text(f"!api {server.url}\n")
-        assert illume(b"", cwd=here, env={"ILLUME_PROFILE": "local.profile"}) == (0, b"\n\n!assistant\n\nHello")
-        assert server.requests[0].json()["messages"] == []
+def test_empty_input_is_sent(here, server):
+    server.script([head(), chat("Hello"), DONE])
+    (here / "local.profile").write_text(f"!api {server.url}\n")
+    assert illume(b"", cwd=here, env={"ILLUME_PROFILE": "local.profile"}) == (0, b"\n\n!assistant\n\nHello")
+    assert server.requests[0].json()["messages"] == []
 
 
 def test_only_directives(here):
@@ -284,10 +282,9 @@ def test_header_with_a_bad_name(here):
         "<stdin>:1: !>x:y: not a valid header name (RFC 9110 allows letters, digits and !#$%&'*+-.^_`|~)")
 
 
-def test_header_value_with_non_ascii_text_is_sent_as_utf8():
-    with ScriptedServer() as server:
-        server.script([head(), chat("ok"), DONE])
-        assert illume(f"!api {server.url}\n!>x-name Zoë\n!user\nhi\n") == (0, b"\n\n!assistant\n\nok")
+def test_header_value_with_non_ascii_text_is_sent_as_utf8(server):
+    server.script([head(), chat("ok"), DONE])
+    assert illume(f"!api {server.url}\n!>x-name Zoë\n!user\nhi\n") == (0, b"\n\n!assistant\n\nok")
     assert server.requests[0].headers["x-name"].encode("latin-1") == "Zoë".encode("utf-8")
 
 

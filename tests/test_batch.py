@@ -334,24 +334,23 @@ def test_usage_errors(args, message):
 # --- written whole: to a temporary file, then renamed over the target ---
 
 @pytest.mark.parametrize("into_folder", [False, True], ids=["appended", "output folder"])
-def test_a_reader_never_sees_a_half_written_file(tmp_path, into_folder):
+def test_a_reader_never_sees_a_half_written_file(tmp_path, into_folder, server):
     # A reader that opened the file before the reply sees the old text whole;
     # an in-place write would truncate what it reads. The new file is another inode.
-    with ScriptedServer() as server:
-        server.script([head(), chat_event("Hello"), DONE])
-        data = f"!api {server.url}\n!user\nhi\n".encode()
-        path = write(tmp_path, "a.txt", data)
-        folder = tmp_path / "out"
-        options = ["-o", folder] if into_folder else []
-        if into_folder:
-            folder.mkdir()
-            old_text, target = b"an older reply\n", write(folder, "a.txt", b"an older reply\n")
-        else:
-            old_text, target = data, path
-        old_inode = target.stat().st_ino
-        with open(target, "rb") as reader:
-            result = run_batch(*options, path)
-            assert reader.read() == old_text
+    server.script([head(), chat_event("Hello"), DONE])
+    data = f"!api {server.url}\n!user\nhi\n".encode()
+    path = write(tmp_path, "a.txt", data)
+    folder = tmp_path / "out"
+    options = ["-o", folder] if into_folder else []
+    if into_folder:
+        folder.mkdir()
+        old_text, target = b"an older reply\n", write(folder, "a.txt", b"an older reply\n")
+    else:
+        old_text, target = data, path
+    old_inode = target.stat().st_ino
+    with open(target, "rb") as reader:
+        result = run_batch(*options, path)
+        assert reader.read() == old_text
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == (b"" if into_folder else data) + b"\n\n!assistant\n\nHello"
     assert target.stat().st_ino != old_inode
