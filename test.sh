@@ -3,7 +3,10 @@
 # ./install.sh (with Debian's or Ubuntu's own python3 as with any other
 # Python 3.10+; the first run compiles llama.cpp twice, about 20 minutes on
 # 2 cores; pip caches the wheels, so later runs take seconds), installs the
-# editors the plugin tests drive, then runs the whole suite.
+# editors the plugin tests drive, then runs the lint and type gate (ruff and
+# mypy, configured in pyproject.toml) and the whole suite. Any of the three
+# failing fails the run; the suite runs even when the gate fails, so one
+# run shows everything.
 # Arguments go to pytest: ./test.sh -k infill -x
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,4 +30,13 @@ fi
 
 # Every part is required: a missing one fails the tests that need it, naming it.
 export ILLUME_REQUIRE_ALL=1
-exec "$python" -m pytest "$@"
+gate=0
+"$python" -m ruff check . || gate=1
+"$python" -m mypy || gate=1
+status=0
+"$python" -m pytest "$@" || status=$?
+if [ "$status" -eq 0 ] && [ "$gate" -ne 0 ]; then
+    echo "test.sh: the tests passed, but ruff or mypy failed (above)" >&2
+    status=1
+fi
+exit "$status"

@@ -33,7 +33,6 @@ def buffer(url: str) -> str:
 
 def main(runs: int) -> None:
     from conftest import start_llama_server, stop
-
     from illume import buffer as buf
     from illume import counting
     from illume import request as req

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from illume.stopping import RULES, InfillGuard, parse_rules  # noqa: E402
+from illume.stopping import InfillGuard, parse_rules  # noqa: E402
 
 # The two .jsonl.gz files of HumanEval infilling (github.com/openai/human-eval-infilling,
 # its data/ folder): --data DIR, else $HUMANEVAL_INFILLING.

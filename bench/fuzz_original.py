@@ -19,12 +19,10 @@ Nothing leaves the loopback interface.
 """
 
 import argparse
-import base64
 import json
 import os
 import random
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -38,9 +36,8 @@ from urllib.parse import unquote_to_bytes
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from illume.secrets import mask, shown_url  # noqa: E402
-from illume.gotext import trim_space  # noqa: E402
 from illume.jsonwire import encode, parse_value  # noqa: E402
+from illume.secrets import mask, shown_url  # noqa: E402
 
 # --- the scripted server --------------------------------------------------
 
@@ -486,7 +483,7 @@ def modernised(reqs: list[dict]) -> list[dict]:
 
 def compare(case: Case, go, py) -> list[str]:
     """Return the differences between the original's run GO and illume's run PY (empty: the same)."""
-    (g_status, g_out, g_err, g_reqs), (p_status, p_out, p_err, p_reqs) = go, py
+    (g_status, g_out, _, g_reqs), (p_status, p_out, p_err, p_reqs) = go, py
     g_out, g_reqs = modern_escapes(g_out), modernised(g_reqs)
     problems = []
     if b"Traceback" in p_err or b"failed unexpectedly" in p_out:
@@ -525,7 +522,7 @@ def go_context_name(directory: str, path: str) -> str:
 
 def documented(case: Case, go, py, problems: list[str]) -> str | None:
     """Return the README's name for the deliberate difference that explains PROBLEMS, or None."""
-    (g_status, g_out, g_err, g_reqs), (p_status, p_out, p_err, p_reqs) = go, py
+    (g_status, g_out, g_err, g_reqs), (p_status, p_out, _, p_reqs) = go, py
     if "illume crashed" in problems:
         return None
     shown = g_out.replace(b"\x00", b"^@").replace(b"\x1b", b"^[")

@@ -4,7 +4,6 @@ sent to a local server, against the buffer's size.
 Usage: python bench/memory.py [MEGABYTES]
 """
 
-import resource
 import subprocess
 import sys
 import tempfile

@@ -88,7 +88,6 @@ def disk_use(folder: Path) -> tuple[int, int]:
 
 def main() -> None:
     from conftest import start_llama_server, stop
-
     from illume.backends.embedded import default_model
 
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 1

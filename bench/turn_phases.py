@@ -98,9 +98,8 @@ def phases(marks: dict) -> dict:
 
 
 def main() -> None:
-    from prompt_cache import QUESTIONS, context_file, conversation_settings, run_turn
-
     from illume.backends.embedded import default_model
+    from prompt_cache import QUESTIONS, context_file, conversation_settings, run_turn
 
     turn = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5

@@ -10,8 +10,15 @@ the buffer's secrets, to keep them out of whatever it prints.
 
 from collections.abc import Mapping
 
+from illume import buffer as buf
+from illume import request as req
 from illume.errors import Exit, IllumeError, RequestError, StreamError
+from illume.headers import proxy_secrets
 from illume.output import ASSISTANT, Output, Times, write_reply
+
+# Every run comes here, the `!debug` dry run too (bench/startup.py times it):
+# what only a request sent, an infill, `!fit`, `!stats` or `!branches` needs
+# is imported where it is needed.
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -56,10 +63,6 @@ class Question:
 
 def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
     """Return the Question that the buffer TEXT asks. Raises IllumeError."""
-    from illume import buffer as buf
-    from illume import request as req
-    from illume.headers import proxy_secrets
-
     parsed = buf.parse(text, buf.Sources(env), default_profile=options.profile)
     if options.debug:
         parsed.debug = True
@@ -77,8 +80,6 @@ def answer(question: Question, out: Output) -> Exit:
 
     Raises IllumeError when there is no reply, or only part of one.
     """
-    from illume import buffer as buf
-
     parsed, request, options = question.parsed, question.request, question.options
     fitted = None
     if parsed.fit and not request.url.startswith(buf.INVALID_URL):

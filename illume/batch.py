@@ -39,14 +39,18 @@ import time
 from collections.abc import Mapping
 from contextlib import nullcontext
 
+import click
+
+from illume import buffer as buf
 from illume.answer import Options, answer, prepare
-from illume.errors import Exit, IllumeError, Interrupted
+from illume.errors import Exit, IllumeError, Interrupted, StreamError
 from illume.names import shown as shown_name
 from illume.output import Output, unexpected
+from illume.terminal import shown
 
 DEFAULT_JOBS = 4
 GRACE = 5.0  # seconds an interrupted batch waits for its requests to stop
-PROGRESS_EVERY = 0.5  # seconds between redraws of the progress bar
+PROGRESS_EVERY = 0.5  # seconds between redraws of the progress bar, for its clock
 BAR = 24  # cells
 
 ANSWERED, FAILED, SKIPPED = "answered", "failed", "skipped"
@@ -76,8 +80,6 @@ def check(paths: list[str], output_dir: str | None, options: Options) -> str | N
 
 def answered(text: str, parsed) -> bool:
     """Return whether the buffer TEXT (PARSED) already ends with a reply; raise Refused when it cannot be told."""
-    from illume import buffer as buf
-
     if parsed.mode != buf.CHAT:
         raise Refused(f"--skip-done cannot tell whether a {parsed.mode} buffer was answered "
                       "(the reply appended to it carries no mark); use --output-dir")
@@ -127,8 +129,6 @@ class _Collector:
             raise Interrupted(self.status[0])  # the reply loop closes the request on its way out
         self.size += len(data)
         if self.size > MAX_REPLY_BYTES and not self.full:
-            from illume.errors import StreamError
-
             self.full = True  # what follows (text held back for a token) is still taken
             raise StreamError(f"the reply grew past {MAX_REPLY_BYTES} bytes, more than a batch holds "
                               "in memory; the reply was not written")
@@ -227,23 +227,26 @@ class Batch:
         for worker in workers:
             worker.start()
         finished = 0
-        try:
-            while finished < len(self.paths):
-                self.draw()
-                try:
-                    result = self.results.get(timeout=PROGRESS_EVERY)
-                except queue.Empty:
-                    continue
-                finished += 1
-                self.commit(result)
-        except (KeyboardInterrupt, Interrupted) as e:
-            status = e.status if isinstance(e, Interrupted) else Exit.SIGINT
-            self.interrupt_status[0] = status
-            self.cancel.set()
-            self.stop(workers, finished)
-            self.report(interrupted=True)
-            return status
-        self.report()
+        interrupted = None
+        with self.progress_bar() as bar:
+            try:
+                while finished < len(self.paths):
+                    try:
+                        result = self.results.get(timeout=PROGRESS_EVERY)
+                    except queue.Empty:
+                        bar.update(0)  # drawn again: its clock goes on
+                        continue
+                    finished += 1
+                    self.commit(result)
+                    bar.update(1)
+            except (KeyboardInterrupt, Interrupted) as e:
+                interrupted = e.status if isinstance(e, Interrupted) else Exit.SIGINT
+                self.interrupt_status[0] = interrupted
+                self.cancel.set()
+                self.stop(workers, finished)
+        self.report(interrupted is not None)
+        if interrupted is not None:
+            return interrupted
         return Exit.ERROR if self.counts[FAILED] else Exit.OK
 
     def stop(self, workers: list, finished: int) -> None:
@@ -294,27 +297,32 @@ class Batch:
         write_atomically(target, data, mode)
 
     # --- stderr -------------------------------------------------------
-    def draw(self) -> None:
+    def progress_bar(self):
+        """Return the progress bar that stderr shows while the batch runs; on a pipe or a file, one that draws nothing.
+
+        On a terminal it is click's: `illume: [####....] 3/8, 1 failed, 2.5 s`,
+        left full (or where an interrupt stopped it) above the report. Elsewhere
+        click's would print its label alone, and stderr holds the report alone.
+        """
         if not self.progress:
-            return
-        total = len(self.paths)
-        finished = sum(self.counts.values())
-        cells = BAR * finished // total
-        failed = f", {self.counts[FAILED]} failed" if self.counts[FAILED] else ""
-        self.stderr.write(f"\r\033[Killume: [{'#' * cells}{'.' * (BAR - cells)}] {finished}/{total}{failed}"
-                          f" {self.elapsed()}")
-        self.stderr.flush()
+            return _NoBar()
+
+        def status(_) -> str:
+            failed = self.counts[FAILED]
+            return f"{failed} failed, {self.elapsed()}" if failed else self.elapsed()
+
+        # update_min_steps=0: update(0) draws it again, for its clock.
+        return click.progressbar(length=len(self.paths), label="illume:", bar_template="%(label)s [%(bar)s] %(info)s",
+                                 width=BAR, fill_char="#", empty_char=".", show_pos=True, show_percent=False,
+                                 show_eta=False, info_sep=", ", item_show_func=status, file=self.stderr,
+                                 update_min_steps=0)
 
     def elapsed(self) -> str:
         return f"{time.monotonic() - self.started:.1f} s"
 
     def report(self, interrupted: bool = False) -> None:
-        if self.progress:
-            self.stderr.write("\r\033[K")
         for path, message in self.failures:
             if self.progress:  # a terminal: a server's words must not carry control sequences to it
-                from illume.terminal import shown
-
                 message = shown(message)
             self.stderr.write(f"illume: {shown_name(path)}: {message}\n")
         total = len(self.paths)
@@ -326,6 +334,19 @@ class Batch:
         files = "file" if total == 1 else "files"
         self.stderr.write(f"illume: {total} {files} in {self.elapsed()}{ending}: {', '.join(parts)}\n")
         self.stderr.flush()
+
+
+class _NoBar:
+    """The progress bar where there is no terminal to draw it on."""
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, steps: int) -> None:
+        pass
 
 
 class _Changed(Exception):

@@ -39,8 +39,9 @@ import queue
 import threading
 import time
 
-from illume.backends import concurrent
 from illume import buffer as buf
+from illume.backends import concurrent, for_request
+from illume.backends.http import HTTPBackend
 from illume.errors import BufferError, HTTPStatusError, IllumeError
 from illume.output import ASSISTANT, Times, note_line, write_reply
 from illume.reply import DONE, GptOss, Reply
@@ -74,8 +75,6 @@ def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
         if concurrent(request.url):
             branches = _over_http(request, parsed.branches, timeout, cancel)
         else:
-            from illume.backends import for_request
-
             branches = [_Inline(for_request(request, env, timeout), _own_request(request, k))
                         for k in range(parsed.branches)]
         failures = _print(branches, parsed, request.mode, out, times)
@@ -158,16 +157,12 @@ def _drain(stream, branch: _Queued, cancel: threading.Event) -> None:
 
 def _start_own(request, index: int, branch: _Queued, timeout: float, cancel: threading.Event) -> None:
     """Ask for branch INDEX with a request of its own, streamed by a thread of its own."""
-    from illume.backends.http import HTTPBackend
-
     stream = HTTPBackend(timeout=timeout).stream(_own_request(request, index), branch.reply)
     threading.Thread(target=_drain, args=(stream, branch, cancel), daemon=True).start()
 
 
 def _over_http(request, count: int, timeout: float, cancel: threading.Event) -> list:
     """Return COUNT branches asked of an HTTP server: one request with `n`, else one request each."""
-    from illume.backends.http import HTTPBackend
-
     branches = [_Queued() for _ in range(count)]
     choices = _Choices(branches)
     stream = HTTPBackend(timeout=timeout).stream(request, choices)

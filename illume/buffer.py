@@ -295,7 +295,7 @@ class _Reader:
         elif command == "!branches":
             out.branches = _branches(args)
         elif command == "!stop-rules":
-            from illume.stopping import parse_rules
+            from illume.stopping import parse_rules  # with the language tables: only when rules are set
 
             try:
                 parse_rules(trim_space(args))

@@ -18,6 +18,9 @@ from illume.answer import DEFAULT_TIMEOUT, Options, answer, prepare
 from illume.errors import Exit, IllumeError, Interrupted
 from illume.output import Output, unexpected
 
+# An editor starts this process on every request: `--batch`'s module and the
+# stopping rules (with their language tables) are imported only when asked for.
+
 
 def _raise_interrupted(signum, frame):
     # A second signal (Vim may send one after the other) must not break into

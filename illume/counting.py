@@ -17,10 +17,14 @@ server has refused a prompt as too long.
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+import illume.backends.wire as wire
+from illume import buffer as buf
 from illume import tokens
 from illume.errors import RequestError
 from illume.names import shown
 from illume.output import note_line
+from illume.request import Request
+from illume.secrets import shown_url
 from illume.tokens import Count, Uncountable
 
 ENDPOINTS = ("chat/completions", "completions", "infill")
@@ -46,7 +50,6 @@ class ServerCounter:
     def __init__(self, request, timeout: float):
         import httpx
 
-        import illume.backends.wire as wire
         from illume.backends.http import _verify
 
         self.root = server_root(request.url)
@@ -153,23 +156,17 @@ class EmbeddedCounter:
 
 def counter_for(request, env: Mapping[str, str], timeout: float):
     """Return the counter for REQUEST's model; raise Uncountable when it has none."""
-    from illume import buffer as buf
-
     if request.mode == buf.INFILL and not request.template:
         raise Uncountable("no token counts for /infill requests: the server lays out the prefix, suffix and files")
     if request.url.startswith("embedded:"):
         return EmbeddedCounter(request, env)
     if not request.url.lower().startswith(("http://", "https://")):
-        from illume.secrets import shown_url
-
         raise Uncountable(f"no token counts for {shown(shown_url(request.url))}")
     return ServerCounter(request, timeout)
 
 
 def measure(counter, parsed, request) -> Count:
     """Return the Count of REQUEST's prompt. Raises Uncountable."""
-    from illume import buffer as buf
-
     context = counter.context()
     body = request.body
     if request.mode == buf.CHAT:
@@ -219,8 +216,6 @@ def fit(parsed, request, env: Mapping[str, str], timeout: float) -> Fitted:
     not fit. Without counts (another API), REQUEST unchanged with a note
     saying why.
     """
-    from illume import buffer as buf
-
     if request.mode != buf.CHAT:
         return Fitted(parsed, request, "\n\n" + note_line("!fit leaves out messages of a chat only"))
     try:
@@ -266,8 +261,6 @@ class _Kept:
 
 def _without(parsed, request, dropped: range):
     """Return (the kept messages, the request) without the messages DROPPED; the buffer itself is untouched."""
-    from illume.request import Request
-
     body = dict(request.body)
     body["messages"] = [m for i, m in enumerate(request.body["messages"]) if i not in dropped]
     kept = _Kept([m for i, m in enumerate(parsed.messages) if i not in dropped])
@@ -285,8 +278,6 @@ def refused_as_too_long(error: Exception) -> bool:
 
 def explained(error: Exception, parsed, request, env: Mapping[str, str], timeout: float) -> Exception:
     """Return the error to report for ERROR: for a prompt refused as too long, one naming its biggest parts."""
-    from illume import buffer as buf
-
     if not refused_as_too_long(error):
         return error
     message = explain(parsed, request, env, timeout)

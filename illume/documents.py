@@ -72,13 +72,11 @@ def _context_text(path: str) -> str:
 _LEADING_BACKTICKS = re.compile(r"^`+", re.MULTILINE)
 
 
-def fenced(name: str, text: str) -> str:
-    """Return TEXT under a bold NAME inside a fence that no line of it can close."""
-    return "".join(fenced_parts(name, text))
-
-
 def fenced_parts(name: str, text: str) -> list[str]:
-    """Return `fenced(NAME, TEXT)` in pieces, TEXT itself one of them rather than copied."""
+    """Return TEXT under a bold NAME inside a fence that no line of it can close, in pieces.
+
+    TEXT itself is one of the pieces rather than copied.
+    """
     longest = max((len(run) for run in _LEADING_BACKTICKS.findall(text)), default=0)
     fence = "`" * (max(longest, 2) + 1)
     # The closing fence must start a line; an empty file leaves it there already.
@@ -86,18 +84,13 @@ def fenced_parts(name: str, text: str) -> list[str]:
     return [f"**`{name}`**\n{fence}\n", text, f"{newline}{fence}\n\n"]
 
 
-def context(arguments: list[str]) -> tuple[str, list[dict]]:
-    """Return the text of `!context FILE` or `!context DIR SUFFIX...` and the files in it.
+def context_parts(arguments: list[str]) -> tuple[list[str], list[dict]]:
+    """Return the text of `!context FILE` or `!context DIR SUFFIX...` in pieces, and the files in it.
 
     ARGUMENTS are the words after the directive; each file comes back as
     `{"filename": NAME, "text": TEXT}` too, for llama.cpp's `input_extra`.
+    The text is in pieces so that a big file is not copied into a second string.
     """
-    parts, files = context_parts(arguments)
-    return "".join(parts), files
-
-
-def context_parts(arguments: list[str]) -> tuple[list[str], list[dict]]:
-    """Return `context(ARGUMENTS)` with its text in pieces: a big file is then not copied into a second string."""
     if not arguments:
         raise DocumentError("!context: wrong number of fields")
     if len(arguments) == 1:

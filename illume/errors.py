@@ -16,6 +16,8 @@ prints them (through `illume.output`) and picks the `Exit` status, and
 
 from enum import IntEnum
 
+from illume.names import shown
+
 
 class Exit(IntEnum):
     """The exit statuses: 128 + the signal's number after an interrupt, as a shell reports it."""
@@ -59,8 +61,6 @@ class BufferError(IllumeError):
     def __str__(self) -> str:
         if self.source is None:
             return self.message
-        from illume.names import shown
-
         return f"{shown(self.source)}:{self.line}: {self.message}"
 
 

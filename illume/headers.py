@@ -6,6 +6,7 @@ they are shown (`!debug`, errors), never when they are sent.
 """
 
 from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
 
 from illume.secrets import credential, mask, secret_name
 
@@ -118,9 +119,8 @@ def proxy_secrets(env: Mapping[str, str]) -> list[str]:
     """
     values = [v for name in _PROXY_VARIABLES for v in (env.get(name), env.get(name.upper())) if v and "@" in v]
     if not values:
-        return []  # the common case, without the imports
+        return []  # the common case, without importing base64
     import base64
-    from urllib.parse import unquote, urlsplit
 
     found = []
     for value in values:

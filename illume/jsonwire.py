@@ -15,6 +15,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from json.decoder import scanstring
 
 _escape_string = json.encoder.encode_basestring  # ensure_ascii=False flavour
 _go_only_escapes = re.compile("[\u2028\u2029\udc80-\udcff]")
@@ -198,8 +199,6 @@ class _Text:
         return False
 
     def string(self) -> str:
-        from json.decoder import scanstring
-
         if not self.take('"'):
             raise ValueError(f"expected a string at {self.at}")
         value, self.at = scanstring(self.text, self.at, True)

@@ -18,6 +18,7 @@ unsure too: the rules then treat the language as unknown.
 """
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 # Languages whose stopping rules know their syntax.  Others are still named
@@ -66,8 +67,8 @@ NAMES = {
 _KNOWN = set(EXTENSIONS.values())
 
 
-def language_of(hint):
-    """Give back the language a hint names (a language name or a file name), or None when it names none.
+def language_of(hint: str | None) -> str | None:
+    """Return the language a hint names (a language name or a file name), or None when it names none.
 
     >>> language_of("src/main.c"), language_of("cpp"), language_of("Python")
     ('c', 'cpp', 'python')
@@ -96,13 +97,13 @@ _EMACS_MODELINE = r"(?i)-\*-\s*(?:(?:.*?;\s*)?mode:\s*([\w+-]+)[^\n]*?|([\w+-]+)
 _SHEBANG = r"#!\s*(\S+)(.*)"
 
 
-def own_word(text):
-    """Give back the language a shebang or modeline in `text` names, or None."""
+def own_word(text: str) -> str | None:
+    """Return the language a shebang or modeline in TEXT names, or None."""
     lines = text.split("\n")
     if lines and lines[0].startswith("#!"):
-        match = re.match(_SHEBANG, lines[0])
-        program = match.group(1).rsplit("/", 1)[-1]
-        if program == "env":  # `#!/usr/bin/env -S node --flag`: the first word that is not an option
+        match = re.match(_SHEBANG, lines[0])  # None for a bare `#!`
+        program = match.group(1).rsplit("/", 1)[-1] if match else ""
+        if match and program == "env":  # `#!/usr/bin/env -S node --flag`: the first word that is not an option
             program = next((word for word in match.group(2).split() if not word.startswith("-")), "")
         language = language_of(re.sub(r"[\d.]+$", "", program)) or language_of(program)
         if language:
@@ -170,8 +171,8 @@ _FEATURES = {
 
 
 @lru_cache(maxsize=None)
-def _compiled():
-    """Give back the features compiled, once, on first use: `illume --stop-rules` starts fast."""
+def _compiled() -> dict[str, list[tuple[int, re.Pattern[str]]]]:
+    """Return the features compiled, once, on first use: `illume --stop-rules` starts fast."""
     return {
         name: [(weight, re.compile(pattern, re.M)) for weight, pattern in features]
         for name, features in _FEATURES.items()
@@ -193,13 +194,13 @@ _LONGEST_LINE = 1000
 _PROSE = r'"""[\s\S]*?(?:"""|\Z)|\'\'\'[\s\S]*?(?:\'\'\'|\Z)|/\*[\s\S]*?(?:\*/|\Z)|//[^\n]*'
 
 
-def _emptied(match):
+def _emptied(match: re.Match[str]) -> str:
     mark = match.group()[:2]
     return {'""': '""""""', "''": "", "/*": "/**/", "//": "//"}[mark]
 
 
-def scores(text):
-    """Give back {"python", "braces", "c", "javascript": score} for the code in `text`."""
+def scores(text: str) -> dict[str, int]:
+    """Return {"python", "braces", "c", "javascript": score} for the code in TEXT."""
     if len(text) > 2 * _SAMPLE:
         text = text[:_SAMPLE] + "\n" + text[-_SAMPLE:]
     text = re.sub(_PROSE, _emptied, text)
@@ -211,8 +212,8 @@ def scores(text):
     }
 
 
-def guess_from_code(text, least=MIN_SCORE):
-    """Give back (the ruled language the code in `text` is clearly written in, its family) or None for either."""
+def guess_from_code(text: str, least: int = MIN_SCORE) -> tuple[str | None, str | None]:
+    """Return (the ruled language the code in TEXT is clearly written in, its family), None for either unknown."""
     score = scores(text)
     python = score["python"]
     braces = score["braces"] + score["c"] + score["javascript"]
@@ -228,11 +229,11 @@ def guess_from_code(text, least=MIN_SCORE):
     return None, "braces"
 
 
-def guess_language(hints, text=""):
-    """Give back the buffer's language (a name such as "c", "typescript", "rust"), or None when unsure.
+def guess_language(hints: str | Sequence[str | None] | None, text: str = "") -> str | None:
+    """Return the buffer's language (a name such as "c", "typescript", "rust"), or None when unsure.
 
-    `hints` is one hint or a sequence of them, strongest first (None and
-    unrecognised ones are skipped); `text` is the buffer (prefix + suffix).
+    HINTS is one hint or a sequence of them, strongest first (None and
+    unrecognised ones are skipped); TEXT is the buffer (prefix + suffix).
     """
     if hints is None or isinstance(hints, str):
         hints = [hints]

@@ -25,6 +25,10 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from illume.buffer import directive
+from illume.secrets import scrub
+
+# The `!debug` dry run (bench/startup.py times it) prints through here too:
+# what only a streamed reply, a terminal or `!stats` needs is imported where it is used.
 
 ASSISTANT = "\n\n!assistant\n\n"
 
@@ -97,8 +101,6 @@ class Output:
 
     def scrub(self, message: str) -> str:
         """Return MESSAGE with each secret masked."""
-        from illume.secrets import scrub
-
         return scrub(message, self.secrets)
 
     def error(self, message: str) -> None:

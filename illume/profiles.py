@@ -63,7 +63,3 @@ def resolve(name: str, env: Mapping[str, str]) -> tuple[str, str]:
     # The original's words when nothing is found: "open NAME: no such file or directory".
     return os.path.abspath(name), read_text(name)
 
-
-def builtin_names() -> list[str]:
-    """Return the names of the built-in profiles."""
-    return sorted(_typed(n[: -len(".profile")]) for n in os.listdir(builtin_dir("profiles")) if n.endswith(".profile"))

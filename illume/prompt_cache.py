@@ -41,6 +41,7 @@ link.
 """
 
 import errno
+import fcntl
 import hashlib
 import math
 import mmap
@@ -421,8 +422,6 @@ class PromptCache:
 
     def _evict(self) -> None:
         """Remove the least recently used entries, of any model, until the cache fits its limit."""
-        import fcntl
-
         try:
             lock = os.open(LOCK, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600,
                            dir_fd=self._root)

@@ -10,6 +10,8 @@ how the stream ends: its end marker, an error inside it, a token limit.
 import json
 
 from illume.errors import StreamError
+from illume.output import note_line
+from illume.secrets import scrub
 
 # json.loads without its per-call checks: this runs once per streamed token.
 _scan = json.scanner.make_scanner(json.JSONDecoder())
@@ -30,8 +32,6 @@ MALFORMED_KEPT = 4096
 
 def malformed_excerpt(data: str, secrets=()) -> str:
     """Return the excerpt of a malformed event's DATA that a `!note` shows: SECRETS masked, then cut."""
-    from illume.secrets import scrub
-
     return _excerpt(scrub(data, secrets), 80)
 
 
@@ -157,8 +157,6 @@ class Reply:
 
         SECRETS are masked in the malformed event shown, before it is cut short.
         """
-        from illume.output import note_line
-
         notes = []
         if self.malformed:
             # The original skips them without a word; a note keeps them from passing unseen.

@@ -6,6 +6,7 @@ from illume import buffer as buf
 from illume import jsonwire, templates
 from illume.errors import BufferError, SetupError
 from illume.headers import Headers
+from illume.secrets import body_secrets, scrub, shown_url, url_secrets
 
 ENDPOINTS = {buf.CHAT: "chat/completions", buf.COMPLETION: "completions", buf.INFILL: "infill"}
 
@@ -28,21 +29,13 @@ class Request:
         """
         return jsonwire.encode_utf8(self.body, end="\n")
 
-    def body_bytes(self) -> bytes:
-        """Return the body as the original sends it: Go's JSON and a trailing newline."""
-        return b"".join(self.body_pieces())
-
     def secrets(self) -> list[str]:
         """Return the credentials this request carries: in its headers, its URL, its body's `*_key` values."""
-        from illume.secrets import body_secrets, url_secrets
-
         found = self.headers.secrets() + url_secrets(self.url) + body_secrets(self.body)
         return [s for s in found if len(s) >= 4]  # shorter ones would mask ordinary words (URLs are masked whole)
 
     def debug_text(self) -> str:
         """Return the `!debug` dry run: request line, headers, body, with every secret masked."""
-        from illume.secrets import scrub, shown_url
-
         secrets = self.secrets()
         # A key given with `!:api_key` (for a `{api_key}` in the URL) shows in the URL and the body.
         lines = [f"\n\nPOST {scrub(shown_url(self.url), secrets)} HTTP/1.1\n"]

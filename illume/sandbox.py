@@ -23,6 +23,12 @@ import time
 import types
 from collections.abc import Mapping, Sized
 
+import jinja2
+from jinja2.compiler import CodeGenerator
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, safe_range
+from jinja2.utils import Cycler, Namespace, _PassArg, generate_lorem_ipsum
+
 MAX_SECONDS = 2.0  # of rendering; a prompt template takes milliseconds
 BUDGET = 4  # bytes a render may make in all, in times the limit (in characters) on one value
 OBJECT = 64  # bytes of a new object (a string that `split` makes), beyond its characters or items
@@ -138,8 +144,6 @@ def text_size(value, how=str) -> int:
 
 def _contents(value):
     """Return what repr writes inside VALUE, a collection (a mapping's keys and values), or None for anything else."""
-    from jinja2.utils import Namespace
-
     if isinstance(value, Namespace):
         value = value._Namespace__attrs
     if isinstance(value, Mapping):
@@ -337,8 +341,6 @@ def _collection_method(obj, name: str, args: list, kwargs: dict):
 
 def _method_size(method, args: list, kwargs: dict):
     """Return what METHOD, of a value of Python's own types, makes, for Bounds.make; raise SecurityError if unknown."""
-    from jinja2.exceptions import SecurityError
-
     obj, name = method.__self__, method.__name__
     found = None
     if name in _NOTHING:
@@ -544,8 +546,6 @@ def _bounded_filter(name: str, function, passes: bool, bounds_of):
         elif name in _TEXT_FILTERS:
             sizer, unit = _TEXT_FILTERS[name], 4  # text made from a collection: characters of any width
         else:
-            from jinja2.exceptions import SecurityError
-
             raise SecurityError(f"illume cannot bound what the filter {name} makes")
         bounds.make(*sizer(named), unit=unit)
         return bounds.check(function(*args, **kwargs))
@@ -603,11 +603,6 @@ def environment(limit: int, immutable: bool = False, filters: Mapping | None = N
     to Jinja (`trim_blocks`, `extensions`; undefined names are errors
     unless `undefined` says otherwise). Render with `render`.
     """
-    import jinja2
-    from jinja2.compiler import CodeGenerator
-    from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, safe_range
-    from jinja2.utils import Cycler, Namespace, _PassArg, generate_lorem_ipsum
-
     class Generator(CodeGenerator):
         def visit_Concat(self, node, frame):
             # `a ~ b` cannot be intercepted like `+`: it is joined through a sized join.

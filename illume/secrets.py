@@ -14,6 +14,7 @@ A secret is never changed where it is sent; it is hidden in `!debug`, in
 """
 
 import re
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 # Authorization schemes (the IANA registry and common extras): the word stays
 # visible, the credential after it does not. Any other first word is part of
@@ -125,15 +126,11 @@ def looks_generated(text: str) -> bool:
 
 def _secret_pair(name: str, value: str) -> bool:
     """Return whether the query pair NAME=VALUE (as written) carries a key: by its name or by its look."""
-    from urllib.parse import unquote_plus
-
     return bool(value) and (secret_name(unquote_plus(name)) or looks_generated(unquote_plus(value)))
 
 
 def _secret_segment(before: str, segment: str) -> bool:
     """Return whether the path SEGMENT (after BEFORE, as written) is a key: by its look or the segment naming it."""
-    from urllib.parse import unquote
-
     return bool(segment) and (looks_generated(unquote(segment)) or bool(before) and secret_name(unquote(before)))
 
 
@@ -143,8 +140,6 @@ def _hide_userinfo(url: str) -> str:
 
 
 def _query_secrets(query: str) -> list[str]:
-    from urllib.parse import unquote_plus
-
     found = []
     for pair in re.split("[&;]", query):
         name, equals, value = pair.partition("=")
@@ -154,8 +149,6 @@ def _query_secrets(query: str) -> list[str]:
 
 
 def _path_secrets(path: str) -> list[str]:
-    from urllib.parse import unquote
-
     found = []
     segments = path.split("/")
     for before, segment in zip([""] + segments, segments):
@@ -166,8 +159,6 @@ def _path_secrets(path: str) -> list[str]:
 
 def url_secrets(url: str) -> list[str]:
     """Return the secrets in URL, as written and as sent: user info (and the Basic header made of it), keys."""
-    from urllib.parse import unquote, urlsplit
-
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -177,7 +168,7 @@ def url_secrets(url: str) -> list[str]:
     if at:
         user, colon, password = userinfo.partition(":")
         if colon:
-            import base64
+            import base64  # off the dry run's path: only a URL with a password needs it
 
             found += [password, unquote(password)]
             # httpx turns the user info into `Authorization: Basic base64(user:password)`.
@@ -191,8 +182,6 @@ def url_secrets(url: str) -> list[str]:
 
 def shown_url(url: str) -> str:
     """Return URL as it may be shown: its password, keys in its query and key-like path segments masked."""
-    from urllib.parse import unquote, urlsplit, urlunsplit
-
     try:
         parts = urlsplit(url)
     except ValueError:

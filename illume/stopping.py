@@ -66,8 +66,10 @@ when the syntax rule first runs.
 """
 
 import re
+from collections.abc import Iterable, Sequence
 
 from illume.language import FAMILY, RULED, guess_language, scores
+from illume.syntax import HoleCheck, available
 
 RULES = ("echo", "scope", "syntax")
 
@@ -78,8 +80,8 @@ _WRAPPER = re.compile(r'\s*(namespace\b|extern\s+"C(\+\+)?")')
 _LABEL = re.compile(r"[A-Za-z_]\w*\s*:(?!:)")
 
 
-def parse_rules(argument):
-    """Give back the set of rule names that a directive argument selects.
+def parse_rules(argument: str) -> frozenset[str]:
+    """Return the set of rule names that a directive argument selects.
 
     >>> sorted(parse_rules("echo, scope"))
     ['echo', 'scope']
@@ -87,7 +89,7 @@ def parse_rules(argument):
     words = [word for word in re.split(r"[\s,]+", argument.strip().lower()) if word]
     if not words:
         raise ValueError(f"no stopping rules given: expected all, off, or some of {', '.join(RULES)}")
-    chosen = set()
+    chosen: set[str] = set()
     if words[0].startswith("-"):
         chosen = set(RULES)
     for word in words:
@@ -110,22 +112,22 @@ def parse_rules(argument):
 class _Lexer:
     """Follows strings, comments and brackets through code one line at a time."""
 
-    def __init__(self, language):
+    def __init__(self, language: str | None):
         self.language = language
         self.line_comment = "#" if language == "python" else "//" if language in ("c", "javascript") else None
         self.block_comments = language in ("c", "javascript")
-        self.mode = None  # None: code; "string": inside self.quote; "comment": inside /* */
+        self.mode: str | None = None  # None: code; "string": inside self.quote; "comment": inside /* */
         self.quote = ""
         # JavaScript `${...}` inside template strings, innermost last: how
         # many `{` are open in each; its `}` goes back into the string.
-        self.templates = []
+        self.templates: list[int] = []
         self.depth = 0  # brackets open since the lexer started (may go below 0)
         self.lowest = 0
 
-    def line(self, text):
-        """Scan one line; give back (starts_in_code, [(index, bracket), ...], code_end)."""
+    def line(self, text: str) -> tuple[bool, list[tuple[int, str]], int]:
+        """Scan one line; return (starts_in_code, [(index, bracket), ...], code_end)."""
         starts_in_code = self.mode is None
-        brackets = []
+        brackets: list[tuple[int, str]] = []
         code_end = len(text)
         i, n = 0, len(text)
         while i < n:
@@ -202,8 +204,8 @@ _KEYWORDS_BEFORE_REGEX = {
 }
 
 
-def _regex_may_start(text, i):
-    """Give back whether the `/` at `i` may open a regex literal (else it divides)."""
+def _regex_may_start(text: str, i: int) -> bool:
+    """Return whether the `/` at I may open a regex literal (else it divides)."""
     end = i
     while end > 0 and text[end - 1] in " \t":
         end -= 1
@@ -215,8 +217,8 @@ def _regex_may_start(text, i):
     return text[start:end] in _KEYWORDS_BEFORE_REGEX
 
 
-def _regex_end(text, i):
-    """Give back where the regex literal opened at `i` ends (after its flags), or i + 1 if none ends on the line."""
+def _regex_end(text: str, i: int) -> int:
+    """Return where the regex literal opened at I ends (after its flags), or i + 1 if none ends on the line."""
     j, in_class = i + 1, False
     while j < min(len(text), i + _LONGEST_REGEX):
         ch = text[j]
@@ -236,7 +238,7 @@ def _regex_end(text, i):
     return i + 1  # no end on this line (or not within reach): a division after all
 
 
-def _indent(line):
+def _indent(line: str) -> int:
     return len(line.expandtabs(8)) - len(line.expandtabs(8).lstrip())
 
 
@@ -250,7 +252,8 @@ class InfillGuard:
     signals join them.
     """
 
-    def __init__(self, prefix, suffix, rules=None, language=None):
+    def __init__(self, prefix: str, suffix: str, rules: Iterable[str] | None = None,
+                 language: str | Sequence[str | None] | None = None):
         self.prefix = prefix
         self.suffix = suffix
         self.rules = frozenset(RULES if rules is None else rules)
@@ -259,17 +262,17 @@ class InfillGuard:
             raise ValueError(f"unknown stopping rules: {', '.join(sorted(unknown))}")
         # None when unsure: then only the rules that hold for any code run.
         self.language = guess_language(language, prefix + suffix)
-        self._family = FAMILY.get(self.language)  # whose strings, comments and brackets it has
+        self._family = FAMILY.get(self.language or "")  # whose strings, comments and brackets it has
         self.stopped = False
-        self.reason = None  # the rule that stopped the middle, once one has
+        self.reason: str | None = None  # the rule that stopped the middle, once one has
 
         self._text = ""
         self._line_start = 0  # where the line in progress starts
         self._line_number = 0
         self._emitted = 0  # how much of _text has been given out
         self._good = 0  # the latest point known good (everything before it is given out)
-        self._points = []  # line ends after _good, waiting for a good parse
-        self._suspect = None  # [start of a line that may begin an echo, lines matched]
+        self._points: list[int] = []  # line ends after _good, waiting for a good parse
+        self._suspect: list[int] | None = None  # [start of a line that may begin an echo, lines matched]
         self._finished = False
 
         head_start = prefix.rfind("\n") + 1
@@ -278,17 +281,15 @@ class InfillGuard:
         self._rest = suffix_lines[0]  # the cursor line after the hole
         self._echo_targets = self._suffix_lines_to_echo(suffix_lines)
         self._setup_scope()
-        self._check = None
+        self._check: HoleCheck | None = None
         if "syntax" in self.rules and self.language in RULED and not self._fragment:
-            from illume.syntax import HoleCheck, available
-
             if available(self.language):
                 self._check = HoleCheck(prefix, suffix, self.language)
 
     # -- public -----------------------------------------------------------
 
-    def feed(self, chunk):
-        """Give back the text that is safe to print after this chunk (may be "")."""
+    def feed(self, chunk: str) -> str:
+        """Return the text that is safe to print after this chunk (may be "")."""
         if self.stopped or self._finished or not chunk:
             return ""
         self._text += chunk
@@ -301,8 +302,8 @@ class InfillGuard:
             self._line_number += 1
         return self._give()
 
-    def finish(self):
-        """Give back the rest of the kept middle, once the stream has ended or stopped."""
+    def finish(self) -> str:
+        """Return the rest of the kept middle, once the stream has ended or stopped."""
         if self._finished:
             return ""
         self._finished = True
@@ -322,29 +323,24 @@ class InfillGuard:
                 self._settle(len(self._text))
         return self._give()
 
-    @classmethod
-    def cut(cls, prefix, suffix, middle, rules=None, language=None):
-        """Give back the kept part of a whole `middle` (feed it all, then finish)."""
-        guard = cls(prefix, suffix, rules=rules, language=language)
-        return guard.feed(middle) + guard.finish()
-
     # -- set-up -----------------------------------------------------------
 
-    def _suffix_lines_to_echo(self, suffix_lines):
-        """Give back the suffix's next non-blank lines, as whole lines, for the echo rule."""
+    def _suffix_lines_to_echo(self, suffix_lines: list[str]) -> list[str]:
+        """Return the suffix's next non-blank lines, as whole lines, for the echo rule."""
         lines = []
         if self._head.strip() == "" and self._rest.strip():
             lines.append((self._head + self._rest).rstrip())
         lines.extend(line.rstrip() for line in suffix_lines[1:] if line.strip())
         return lines[:2]
 
-    def _scan_prefix(self, mode=None, quote=""):
-        """Give back (lexer, code lines at depth 0, openers, last code line) after lexing the prefix from `mode`."""
+    def _scan_prefix(self, mode: str | None = None, quote: str = "") -> tuple[
+            _Lexer, list[tuple[int, str]], list[str], tuple[str, bool] | None]:
+        """Return (lexer, code lines at depth 0, openers, last code line) after lexing the prefix from MODE."""
         lexer = _Lexer(self._family)
         lexer.mode, lexer.quote = mode, quote
-        code_lines = []  # (indent, code) of prefix lines that start in code at depth 0
-        openers = []  # the prefix line of each bracket open at the hole
-        last_code = None  # the prefix's last code line, and whether it opened a bracket
+        code_lines: list[tuple[int, str]] = []  # (indent, code) of prefix lines that start in code at depth 0
+        openers: list[str] = []  # the prefix line of each bracket open at the hole
+        last_code: tuple[str, bool] | None = None  # the prefix's last code line, and whether it opened a bracket
         for line in self.prefix.split("\n"):
             depth = lexer.depth
             in_code, brackets, code_end = lexer.line(line)
@@ -365,8 +361,8 @@ class InfillGuard:
             lexer.depth = max(lexer.depth, 0)  # stray closers in the prefix
         return lexer, code_lines, openers, last_code
 
-    def _fragment_start(self):
-        """Give back the lexer's (mode, quote) at the start of the prefix: inside a string or comment for a fragment.
+    def _fragment_start(self) -> tuple[str | None, str]:
+        """Return the lexer's (mode, quote) at the start of the prefix: inside a string or comment for a fragment.
 
         A buffer cut from a file may start inside a docstring or a block
         comment; read from code, its closing quotes would open a string
@@ -390,18 +386,18 @@ class InfillGuard:
                         return "string", match.group()
         return None, ""
 
-    def _python_reading(self, mode, quote):
-        """Give back (the prefix's code, whether the hole is in code), reading the prefix from `mode`."""
+    def _python_reading(self, mode: str | None, quote: str) -> tuple[str, bool]:
+        """Return (the prefix's code, whether the hole is in code), reading the prefix from MODE."""
         lexer = _Lexer("python")
         lexer.mode, lexer.quote = mode, quote
-        code = []
+        code: list[str] = []
         for line in self.prefix.split("\n"):
             in_code, _, code_end = lexer.line(line)
             if in_code and lexer.mode is None:
                 code.append(line[:code_end])
         return "\n".join(code), lexer.mode is None
 
-    def _setup_scope(self):
+    def _setup_scope(self) -> None:
         start = self._fragment_start()
         self._lexer, code_lines, openers, last_code = self._scan_prefix(*start)
         open_at_hole = self._lexer.depth
@@ -409,7 +405,7 @@ class InfillGuard:
         # it as if the middle were balanced.
         after = _Lexer(self._family)
         after.mode, after.quote, after.templates = self._lexer.mode, self._lexer.quote, list(self._lexer.templates)
-        suffix_indents = []
+        suffix_indents: list[int] = []
         for number, line in enumerate(self.suffix.split("\n")):
             depth = after.depth
             in_code, _, code_end = after.line(line)
@@ -420,7 +416,7 @@ class InfillGuard:
                 suffix_indents.append(_indent(full))
         self._may_close = max(0, open_at_hole + after.lowest)
         self._lowest_allowed = -self._may_close  # the middle's bracket depth may not go below
-        self._closed_early = None  # a cut point held while a closed bracket may be reopened
+        self._closed_early: int | None = None  # a cut point held while a closed bracket may be reopened
         self._open_at_hole = open_at_hole
         self._middle_depth = 0
         self._suffix_indent = suffix_indents[0] if suffix_indents else None
@@ -440,10 +436,10 @@ class InfillGuard:
         self._floor = 0
         self._definition_floor = 0
         if code_lines:
-            last_indent, last_code = code_lines[-1]
-            if last_indent > 0 or last_code.endswith(":"):
+            last_indent, last_statement = code_lines[-1]
+            if last_indent > 0 or last_statement.endswith(":"):
                 self._definition_floor = 1
-            limit = last_indent + 1 if last_code.endswith(":") else last_indent
+            limit = last_indent + 1 if last_statement.endswith(":") else last_indent
             innermost = None
             for indent, code in reversed(code_lines):
                 if indent < limit:
@@ -459,8 +455,8 @@ class InfillGuard:
             self._definition_floor = 1  # no code before the hole, indented code after: inside something
         self._level_chosen = False
 
-    def _column_0_leaves(self, openers, last_code, suffix_closes):
-        """Give back whether a code line at column 0 leaves the hole's block (C and JavaScript).
+    def _column_0_leaves(self, openers: list[str], last_code: tuple[str, bool] | None, suffix_closes: bool) -> bool:
+        """Return whether a code line at column 0 leaves the hole's block (C and JavaScript).
 
         Yes inside a block: one the prefix opens, or, in a fragment of a
         file, one the suffix closes or whose code around the hole is
@@ -469,7 +465,7 @@ class InfillGuard:
         hole's block is written at column 0 (an unindented IIFE or AMD
         module), which the code line before the hole or after it shows.
         """
-        near = []
+        near: list[str] = []
         if last_code is not None and not last_code[1]:
             near.append(last_code[0])
         first_after = next((line for line in self.suffix.split("\n")[1:] if line.strip()), None)
@@ -487,7 +483,7 @@ class InfillGuard:
 
     # -- the rules, line by line ------------------------------------------
 
-    def _take_line(self, start, end, at_end):
+    def _take_line(self, start: int, end: int, at_end: bool) -> None:
         line = self._text[start:end]
         first = self._line_number == 0
         whole = self._head + line if first else line
@@ -517,7 +513,7 @@ class InfillGuard:
         self._points.append(end)
         self._advance()
 
-    def _echo(self, start, line, whole, first, at_end):
+    def _echo(self, start: int, line: str, whole: str, first: bool, at_end: bool) -> None:
         """Stop at an echo of the suffix, or start or end holding a suspected one."""
         # The rest of the cursor line, written again at the end of the first
         # line.  Without a newline after it, only when it holds a word: a
@@ -553,8 +549,9 @@ class InfillGuard:
             if len(targets) == 1 and "scope" not in self.rules:
                 self._stop(self._before_line(start), "echo")
 
-    def _scope(self, start, line, whole, first, in_code, depth, brackets, code_end):
-        """Give back the cut point when this line leaves the hole, else None."""
+    def _scope(self, start: int, line: str, whole: str, first: bool, in_code: bool, depth: int,
+               brackets: list[tuple[int, str]], code_end: int) -> int | None:
+        """Return the cut point when this line leaves the hole, else None."""
         code = line[:code_end]
         stripped = code.strip()
         starts_line = not first or not self._head.strip()
@@ -607,16 +604,16 @@ class InfillGuard:
 
     # -- cutting and giving out ------------------------------------------
 
-    def _before_line(self, start):
-        """Give back the cut point before the line at `start`, without the newline that precedes it."""
+    def _before_line(self, start: int) -> int:
+        """Return the cut point before the line at START, without the newline that precedes it."""
         return max(start - 1, 0)
 
-    def _good_at(self, point):
+    def _good_at(self, point: int) -> bool:
         if self._check is None:
             return True
         return self._check.verdict(self._text[:point]) != "worse"
 
-    def _advance(self):
+    def _advance(self) -> None:
         """Move the good point to the latest pending line end that parses well."""
         if self._suspect is not None or self._closed_early is not None:
             return  # lines held while an echo or a closed bracket is in doubt
@@ -624,8 +621,8 @@ class InfillGuard:
             self._good = self._points[-1]
             self._points = []
 
-    def _settle(self, cut):
-        """Set the final point: the latest good point at or before `cut`."""
+    def _settle(self, cut: int) -> None:
+        """Set the final point: the latest good point at or before CUT."""
         candidates = [point for point in self._points if self._good < point < cut] + [cut]
         final = self._good
         for point in reversed(candidates):
@@ -636,7 +633,7 @@ class InfillGuard:
         self._points = []
         self._text = self._text[:final]
 
-    def _stop(self, cut, reason):
+    def _stop(self, cut: int, reason: str) -> None:
         if self._suspect is not None:  # a suspected echo ends where the middle left the hole
             cut = min(cut, self._before_line(self._suspect[0]))
         if self._closed_early is not None:
@@ -646,7 +643,7 @@ class InfillGuard:
         self._suspect = None
         self._settle(cut)
 
-    def _give(self):
+    def _give(self) -> str:
         if self._good <= self._emitted:
             return ""
         out = self._text[self._emitted : self._good]

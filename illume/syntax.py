@@ -8,8 +8,13 @@ every question gets the answer "unknown" (None), so callers fall back to
 their other rules.
 """
 
+import importlib
 import re
 from functools import lru_cache
+from typing import Any, Literal
+
+# What a middle does to the file's parse (HoleCheck.verdict).
+Verdict = Literal["ok", "worse", "unknown"]
 
 # language name -> module of its prebuilt grammar on PyPI.
 GRAMMARS = {
@@ -20,14 +25,12 @@ GRAMMARS = {
 
 
 @lru_cache(maxsize=None)
-def parser_for(language):
-    """Give back a tree-sitter parser for `language`, or None when there is none."""
+def parser_for(language: str | None) -> Any:
+    """Return a tree-sitter parser for LANGUAGE, or None when there is none."""
     module_name = GRAMMARS.get(language or "")
     if module_name is None:
         return None
     try:
-        import importlib
-
         import tree_sitter
 
         grammar = importlib.import_module(module_name)
@@ -36,15 +39,15 @@ def parser_for(language):
         return None
 
 
-def available(language):
-    """Give back whether `language` can be parsed here."""
+def available(language: str | None) -> bool:
+    """Return whether LANGUAGE can be parsed here."""
     return parser_for(language) is not None
 
 
-def count_errors(source, language, reaching=0):
-    """Give back the number of ERROR and MISSING nodes in `source` ending at or after byte `reaching`, or None.
+def count_errors(source: str, language: str | None, reaching: int = 0) -> int | None:
+    """Return the number of ERROR and MISSING nodes in SOURCE ending at or after byte REACHING, or None.
 
-    None means unknown: no tree-sitter or no grammar for `language`.
+    None means unknown: no tree-sitter or no grammar for LANGUAGE.
     """
     parser = parser_for(language)
     if parser is None:
@@ -66,7 +69,7 @@ def count_errors(source, language, reaching=0):
     return count
 
 
-def _encode(text):
+def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
@@ -89,15 +92,15 @@ class HoleCheck:
     "unknown", and the caller keeps the middle as its other rules cut it.
     """
 
-    def __init__(self, prefix, suffix, language):
+    def __init__(self, prefix: str, suffix: str, language: str | None):
         self.prefix = prefix
         self.suffix = suffix
         self.language = language
         self.baseline = count_errors(prefix + suffix, language)
         self.prefix_bytes = len(_encode(prefix))  # UTF-8 lengths add up: encoded once, not per middle
 
-    def verdict(self, middle):
-        """Give back "ok", "worse" or "unknown" for the file with `middle` in the hole.
+    def verdict(self, middle: str) -> Verdict:
+        """Return "ok", "worse" or "unknown" for the file with MIDDLE in the hole.
 
         Only errors that reach the middle's last line count: a dangling
         construct runs to the end of the middle or past it, while a line
@@ -115,7 +118,3 @@ class HoleCheck:
             return "ok"  # a macro such as `Py_END_ALLOW_THREADS` ends the middle: the grammar cannot tell
         return "worse"
 
-
-def verdict(prefix, middle, suffix, language):
-    """Give back "ok", "worse" or "unknown" for one middle (see HoleCheck)."""
-    return HoleCheck(prefix, suffix, language).verdict(middle)

@@ -13,12 +13,12 @@ undefined names as errors. jinja2 is imported only when one is rendered.
 """
 
 import os
-import re
 from collections.abc import Mapping
 
 from illume.documents import DocumentError, read_text
-from illume.gotext import trim_space
 from illume.errors import IllumeError
+from illume.gotext import trim_space
+from illume.jsonwire import encode
 from illume.names import shown
 from illume.resources import builtin_dir, user_dir
 
@@ -43,8 +43,6 @@ def interpolate(text: str, values: Mapping) -> str:
     Non-string values appear as compact JSON. Raises TemplateError naming a
     missing key or an unclosed brace.
     """
-    from illume.jsonwire import encode
-
     out = []
     rest = text
     while True:

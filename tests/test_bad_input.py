@@ -8,32 +8,17 @@ arbitrary buffers: it must return a request or raise IllumeError, nothing else.
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO, require_program
-from scripted import DONE, ScriptedServer, chat, head
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import builtin_profiles, illume, require_program
 from illume import buffer as buf
 from illume import documents, profiles
 from illume import request as req
 from illume.errors import IllumeError
-
-
-def illume(buffer: str | bytes, *args: str, cwd=None, env: dict | None = None, timeout: float = 60,
-           prefix: tuple[str, ...] = ()):
-    """Run the real CLI (after the command PREFIX) on BUFFER in CWD; return (status, stdout), asserting stderr is empty."""
-    data = buffer.encode() if isinstance(buffer, str) else buffer
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
-    full_env.update(env or {})
-    full_env["PYTHONPATH"] = str(REPO)
-    result = subprocess.run([*prefix, sys.executable, "-m", "illume", *args], input=data, capture_output=True,
-                            env=full_env, timeout=timeout, cwd=cwd or REPO)
-    assert result.stderr == b"", result.stderr.decode(errors="replace")
-    return result.returncode, result.stdout
+from scripted import DONE, ScriptedServer, chat, head
 
 
 def error(message: str) -> tuple[int, bytes]:
@@ -59,13 +44,12 @@ def test_invalid_utf8_is_sent_as_replacement_characters(here):
     assert body_of(out)["messages"] == [{"role": "user", "content": "hi \ufffd\ufffd caf\u00e9 \ufffd\ufffd"}]
 
 
-def test_invalid_utf8_on_the_wire_is_valid_json():
-    with ScriptedServer() as server:
-        server.script([head(), chat("ok"), DONE])
-        status, out = illume(f"!api {server.url}\n!user\n".encode() + b"\xc0\x80 \xed\xa0\x80 ok\n")
-        assert (status, out) == (0, b"\n\n!assistant\n\nok")
-        sent = server.requests[0].body.decode("utf-8")  # strict: it must be valid UTF-8
-        assert json.loads(sent)["messages"] == [{"role": "user", "content": "\ufffd\ufffd \ufffd\ufffd\ufffd ok"}]
+def test_invalid_utf8_on_the_wire_is_valid_json(server):
+    server.script([head(), chat("ok"), DONE])
+    status, out = illume(f"!api {server.url}\n!user\n".encode() + b"\xc0\x80 \xed\xa0\x80 ok\n")
+    assert (status, out) == (0, b"\n\n!assistant\n\nok")
+    sent = server.requests[0].body.decode("utf-8")  # strict: it must be valid UTF-8
+    assert json.loads(sent)["messages"] == [{"role": "user", "content": "\ufffd\ufffd \ufffd\ufffd\ufffd ok"}]
 
 
 def test_empty_input(here):
@@ -74,12 +58,11 @@ def test_empty_input(here):
     assert body_of(out)["messages"] == []
 
 
-def test_empty_input_is_sent(here):
-    with ScriptedServer() as server:
-        server.script([head(), chat("Hello"), DONE])
-        (here / "local.profile").write_text(f"!api {server.url}\n")
-        assert illume(b"", cwd=here, env={"ILLUME_PROFILE": "local.profile"}) == (0, b"\n\n!assistant\n\nHello")
-        assert server.requests[0].json()["messages"] == []
+def test_empty_input_is_sent(here, server):
+    server.script([head(), chat("Hello"), DONE])
+    (here / "local.profile").write_text(f"!api {server.url}\n")
+    assert illume(b"", cwd=here, env={"ILLUME_PROFILE": "local.profile"}) == (0, b"\n\n!assistant\n\nHello")
+    assert server.requests[0].json()["messages"] == []
 
 
 def test_only_directives(here):
@@ -299,10 +282,9 @@ def test_header_with_a_bad_name(here):
         "<stdin>:1: !>x:y: not a valid header name (RFC 9110 allows letters, digits and !#$%&'*+-.^_`|~)")
 
 
-def test_header_value_with_non_ascii_text_is_sent_as_utf8():
-    with ScriptedServer() as server:
-        server.script([head(), chat("ok"), DONE])
-        assert illume(f"!api {server.url}\n!>x-name Zoë\n!user\nhi\n") == (0, b"\n\n!assistant\n\nok")
+def test_header_value_with_non_ascii_text_is_sent_as_utf8(server):
+    server.script([head(), chat("ok"), DONE])
+    assert illume(f"!api {server.url}\n!>x-name Zoë\n!user\nhi\n") == (0, b"\n\n!assistant\n\nok")
     assert server.requests[0].headers["x-name"].encode("latin-1") == "Zoë".encode("utf-8")
 
 
@@ -360,13 +342,13 @@ class Sandboxed(buf.Sources):
     def profile(self, name):
         if name in self.PROFILES:
             return name, self.PROFILES[name]
-        if name in profiles.builtin_names():
+        if name in builtin_profiles():
             return profiles.resolve(name, {})
         raise documents.DocumentError(f"open {name}: no such file or directory")
 
     def context(self, arguments):
         if arguments == ["doc.txt"]:
-            return documents.fenced("doc.txt", "```\nbody\n"), [{"filename": "doc.txt", "text": "body"}]
+            return documents.fenced_parts("doc.txt", "```\nbody\n"), [{"filename": "doc.txt", "text": "body"}]
         raise documents.DocumentError("!context: not here")
 
     def reddit(self, path, with_comments):
@@ -401,7 +383,7 @@ def test_parser_returns_a_request_or_raises_illume_error(buffer_lines, newline_a
     except IllumeError:
         return
     assert request.url
-    request.body_bytes()
+    b"".join(request.body_pieces())
     request.debug_text()
     assert "sk-0123456789abcdef" not in request.debug_text()
 
@@ -411,6 +393,6 @@ def test_parser_returns_a_request_or_raises_illume_error(buffer_lines, newline_a
 def test_parser_survives_arbitrary_bytes(data):
     text = data.decode("utf-8", "surrogateescape")
     try:
-        req.build(buf.parse(text, Sandboxed({})), {}).body_bytes()
+        b"".join(req.build(buf.parse(text, Sandboxed({})), {}).body_pieces())
     except IllumeError:
         pass

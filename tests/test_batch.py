@@ -7,7 +7,9 @@ are answered beside it.
 """
 
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -16,11 +18,11 @@ import time
 import pytest
 
 from conftest import REPO, ask_llama_cpp, ask_llama_server, closed_url, embedded_model, run_illume
-from scripted import DONE, Reply, ScriptedServer, head
-from scripted import chat as chat_event
 from illume import batch
 from illume import buffer as buf
 from illume.cli import Options
+from scripted import DONE, Reply, ScriptedServer, head
+from scripted import chat as chat_event
 
 SETTINGS = "!:temperature 0\n!:max_tokens 16\n"
 SUMMARY = re.compile(rb"illume: (\d+) files? in [0-9.]+ s(, interrupted)?: (\d+) answered, (\d+) failed, (\d+) skipped"
@@ -241,6 +243,75 @@ def test_a_failure_is_reported_without_the_buffers_secrets(tmp_path):
     assert key.encode() not in result.stderr
 
 
+# --- the progress bar, on a terminal ---
+
+_TERMINAL_CODE = re.compile(r"\x1b\[(\??[0-9;]*[A-Za-z])|[\r\n]|[^\x1b\r\n]+")
+
+
+def terminal(data: bytes) -> tuple[list[str], list[str], bool]:
+    """Return what a terminal shows after DATA: its lines, each line as it was before a carriage return, and
+    whether the cursor is visible. Knows CR, LF, erase to the line's end and showing or hiding the cursor."""
+    lines, frames, row, column, visible = [""], [], 0, 0, True
+    for match in _TERMINAL_CODE.finditer(data.decode()):
+        text, code = match.group(), match.group(1)
+        if text == "\r":
+            frames.append(lines[row])
+            column = 0
+        elif text == "\n":
+            row += 1
+            lines += [""] * (row + 1 - len(lines))
+        elif code == "K":
+            lines[row] = lines[row][:column]
+        elif code in ("?25l", "?25h"):
+            visible = code == "?25h"
+        else:
+            assert code is None, f"the terminal here does not know ESC [{code}"
+            line = lines[row].ljust(column)
+            lines[row] = line[:column] + text + line[column + len(text):]
+            column += len(text)
+    return lines, frames, visible
+
+
+def test_a_terminal_shows_the_progress_bar_then_the_report(tmp_path, server):
+    server.script([head(), chat_event("Hi"), DONE])
+    refused = closed_url()
+    files = [write(tmp_path, "a.md", chat(server.url, "hi")), write(tmp_path, "b.md", chat(refused, "hi"))]
+    controller, screen = pty.openpty()
+    try:
+        result = run_illume(b"", "--batch", "-j", "1", *map(str, files), stderr=screen, timeout=60)
+        os.close(screen)
+        shown = b""
+        while select.select([controller], [], [], 10)[0]:
+            try:
+                piece = os.read(controller, 65536)
+            except OSError:  # the terminal closed
+                break
+            if not piece:
+                break
+            shown += piece
+    finally:
+        os.close(controller)
+    assert result.returncode == 1, shown
+    lines, frames, visible = terminal(shown)
+    host = refused.removeprefix("http://").rstrip("/")
+    # The bar stays, full, above the report; the cursor is shown again.
+    assert re.fullmatch(r"illume: \[#{24}\] 2/2, 1 failed, \d+\.\d s", lines[0]), lines
+    assert lines[1:] == [f"illume: {files[1]}: cannot connect to {host}: connection refused (is the server running?)",
+                         lines[2], ""], lines
+    assert re.fullmatch(r"illume: 2 files in \d+\.\d s: 1 answered, 1 failed, 0 skipped", lines[2]), lines
+    assert visible
+    # It was drawn empty, then half full, before the end.
+    bars = [re.sub(r", \d+\.\d s$", "", frame) for frame in frames if frame.startswith("illume: [")]
+    assert bars[:1] == ["illume: [........................] 0/2"], frames
+    assert "illume: [############............] 1/2" in bars, frames
+    # Without a terminal, no bar: stderr holds the report alone.
+    server.script([head(), chat_event("Hi"), DONE])
+    files[0].write_bytes(chat(server.url, "hi"))
+    piped = run_illume(b"", "--batch", "-j", "1", *map(str, files), timeout=60)
+    assert piped.stderr.startswith(f"illume: {files[1]}: cannot connect".encode()), piped.stderr
+    assert summary(piped.stderr) == (2, False, 1, 1, 0, 0)
+
+
 # --- usage ---
 
 @pytest.mark.parametrize("args, message", [
@@ -263,24 +334,23 @@ def test_usage_errors(args, message):
 # --- written whole: to a temporary file, then renamed over the target ---
 
 @pytest.mark.parametrize("into_folder", [False, True], ids=["appended", "output folder"])
-def test_a_reader_never_sees_a_half_written_file(tmp_path, into_folder):
+def test_a_reader_never_sees_a_half_written_file(tmp_path, into_folder, server):
     # A reader that opened the file before the reply sees the old text whole;
     # an in-place write would truncate what it reads. The new file is another inode.
-    with ScriptedServer() as server:
-        server.script([head(), chat_event("Hello"), DONE])
-        data = f"!api {server.url}\n!user\nhi\n".encode()
-        path = write(tmp_path, "a.txt", data)
-        folder = tmp_path / "out"
-        options = ["-o", folder] if into_folder else []
-        if into_folder:
-            folder.mkdir()
-            old_text, target = b"an older reply\n", write(folder, "a.txt", b"an older reply\n")
-        else:
-            old_text, target = data, path
-        old_inode = target.stat().st_ino
-        with open(target, "rb") as reader:
-            result = run_batch(*options, path)
-            assert reader.read() == old_text
+    server.script([head(), chat_event("Hello"), DONE])
+    data = f"!api {server.url}\n!user\nhi\n".encode()
+    path = write(tmp_path, "a.txt", data)
+    folder = tmp_path / "out"
+    options = ["-o", folder] if into_folder else []
+    if into_folder:
+        folder.mkdir()
+        old_text, target = b"an older reply\n", write(folder, "a.txt", b"an older reply\n")
+    else:
+        old_text, target = data, path
+    old_inode = target.stat().st_ino
+    with open(target, "rb") as reader:
+        result = run_batch(*options, path)
+        assert reader.read() == old_text
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == (b"" if into_folder else data) + b"\n\n!assistant\n\nHello"
     assert target.stat().st_ino != old_inode

@@ -11,9 +11,9 @@ import re
 import pytest
 
 from conftest import ask_llama_cpp, ask_llama_server, closed_url, embedded_model, free_port, run_illume
-from scripted import Reply, ScriptedServer, chat_events
 from illume import buffer as buf
 from illume.errors import BufferError
+from scripted import Reply, ScriptedServer, chat_events
 
 SETTINGS = "!:temperature 0.9\n!:seed 42\n!:max_tokens 16\n"
 FIXED = "!:temperature 0\n!:max_tokens 16\n"
@@ -162,11 +162,10 @@ def test_an_unreachable_server_is_one_plain_error():
 
 # --- servers that do not take n (scripted: a real llama-server takes it) ---
 
-def test_a_server_that_ignores_n_gets_one_request_per_missing_branch():
-    with ScriptedServer() as server:
-        server.respond(Reply(chat_events(["Hel", "lo"])))
-        result = run_illume(f"!api {server.url}\n!:seed 5\n!branches 3\n!user\nhi\n")
-        bodies = [request.json() for request in server.requests]
+def test_a_server_that_ignores_n_gets_one_request_per_missing_branch(server):
+    server.respond(Reply(chat_events(["Hel", "lo"])))
+    result = run_illume(f"!api {server.url}\n!:seed 5\n!branches 3\n!user\nhi\n")
+    bodies = [request.json() for request in server.requests]
     assert result.returncode == 0, result.stdout
     assert result.stdout == b"".join(f"\n\n!note branch {k} of 3\n\n!assistant\n\nHello".encode() for k in (1, 2, 3))
     assert bodies[0]["n"] == 3 and bodies[0]["seed"] == 5
@@ -188,10 +187,9 @@ def test_choices_in_one_event_go_to_their_branches():
                              b"\n\n!note branch 2 of 2\n\n!assistant\n\nBb")
 
 
-def test_branches_cut_off_keep_their_text_and_are_reported():
-    with ScriptedServer() as server:
-        server.respond(Reply(chat_events(["par", "tial"], done=False)))
-        result = run_illume(f"!api {server.url}\n!branches 2\n!user\nhi\n")
+def test_branches_cut_off_keep_their_text_and_are_reported(server):
+    server.respond(Reply(chat_events(["par", "tial"], done=False)))
+    result = run_illume(f"!api {server.url}\n!branches 2\n!user\nhi\n")
     assert result.returncode == 1
     cut = "the reply was cut off: the stream ended before its end marker"
     assert result.stdout.decode() == (
@@ -203,11 +201,10 @@ def test_branches_cut_off_keep_their_text_and_are_reported():
 FAILING = chat_events(["par", "tial <"], done=False) + [json.dumps({"error": {"message": "out of memory"}})]
 
 
-def test_a_failing_branch_keeps_the_text_held_back_for_a_token():
+def test_a_failing_branch_keeps_the_text_held_back_for_a_token(server):
     # `<` may begin a GPT-OSS token, so !gpt-oss holds it back for the next piece; an error comes instead.
-    with ScriptedServer() as server:
-        server.respond(Reply(FAILING))
-        result = run_illume(f"!api {server.url}\n!gpt-oss\n!branches 2\n!user\nhi\n")
+    server.respond(Reply(FAILING))
+    result = run_illume(f"!api {server.url}\n!gpt-oss\n!branches 2\n!user\nhi\n")
     assert result.returncode == 1
     error = "the server reported an error: out of memory"
     assert result.stdout.decode() == (
@@ -216,11 +213,10 @@ def test_a_failing_branch_keeps_the_text_held_back_for_a_token():
         f"\n\n!error\n\nbranch 1 of 2: {error}; branch 2 of 2: {error}\n")
 
 
-def test_a_failing_reply_keeps_the_text_held_back_for_a_token():
+def test_a_failing_reply_keeps_the_text_held_back_for_a_token(server):
     # The same without branches: the single reply and the branches share one reply loop.
-    with ScriptedServer() as server:
-        server.respond(Reply(FAILING))
-        result = run_illume(f"!api {server.url}\n!gpt-oss\n!user\nhi\n")
+    server.respond(Reply(FAILING))
+    result = run_illume(f"!api {server.url}\n!gpt-oss\n!user\nhi\n")
     assert result.returncode == 1
     assert result.stdout == b"\n\n!assistant\n\npartial <\n\n!error\n\nthe server reported an error: out of memory\n"
 

@@ -19,11 +19,7 @@ def messages(parsed: buffer.Buffer) -> list[tuple[str, str]]:
     return [(m.role, m.content) for m in parsed.messages]
 
 
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    """Run every test in an empty folder, so relative paths mean nothing by accident."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_tmp")  # conftest: each test in an empty folder of its own
 
 
 MESSAGES = [

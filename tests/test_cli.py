@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 from conftest import missing, run_illume
-from scripted import DONE, ScriptedServer, chat, head
-
 from illume import __version__
+from scripted import DONE, ScriptedServer, chat, head
 
 
 def test_help_names_the_options():

@@ -7,13 +7,12 @@ the `prompt` its `!debug` request holds (docs/README.md, "The examples").
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO, run_illume
+
 DOCS = REPO / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 
@@ -42,8 +41,7 @@ def examples() -> list:
 def test_example_prints_what_the_docs_say(buffer, kind, expected, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
            **EXAMPLE_KEYS}
-    result = subprocess.run([sys.executable, "-m", "illume"], input=buffer.encode(), capture_output=True,
-                            env=env, cwd=REPO, timeout=60)
+    result = run_illume(buffer, environ={}, env=env, timeout=60)  # nothing of this environment but ENV
     printed = result.stdout.decode()
     assert result.stderr == b""
     if kind == "prompt":

@@ -7,11 +7,18 @@ import pytest
 from illume import buffer, documents
 from illume.errors import IllumeError
 
+pytestmark = pytest.mark.usefixtures("in_tmp")  # conftest: each test in an empty folder of its own
 
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+
+def fenced(name: str, text: str) -> str:
+    """Return TEXT fenced under NAME, as `!context` puts a file in the prompt."""
+    return "".join(documents.fenced_parts(name, text))
+
+
+def context(arguments: list[str]) -> tuple[str, list[dict]]:
+    """Return the text that `!context ARGUMENTS` puts in the prompt, and the files in it."""
+    parts, files = documents.context_parts(arguments)
+    return "".join(parts), files
 
 
 def write(path, content: str | bytes):
@@ -48,7 +55,7 @@ FENCES = [
 
 @pytest.mark.parametrize("text, expected", FENCES)
 def test_fenced(text, expected):
-    assert documents.fenced("f", text) == expected
+    assert fenced("f", text) == expected
 
 
 def test_context_file_in_place(in_tmp):
@@ -97,13 +104,13 @@ def test_context_folder(proj, arguments, files):
 
 
 def test_context_returns_the_files_for_input_extra(proj):
-    text, files = documents.context(["proj/", ".md"])
+    text, files = context(["proj/", ".md"])
     assert (text, files) == (block("sub/d.md", "sub/d.md"), [{"filename": "sub/d.md", "text": "sub/d.md\n"}])
 
 
 def test_context_keeps_invalid_utf8_as_surrogate_escapes(in_tmp):
     write(in_tmp / "bin.txt", b"caf\xe9\n")
-    assert documents.context(["bin.txt"])[0] == "**`bin.txt`**\n```\ncaf\udce9\n```\n\n"
+    assert context(["bin.txt"])[0] == "**`bin.txt`**\n```\ncaf\udce9\n```\n\n"
 
 
 CONTEXT_ERRORS = [
@@ -119,14 +126,14 @@ CONTEXT_ERRORS = [
 @pytest.mark.parametrize("arguments, message", CONTEXT_ERRORS)
 def test_context_errors(proj, arguments, message):
     with pytest.raises(IllumeError) as caught:
-        documents.context(arguments)
+        context(arguments)
     assert str(caught.value) == message
 
 
 def test_binary_file_is_refused(in_tmp):
     write(in_tmp / "blob", b"a\0b")
     with pytest.raises(IllumeError) as caught:
-        documents.context(["blob"])
+        context(["blob"])
     assert str(caught.value) == "blob: binary file (it holds NUL bytes)"
 
 

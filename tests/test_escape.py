@@ -9,19 +9,14 @@ from pathlib import Path
 import pytest
 
 from conftest import require_program, run_illume
-from scripted import Reply, chat_events, infill_events
 from illume import buffer, request
 from illume.buffer import DIRECTIVES, Message, Sources
 from illume.errors import IllumeError
 from illume.escape import Escaper, first_lines, needs_escape
 from illume.modelines import Modelines
+from scripted import Reply, chat_events, infill_events
 
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    """Run every test in an empty folder, so a `!context` line names no file by accident."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_tmp")  # conftest: each test in an empty folder of its own
 
 
 def escaped(reply: str, lines: tuple[str, ...] = ("",), chunks: list[int] | None = None) -> str:
@@ -497,7 +492,7 @@ def test_cli_held_back_text_before_the_error_and_the_notes(server):
 
 # --- the Vim plugin puts what illume prints into the buffer, byte for byte ---
 
-from test_vim import editor, neovim  # noqa: E402,F401  (the fixtures: real Vim and Neovim, from test_vim)
+# (the fixture `editor`, real Vim and Neovim, is conftest's: tests/vim_harness.py)
 
 
 @pytest.mark.editor

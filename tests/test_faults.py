@@ -13,24 +13,12 @@ import subprocess
 import time
 
 import pytest
-from conftest import require_program, run_illume, start_llama_server, stop
+
+from conftest import illume, require_program, start_llama_server, stop
 from scripted import DONE, HOLD, ScriptedServer, chat, event, free_port, head, response
 
 CUT = b"the reply was cut off: the stream ended before its end marker"
 LIMIT_NOTE = b"\n\n!note the reply stopped at the token limit (raise !:max_tokens for more)"
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
-
-
-def illume(buffer: str | bytes, *args: str, env: dict | None = None, timeout: float = 60):
-    """Run the real CLI on BUFFER; return (status, stdout). Fails on anything in stderr that looks like a crash."""
-    result = run_illume(buffer, *args, env=env, timeout=timeout)
-    assert b"Traceback" not in result.stderr, result.stderr.decode()
-    return result.returncode, result.stdout
 
 
 def ask(server, text: str = "hi") -> str:

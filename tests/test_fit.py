@@ -12,7 +12,7 @@ import re
 import httpx
 import pytest
 
-from conftest import require_module, run_illume, start_llama_server, stop
+from conftest import embedded_model, run_illume, start_llama_server, stop
 
 CONTEXT = 512
 SETTINGS = "!:temperature 0\n!:seed 42\n!:max_tokens 32\n"
@@ -187,6 +187,7 @@ EMBEDDED = f"!profile embedded\n!:n_ctx {CONTEXT}\n{SETTINGS}"
 @pytest.mark.parametrize("shape", ["chat", "unicode", "completion"])
 def test_embedded_counts_are_the_models_own(shape):
     """The count equals the prompt tokens the embedded model then evaluates (the backend's own figure)."""
+    embedded_model()
     from illume import buffer as buf
     from illume import counting
     from illume import request as req
@@ -225,7 +226,7 @@ def test_embedded_counts_are_the_models_own(shape):
 def test_embedded_too_long_and_fit(schema):
     # The embedded backend that renders its own prompt refuses a long one before its reply, and loads safely
     # where the CPU advertises AMX; the one before it is killed there on its first prompt.
-    require_module("illume.backends.chat_prompt", "the embedded backend that renders its own prompt (branch cache)")
+    embedded_model()
     too_long = run_illume(EMBEDDED + f"!user\n!context {schema}\nWhat is this?\n")
     assert too_long.returncode == 1
     assert re.fullmatch(rb"\n\n!error\n\nthe prompt is [\d,]+ tokens, the context 512: "

@@ -14,48 +14,43 @@ OVERRUN = ["    r = math.sqrt(", "sum(x * x for x in v))\n", "    return r\n", "
            "    return 3\n"] + [f"\ndef norm{i}(v):\n    return {i}\n" for i in range(4, 40)]
 
 
-def test_overrun_is_cut_and_the_stream_closed_early():
-    with ScriptedServer() as server:
+def test_overrun_is_cut_and_the_stream_closed_early(server):
         # After the overrun the server stalls for ten minutes without ending the
         # stream: only illume closing it can end this run in time.
-        server.respond(Reply(infill_events(OVERRUN[:6], done=False), delay=0.05, hold=600), path="/infill")
-        result = run_illume(f"!api {server.url}\n{NORM}", timeout=60)
+    server.respond(Reply(infill_events(OVERRUN[:6], done=False), delay=0.05, hold=600), path="/infill")
+    result = run_illume(f"!api {server.url}\n{NORM}", timeout=60)
     assert result.returncode == 0, result.stdout
     assert result.stdout == b"    r = math.sqrt(sum(x * x for x in v))"
 
 
-def test_stats_after_a_stop_time_the_stream_until_it_was_closed():
+def test_stats_after_a_stop_time_the_stream_until_it_was_closed(server):
     # The stream never ends by itself: the rate is over the time until illume closed it, not +Inf.
-    with ScriptedServer() as server:
-        server.respond(Reply(infill_events(OVERRUN[:6], done=False), delay=0.05, hold=600), path="/infill")
-        result = run_illume(f"!api {server.url}\n!stats\n{NORM}", timeout=60)
+    server.respond(Reply(infill_events(OVERRUN[:6], done=False), delay=0.05, hold=600), path="/infill")
+    result = run_illume(f"!api {server.url}\n!stats\n{NORM}", timeout=60)
     assert result.returncode == 0, result.stdout
     middle, note = result.stdout.split(b"\n\n!note ")
     assert middle == b"    r = math.sqrt(sum(x * x for x in v))"
     assert re.fullmatch(rb"[0-9.]+(e[+-][0-9]+)? tok/s, [1-6] toks, [0-9.]+(ns|\xc2\xb5s|ms|s)", note), note
 
 
-def test_without_rules_the_same_stall_is_waited_out():
+def test_without_rules_the_same_stall_is_waited_out(server):
     # The control for the test above: it is the guard that ends the run.
-    with ScriptedServer() as server:
-        server.respond(Reply(infill_events(OVERRUN[:6], done=False), hold=600), path="/infill")
-        with pytest.raises(subprocess.TimeoutExpired):
-            run_illume(f"!api {server.url}\n{NORM.replace('!stop-rules echo,scope', '!stop-rules off')}", timeout=5)
+    server.respond(Reply(infill_events(OVERRUN[:6], done=False), hold=600), path="/infill")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_illume(f"!api {server.url}\n{NORM.replace('!stop-rules echo,scope', '!stop-rules off')}", timeout=5)
 
 
 @pytest.mark.parametrize("rules", ["!stop-rules off\n", ""], ids=["off", "default"])
-def test_rules_off_print_every_byte_as_the_original(rules):
-    with ScriptedServer() as server:
-        server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
-        result = run_illume(f"!api {server.url}\n{NORM.replace('!stop-rules echo,scope', rules)}")
+def test_rules_off_print_every_byte_as_the_original(rules, server):
+    server.respond(Reply(infill_events(OVERRUN[:5])), path="/infill")
+    result = run_illume(f"!api {server.url}\n{NORM.replace('!stop-rules echo,scope', rules)}")
     assert result.returncode == 0
     assert result.stdout == "".join(OVERRUN[:5]).encode()
 
 
-def test_a_middle_that_stops_well_is_kept_whole():
-    with ScriptedServer() as server:
-        server.respond(Reply(infill_events(["    r = math.hy", "pot(*v)"])), path="/infill")
-        result = run_illume(f"!api {server.url}\n{NORM}")
+def test_a_middle_that_stops_well_is_kept_whole(server):
+    server.respond(Reply(infill_events(["    r = math.hy", "pot(*v)"])), path="/infill")
+    result = run_illume(f"!api {server.url}\n{NORM}")
     assert result.returncode == 0
     assert result.stdout == b"    r = math.hypot(*v)"
 

@@ -16,8 +16,9 @@ import time
 
 import httpx
 import pytest
+
 from conftest import REPO, closed_url, run_illume
-from scripted import DONE, HOLD, ScriptedServer, chat, head, response
+from scripted import DONE, HOLD, chat, head, response
 
 NOTE = b"\n\n!note interrupted\n"
 
@@ -62,12 +63,6 @@ def after(marker: bytes, count: int = 1):
 
 
 # --- the scripted server: exact bytes ------------------------------------------
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
-
 
 SLOW_REPLY = [head()] + [step for i in range(200) for step in (chat(f"w{i} "), 0.05)] + [DONE]
 

@@ -2,13 +2,10 @@
 buffers and streams. Each expectation is the original's output, byte for byte."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, run_illume
+from conftest import run_illume
 from scripted import Reply, ScriptedServer
 
 LLAMA = b'"cache_prompt":true,'
@@ -148,27 +145,24 @@ def test_a_user_agent_of_the_buffers_own():
     assert request.headers["user-agent"] == "illume-test/1"
 
 
-def test_url_credentials_do_not_replace_the_buffers_authorization():
-    with ScriptedServer() as server:
-        url = server.url.replace("http://", "http://user:secret@")
-        run_illume(f"!api {url}\n!>authorization Bearer x\n!user\nhi")
-        run_illume(f"!api {url}\n!user\nhi")
-        assert [r.headers["authorization"] for r in server.requests] == ["Bearer x", "Basic dXNlcjpzZWNyZXQ="]
+def test_url_credentials_do_not_replace_the_buffers_authorization(server):
+    url = server.url.replace("http://", "http://user:secret@")
+    run_illume(f"!api {url}\n!>authorization Bearer x\n!user\nhi")
+    run_illume(f"!api {url}\n!user\nhi")
+    assert [r.headers["authorization"] for r in server.requests] == ["Bearer x", "Basic dXNlcjpzZWNyZXQ="]
 
 
-def test_dot_segments_in_the_url_are_sent_as_written():
-    with ScriptedServer() as server:
-        run_illume(f"!api {server.url}a/../v1/\n!user\nhi")
-        run_illume(f"!api {server.url}./x/\n!user\nhi")
-        run_illume(f"!api {server.url}a b/%41/\n!user\nhi")  # to be escaped: Go escapes the decoded path anew
-        assert [r.path for r in server.requests] == ["/a/../v1/chat/completions", "/./x/chat/completions",
-                                                    "/a%20b/A/chat/completions"]
+def test_dot_segments_in_the_url_are_sent_as_written(server):
+    run_illume(f"!api {server.url}a/../v1/\n!user\nhi")
+    run_illume(f"!api {server.url}./x/\n!user\nhi")
+    run_illume(f"!api {server.url}a b/%41/\n!user\nhi")  # to be escaped: Go escapes the decoded path anew
+    assert [r.path for r in server.requests] == ["/a/../v1/chat/completions", "/./x/chat/completions",
+                                                "/a%20b/A/chat/completions"]
 
 
-def test_a_control_character_in_the_url_is_refused():
-    with ScriptedServer() as server:
-        result = run_illume(f"!api {server.url}\x1c\n!user\nhi")
-        assert server.requests == []
+def test_a_control_character_in_the_url_is_refused(server):
+    result = run_illume(f"!api {server.url}\x1c\n!user\nhi")
+    assert server.requests == []
     assert (result.returncode, result.stdout) == (1, (
         f"\n\n!error\n\ninvalid URL {server.url}\x1c/chat/completions: a URL cannot hold a control character\n"
     ).encode())
@@ -232,8 +226,7 @@ def test_context_names_under_a_directory_not_in_clean_form(tmp_path):
     # Deliberate (README): the original names these `x/sub/d.md` and `ub/d.md`.
     (tmp_path / "ctx" / "sub").mkdir(parents=True)
     (tmp_path / "ctx" / "sub" / "d.md").write_text("D\n")
-    result = subprocess.run([sys.executable, "-m", "illume"], input=b"!debug\n!context ./ctx .md\n!context ctx// .md",
-                            capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = run_illume(b"!debug\n!context ./ctx .md\n!context ctx// .md", cwd=tmp_path)
     assert b'"content":"**`ctx/sub/d.md`**\\n```\\nD\\n```\\n\\n**`sub/d.md`**\\n```\\nD\\n```"' in result.stdout
 
 
@@ -244,16 +237,14 @@ def test_the_gpt_oss_profile_is_the_originals():
                              b'"temperature":0.6,"top_k":0,"top_p":1}\n\n')
 
 
-def test_a_url_byte_that_is_not_utf8_is_sent_escaped_as_go_sends_it():
-    with ScriptedServer() as server:
-        result = run_illume(f"!api {server.url}".encode() + b"\xff/\n!user\nhi")
-        assert result.returncode == 0
-        assert [r.path for r in server.requests] == ["/%FF/chat/completions"]
+def test_a_url_byte_that_is_not_utf8_is_sent_escaped_as_go_sends_it(server):
+    result = run_illume(f"!api {server.url}".encode() + b"\xff/\n!user\nhi")
+    assert result.returncode == 0
+    assert [r.path for r in server.requests] == ["/%FF/chat/completions"]
 
 
-def test_a_control_character_in_the_fragment_is_no_error():
+def test_a_control_character_in_the_fragment_is_no_error(server):
     # Go checks the URL before its fragment only, and never sends the fragment.
-    with ScriptedServer() as server:
-        result = run_illume(f"!api {server.url}#frag\x7f\n!user\nhi")
-        assert result.returncode == 0
-        assert [r.path for r in server.requests] == ["/"]
+    result = run_illume(f"!api {server.url}#frag\x7f\n!user\nhi")
+    assert result.returncode == 0
+    assert [r.path for r in server.requests] == ["/"]

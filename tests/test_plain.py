@@ -10,28 +10,20 @@ use httpx. The bytes on the wire and on stdout must be the same.
 import gzip
 import http.client
 import io
-import os
 import socket
 import struct
-import subprocess
-import sys
 import threading
 
 import pytest
 
-from conftest import REPO
+from conftest import run_illume
 from illume.backends import plain
 
 
-def illume(buffer: bytes, httpx: bool, tmp_path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI on BUFFER; with HTTPX, httpx is loaded first (so illume sends through it)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_") and not k.lower().endswith("_proxy")}
-    full_env.update(env or {})
-    if httpx:
-        (tmp_path / "sitecustomize.py").write_text("import httpx\n")
-        full_env["PYTHONPATH"] = str(tmp_path)
-    return subprocess.run([sys.executable, "-m", "illume"], input=buffer, capture_output=True, env=full_env,
-                          timeout=60, cwd=REPO)
+def httpx_first(tmp_path) -> dict:
+    """Return the environment in which the CLI loads httpx first (so illume sends through it)."""
+    (tmp_path / "sitecustomize.py").write_text("import httpx\n")
+    return {"PYTHONPATH": str(tmp_path)}  # the checkout's illume still comes first: the CLI runs in it
 
 
 RESET = b"RESET"  # as a piece: the server resets the connection
@@ -78,7 +70,8 @@ def both(buffer: str, pieces: list[bytes], tmp_path) -> tuple[list, list[bytes]]
     server = Recorder(pieces)
     try:
         text = buffer.replace("PORT", str(server.port)).encode()
-        results = [illume(text, httpx, tmp_path) for httpx in (False, True)]
+        results = [run_illume(text, env=httpx_first(tmp_path) if httpx else None, timeout=60)
+                   for httpx in (False, True)]
     finally:
         server.close()
     for result in results:

@@ -3,13 +3,10 @@
 
 import pytest
 
+from conftest import builtin_profiles
 from illume import buffer, profiles, request, templates
 
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_tmp")  # conftest: each test in an empty folder of its own
 
 
 def profile_lines(name: str) -> list[str]:
@@ -33,11 +30,11 @@ def test_profiles_with_exact_lines(name, lines):
 def test_builtin_profiles_present():
     required = {"llama.cpp", "huggingface.co", "hf", "openai", "claude", "gemini", "qwen3", "gemma-3",
                 "fim:deepseek", "fim:qwen", "fim:granite", "fim:granite4", "fim:mistral", "fim:codellama"}
-    assert required - set(profiles.builtin_names()) == set()
+    assert required - set(builtin_profiles()) == set()
 
 
 def test_every_builtin_profile_loads():
-    names = profiles.builtin_names()
+    names = builtin_profiles()
     for name in names:
         parsed = buffer.parse(f"!profile {name}\n!user\nhi\n", buffer.Sources({}))
         assert parsed.profile in names  # the last one loaded: itself or one it loads
@@ -188,8 +185,9 @@ def test_interpolate(url, values, expected):
 
 
 def test_a_template_that_fails_while_rendering_is_a_clear_error():
-    from illume.cli import Options, run
     import io
+
+    from illume.cli import Options, run
 
     out = io.BytesIO()
     status = run(b"!infill {{ 1/0 }}{{ prefix }}\nx\n!infill\ny\n!debug\n", out, {}, Options())
@@ -202,7 +200,7 @@ def test_builtin_names_are_typed_names_not_file_names():
     assert profiles.builtin_file("fim:qwen").endswith("fim-qwen.profile")
     assert profiles.builtin_file("fim:qwen-repo").endswith("fim-qwen-repo.profile")
     assert profiles.builtin_file("fim-qwen") is None and profiles.builtin_file("fim:nothing") is None
-    assert "fim:qwen-repo" in profiles.builtin_names() and "fim-qwen" not in profiles.builtin_names()
+    assert "fim:qwen-repo" in builtin_profiles() and "fim-qwen" not in builtin_profiles()
     assert buffer.parse("!profile fim:qwen-repo\nx\n!infill\ny\n", buffer.Sources({})).profile == "fim:qwen-repo"
 
 

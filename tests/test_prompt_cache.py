@@ -252,7 +252,6 @@ def test_the_model_key_changes_with_the_file_and_the_options(tmp_path):
 import re  # noqa: E402
 
 from conftest import embedded_model, missing, run_illume, smollm2_path  # noqa: E402
-
 from illume.backends.prefix import EXACT_BATCH  # noqa: E402
 
 CONTEXT = "".join(f"Line {i}: the {['red', 'green', 'blue'][i % 3]} box holds {i * 7 % 13} marbles.\n"
@@ -509,11 +508,10 @@ def test_buffers_in_one_process_share_a_prefix_without_the_disk(model, tmp_path)
     # A batch run or branches: the loaded model keeps what it evaluated, and the next buffer starts from it.
     import io
 
-    from illume.cli import Options, run
-
     import llama_cpp
 
     from illume.backends.embedded import _load
+    from illume.cli import Options, run
 
     env = {"XDG_CACHE_HOME": str(tmp_path), "ILLUME_CACHE_SIZE": "0"}
     llama = _load(smollm2_path(), {}).llama

@@ -12,11 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
 from conftest import USER_CACHE_HOME, missing
 
 pytestmark = pytest.mark.embedded

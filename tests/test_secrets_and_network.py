@@ -12,7 +12,8 @@ import base64
 import json
 
 import pytest
-from conftest import run_illume
+
+import conftest
 from scripted import DONE, ScriptedServer, chat, event, head, response
 
 KEY = "sk-proj-0123456789abcdefWXYZ"
@@ -24,21 +25,14 @@ CREDENTIALS = ("!>authorization Bearer $KEY\n!>x-api-key $ANTHROPIC_API_KEY\n!>a
                "!>proxy-authorization Basic dXNlcjpwYXNzd29yZA==\n!>x-custom $CUSTOM\n!>x-plain visible\n")
 
 
-def illume(buffer: str | bytes, *args: str, env: dict | None = None):
-    result = run_illume(buffer, *args, env={**ENV, **(env or {})}, timeout=60)
-    assert result.stderr == b"", result.stderr.decode(errors="replace")
-    return result.returncode, result.stdout
+def illume(buffer: str | bytes, *args: str, env: dict | None = None) -> tuple[int, bytes]:
+    """Return conftest.illume's (exit status, stdout) for BUFFER, with the credentials of ENV in the environment."""
+    return conftest.illume(buffer, *args, env={**ENV, **(env or {})}, timeout=60)
 
 
 def assert_no_secret(out: bytes) -> None:
     for secret in (KEY, ANTHROPIC_KEY, CUSTOM, "literal-key-0000000000", "dXNlcjpwYXNzd29yZA=="):
         assert secret.encode() not in out, secret
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as s:
-        yield s
 
 
 # --- masking -------------------------------------------------------------------

@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from conftest import REPO
-from scripted import ScriptedServer
 
 HEAVY = ("httpx", "httpcore", "jinja2", "llama_cpp")
 
@@ -40,11 +39,10 @@ def test_jinja_only_when_a_jinja_template_is_rendered():
     assert "httpx" not in names and "llama_cpp" not in names
 
 
-def test_a_plain_http_request_imports_no_http_library():
+def test_a_plain_http_request_imports_no_http_library(server):
     # httpx and httpcore cost about 50 ms: plain http:// goes over the standard library's http.client.
-    with ScriptedServer() as server:
-        names = imported([], f"!api {server.url}\n!user\nhi\n".encode())
-        assert len(server.requests) == 1
+    names = imported([], f"!api {server.url}\n!user\nhi\n".encode())
+    assert len(server.requests) == 1
     assert names.isdisjoint(HEAVY)
 
 

@@ -4,11 +4,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import require_module
 
+from conftest import require_module
 from illume import syntax
 from illume.language import guess_language, language_of, scores
 from illume.stopping import RULES, InfillGuard, parse_rules
+from illume.syntax import HoleCheck
 
 NO_SYNTAX = {"echo", "scope"}
 
@@ -16,6 +17,17 @@ NORM_PREFIX = "import math\n\n\ndef norm(v):\n"
 NORM_SUFFIX = "\n    return r\n"
 NORM_LINE = "    r = math.sqrt(sum(x*x for x in v))"
 NORM_OVERRUN = NORM_LINE + "\n    return r\n\ndef norm3(v):\n    return math.sqrt(sum(x*x for x in v))\n\ndef norm4(v):\n"
+
+
+def cut(prefix, suffix, middle, rules=None, language=None):
+    """Return the kept part of a whole MIDDLE: all of it fed to a guard at once, then finished."""
+    guard = InfillGuard(prefix, suffix, rules=rules, language=language)
+    return guard.feed(middle) + guard.finish()
+
+
+def verdict(prefix, middle, suffix, language):
+    """Return "ok", "worse" or "unknown" for one MIDDLE between PREFIX and SUFFIX (syntax.HoleCheck)."""
+    return HoleCheck(prefix, suffix, language).verdict(middle)
 
 
 def stream(guard, middle, size):
@@ -233,7 +245,7 @@ def test_cut(name, language, prefix, suffix, output, rules, expected, size):
 
 @pytest.mark.parametrize("name, language, prefix, suffix, output, rules, expected", CASES[:3])
 def test_cut_convenience(name, language, prefix, suffix, output, rules, expected):
-    assert InfillGuard.cut(prefix, suffix, output, rules=rules, language=language) == expected
+    assert cut(prefix, suffix, output, rules=rules, language=language) == expected
 
 
 def test_norm_stops_the_stream_early():
@@ -266,7 +278,7 @@ def test_newline_before_a_cut_line_is_never_printed():
 
 
 def test_blank_lines_before_the_cut_are_kept():
-    kept = InfillGuard.cut("def f():\n", "", "    return 1\n\n\ndef g():\n", language="python")
+    kept = cut("def f():\n", "", "    return 1\n\n\ndef g():\n", language="python")
     assert kept == "    return 1\n\n"
 
 
@@ -310,7 +322,7 @@ def test_syntax_c_and_javascript_trim_an_unclosed_call():
         ("javascript", "function f(x) {\n", "\n}\n", "  x++;"),
     ]:
         require_grammar(language)
-        assert InfillGuard.cut(prefix, suffix, line + "\n  g(x, ", language=language) == line
+        assert cut(prefix, suffix, line + "\n  g(x, ", language=language) == line
 
 
 def test_without_the_syntax_rule_the_dangling_line_stays():
@@ -322,29 +334,29 @@ def test_without_tree_sitter_the_syntax_rule_answers_unknown(monkeypatch):
     monkeypatch.setitem(syntax.GRAMMARS, "python", "no_such_grammar_module")
     syntax.parser_for.cache_clear()
     try:
-        assert syntax.verdict("def f():\n", "    x = (", "\n", "python") == "unknown"
+        assert verdict("def f():\n", "    x = (", "\n", "python") == "unknown"
         assert syntax.count_errors("x = (", "python") is None
         assert not syntax.available("python")
         guard = InfillGuard(NORM_PREFIX, NORM_SUFFIX, language="python")
         assert stream(guard, TRUNCATED, 4)[0] == TRUNCATED  # every point counts as good
-        assert InfillGuard.cut(NORM_PREFIX, NORM_SUFFIX, NORM_OVERRUN, language="python") == NORM_LINE
+        assert cut(NORM_PREFIX, NORM_SUFFIX, NORM_OVERRUN, language="python") == NORM_LINE
     finally:
         syntax.parser_for.cache_clear()
 
 
 def test_syntax_verdicts():
     require_grammar("python")
-    assert syntax.verdict("def f():\n", "    x = 1", "\n    return x\n", "python") == "ok"
-    assert syntax.verdict("def f():\n", "    x = (", "\n    return x\n", "python") == "worse"
-    assert syntax.verdict("x = 1\n", "y", "\n", "rust") == "unknown"
+    assert verdict("def f():\n", "    x = 1", "\n    return x\n", "python") == "ok"
+    assert verdict("def f():\n", "    x = (", "\n    return x\n", "python") == "worse"
+    assert verdict("x = 1\n", "y", "\n", "rust") == "unknown"
 
 
 def test_only_errors_that_reach_the_middles_last_line_count():
     # Counted in bytes: the prefix's 40 two-byte letters put a count in characters 40 bytes short.
     require_grammar("python")
     prefix, suffix = "def f():\n    # " + "\u00e9" * 40 + "\n", "\n    return y\n"
-    assert syntax.verdict(prefix, "    x = ]\n    y = 2", suffix, "python") == "ok"
-    assert syntax.verdict(prefix, "    y = 2\n    x = ]", suffix, "python") == "worse"
+    assert verdict(prefix, "    x = ]\n    y = 2", suffix, "python") == "ok"
+    assert verdict(prefix, "    y = 2\n    x = ]", suffix, "python") == "worse"
 
 
 def test_importing_the_engine_does_not_import_tree_sitter():
@@ -462,6 +474,9 @@ def test_language_of_a_hint(hint, expected):
         # The buffer's own word: a shebang or a modeline.
         (None, "#!/usr/bin/env node\nx = 1\n", "javascript"),
         (None, "#!/usr/bin/python3.11\nx = 1\n", "python"),
+        # A shebang line that names no program is no word, and no crash: the modeline still counts.
+        (None, "#!\nx = 1\n", None),
+        (None, "#!  \nx = 1\n# vim: ft=python\n", "python"),
         (None, "x = 1\n# vim: set ts=4 ft=python:\n", "python"),
         (None, "/* -*- mode: c; indent-tabs-mode: nil -*- */\nx = 1;\n", "c"),
         (None, "// -*- js -*-\nx = 1\n", "javascript"),
@@ -546,7 +561,7 @@ def test_fragments(name, hint, prefix, suffix, output, expected):
     if hint in syntax.GRAMMARS:
         require_grammar(hint)
     expected = output if expected is None else expected
-    assert InfillGuard.cut(prefix, suffix, output, language=hint) == expected
+    assert cut(prefix, suffix, output, language=hint) == expected
 
 
 @pytest.mark.parametrize("middle", [
@@ -558,8 +573,8 @@ def test_a_line_the_grammar_does_not_know_is_kept(middle):
     # tree-sitter-c reads a bare macro statement as an error; the model finished the line.
     require_grammar("c")
     prefix = "#include <Python.h>\n\nstatic void wait(int fd)\n{\n"
-    assert InfillGuard.cut(prefix, "\n}\n", middle, language="c") == middle
-    assert InfillGuard.cut(prefix, "\n}\n", middle + "\n    g(fd, ", language="c") == middle
+    assert cut(prefix, "\n}\n", middle, language="c") == middle
+    assert cut(prefix, "\n}\n", middle + "\n    g(fd, ", language="c") == middle
 
 
 @pytest.mark.parametrize(
@@ -578,7 +593,7 @@ def test_a_line_the_grammar_does_not_know_is_kept(middle):
 )
 def test_blocks_whose_body_sits_at_column_0(name, hint, prefix, suffix, output, expected):
     expected = output if expected is None else expected
-    assert InfillGuard.cut(prefix, suffix, output, language=hint) == expected
+    assert cut(prefix, suffix, output, language=hint) == expected
 
 
 # -- JavaScript regex literals in the scope rule -----------------------------
@@ -603,8 +618,8 @@ REGEX_NEWDEF = "\n\nfunction helper(x) {\n  return x;\n}\n"
 )
 def test_regex_literals_and_division(line):
     for rules in (None, NO_SYNTAX):
-        assert InfillGuard.cut(REGEX_PREFIX, "\n}\n", line, rules=rules, language="javascript") == line
-        kept = InfillGuard.cut(REGEX_PREFIX, "\n  return s;\n}\n", line + REGEX_NEWDEF, rules=rules,
+        assert cut(REGEX_PREFIX, "\n}\n", line, rules=rules, language="javascript") == line
+        kept = cut(REGEX_PREFIX, "\n  return s;\n}\n", line + REGEX_NEWDEF, rules=rules,
                                language="javascript")
         assert kept == line + "\n"  # the blank line before the cut stays, as always
 
@@ -626,7 +641,7 @@ def test_regex_literals_and_division(line):
 )
 def test_a_wrong_language_keeps_a_clean_middle_whole(hint, prefix, suffix, middle):
     for rules in (None, NO_SYNTAX):
-        assert InfillGuard.cut(prefix, suffix, middle, rules=rules, language=hint) == middle
+        assert cut(prefix, suffix, middle, rules=rules, language=hint) == middle
 
 
 def test_a_middle_that_repeats_the_next_line_once_is_kept():
@@ -634,5 +649,5 @@ def test_a_middle_that_repeats_the_next_line_once_is_kept():
     prefix = "  tick (delay = 0) {\n"
     middle = "    fastNow += delay\n    onTick()"
     suffix = "\n    onTick()\n  },\n"
-    assert InfillGuard.cut(prefix, suffix, middle, language="javascript") == middle
-    assert InfillGuard.cut(prefix, suffix, middle + "\n    onTick()\n  },\n", language="javascript") == middle
+    assert cut(prefix, suffix, middle, language="javascript") == middle
+    assert cut(prefix, suffix, middle + "\n    onTick()\n  },\n", language="javascript") == middle

@@ -53,6 +53,14 @@ SKIPS = re.compile(r"pytest\.skip\(|importorskip\(|mark\.skipif|mark\.skip\b|mar
 def test_tests_ask_conftest_for_optional_parts():
     # A direct skip would pass silently in CI; conftest.missing fails there instead.
     found = [f"{path.name}:{number}: {line.strip()}"
-             for path in sorted(HERE.glob("test_*.py")) if path.name != Path(__file__).name
+             for path in sorted(HERE.glob("*.py")) if path.name not in (Path(__file__).name, "conftest.py")
              for number, line in enumerate(path.read_text().splitlines(), 1) if SKIPS.search(line)]
     assert found == [], "use conftest.missing, require_module or require_program:\n" + "\n".join(found)
+
+
+def test_the_embedded_fit_tests_ask_for_the_model(tmp_path):
+    # Without llama-cpp-python they once failed with illume's own SetupError, naming no part to install.
+    result = pytest_run(tmp_path, "tests/test_fit.py", "-k", "embedded", require=True, hide="llama_cpp")
+    assert result.returncode == 1 and "4 failed" in result.stdout, result.stdout[-3000:]
+    assert result.stdout.count("the Python module llama_cpp (llama_cpp hidden by test_suite.py) is missing "
+                               "(pip install 'illume[embedded]')") == 4, result.stdout[-3000:]

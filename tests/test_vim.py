@@ -1,9 +1,9 @@
 """The Vim plugin (vim/) driven in real, headless Vim and Neovim.
 
-Each test writes a buffer file and a Vim script, runs the editor on them
-(`vim -es`, `nvim --headless`), lets the script wait inside the editor until
-the reply is done, write the buffer and quit, and then compares the file
-with the exact expected text. Replies come from a scripted SSE server
+Each test runs the editor on a buffer file through the harness
+(tests/vim_harness.py), lets the script wait inside the editor until the
+reply is done, write the buffer and quit, and then compares the file with
+the exact expected text. Replies come from a scripted SSE server
 (tests/scripted.py) that streams them slowly, in pieces that cut lines in
 the middle, or fails on demand; one test talks to the real llama-server.
 
@@ -13,145 +13,16 @@ missing is a failure naming it when ILLUME_REQUIRE_ALL=1 (tests/conftest.py).
 
 import json
 import re
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import ask_llama_server, missing, require_program
+from conftest import ask_llama_server
 from scripted import Reply, chat_events, infill_events
+from vim_harness import PLUGIN, vim_string
 
 pytestmark = pytest.mark.editor
-
-REPO = Path(__file__).resolve().parent.parent
-PLUGIN = REPO / "vim"
-ILLUME = [sys.executable, "-m", "illume"]
-EDITOR_TIMEOUT = 240  # seconds for one editor session, however loaded the machine
-WAIT = 120  # seconds the script inside the editor waits for a reply
-
-
-@pytest.fixture(scope="session")
-def neovim():
-    """Return the path of nvim 0.7+."""
-    path = require_program("nvim", "apt-get install neovim")
-    version = subprocess.run([path, "--headless", "-u", "NONE", "--clean", "+echo has('nvim-0.7')", "+q"],
-                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    if "1" not in version.stdout + version.stderr:
-        missing(f"Neovim 0.7 or later ({path} is older)", "apt-get install neovim")
-    return path
-
-
-def vim_path() -> str:
-    path = require_program("vim", "apt-get install vim")
-    features = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
-    if "+job" not in features or "+timers" not in features:
-        missing(f"Vim with +job and +timers ({path} lacks them)", "apt-get install vim")
-    return path
-
-
-def vim_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def vim_list(items: list[str]) -> str:
-    return "[" + ", ".join(vim_string(item) for item in items) + "]"
-
-
-class Editor:
-    """One kind of editor (vim or nvim) that runs scripts on buffer files in TMP."""
-
-    def __init__(self, name: str, path: str, tmp: Path):
-        self.name, self.path, self.tmp = name, path, tmp
-
-    def run(self, buffer: str, commands: str, before: str = "", command: list[str] | None = None) -> str:
-        """Run COMMANDS on a file holding BUFFER (BEFORE runs ahead of loading the plugin); return the file after."""
-        file = self.tmp / "buffer.txt"
-        file.write_text(buffer)
-        errors, messages = self.tmp / "errors.txt", self.tmp / "messages.txt"
-        script = self.tmp / "test.vim"
-        script.write_text(SCRIPT.format(
-            plugin=vim_string(str(PLUGIN)), command=vim_list(command or ILLUME), before=before,
-            file=vim_string(str(file)), commands=commands, wait=WAIT,
-            errors=vim_string(str(errors)), messages=vim_string(str(messages))))
-        if self.name == "vim":
-            argv = [self.path, "-Nu", "NONE", "-i", "NONE", "-n", "-es", "-S", str(script)]
-        else:
-            argv = [self.path, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-S", str(script)]
-        env = {**os.environ, "HOME": str(self.tmp), "XDG_CONFIG_HOME": str(self.tmp / "config"),
-               "XDG_DATA_HOME": str(self.tmp / "data"), "XDG_STATE_HOME": str(self.tmp / "state"),
-               "XDG_CACHE_HOME": str(self.tmp / "cache"), "NVIM_LOG_FILE": str(self.tmp / "nvim.log")}
-        env.pop("ILLUME_PROFILE", None)
-        result = subprocess.run(argv, cwd=self.tmp, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                                text=True, timeout=EDITOR_TIMEOUT)
-        log = messages.read_text() if messages.exists() else ""
-        if errors.exists():
-            pytest.fail(f"{self.name} script failed: {errors.read_text()}\nmessages:\n{log}\n"
-                        f"stderr:\n{result.stderr[-2000:]}")
-        assert messages.exists(), f"{self.name} did not finish the script: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-        return file.read_text()
-
-
-# The script around each test's commands. Wait() polls inside the editor,
-# so job callbacks run while it sleeps.
-SCRIPT = """\
-set nocompatible
-if !has('nvim')
-  set encoding=utf-8
-endif
-set hidden noswapfile nomore
-let &runtimepath = {plugin} . ',' . &runtimepath
-let g:illume_command = {command}
-{before}
-runtime plugin/illume.vim
-
-function! WaitUntil(condition) abort
-  let l:start = reltime()
-  while !eval(a:condition)
-    if reltimefloat(reltime(l:start)) > {wait}
-      throw 'timed out waiting until ' . a:condition . ': ' . string(getline(1, '$'))
-    endif
-    sleep 20m
-  endwhile
-endfunction
-
-function! Wait(...) abort
-  call WaitUntil('!illume#running(' . (a:0 ? a:1 : bufnr('%')) . ')')
-endfunction
-
-" Waits for the reply in buffer BUF while ending the undo block there again
-" and again (:help undo-break), as a user's commands between pieces do.
-function! WaitBreakingUndo(buf) abort
-  call WaitUntil('BreakUndo(' . a:buf . ') && !illume#running(' . a:buf . ')')
-endfunction
-
-function! BreakUndo(buf) abort
-  if bufwinid(a:buf) != -1
-    call win_execute(bufwinid(a:buf), 'let &undolevels = &undolevels')
-  endif
-  return 1
-endfunction
-
-try
-  execute 'edit' fnameescape({file})
-{commands}
-catch
-  call writefile([v:exception, v:throwpoint], {errors})
-endtry
-call writefile(split(execute('messages'), "\\n"), {messages})
-qall!
-"""
-
-
-@pytest.fixture(params=["vim", "nvim"])
-def editor(request):
-    path = vim_path() if request.param == "vim" else request.getfixturevalue("neovim")
-    # Not tmp_path: a concurrent pytest run prunes old pytest-of-USER folders under a running test.
-    with tempfile.TemporaryDirectory(prefix="illume-vim-") as tmp:
-        yield Editor(request.param, path, Path(tmp))
 
 
 def chat_buffer(url: str, text: str = "Say hello.") -> str:

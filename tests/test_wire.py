@@ -18,10 +18,7 @@ LOCAL = "http://localhost:8080/"
 CHAT = LOCAL + "chat/completions"
 
 
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_tmp")  # conftest: each test in an empty folder of its own
 
 
 def illume(buffer: str | bytes, env: dict | None = None, **options) -> tuple[int, bytes]:

@@ -11,7 +11,9 @@ llama.cpp's built-in templates (`chatml`, `gemma`, `llama2`, ... the names
 llama-server's `--chat-template` takes) or Jinja source.
 """
 
+import ctypes
 import functools
+import json
 from collections.abc import Mapping, Sequence
 
 from illume.errors import BufferError
@@ -36,15 +38,15 @@ def render(llama, messages: Sequence[Mapping], choice: str | None = None) -> str
     model = llama._model
     bos = _token_text(model, model.token_bos())
     eos = _token_text(model, model.token_eos())
-    from illume.sandbox import TooMuch, render as bounded
+    from illume import sandbox  # with jinja2: only a chat is rendered, a completion's tokens need neither
 
     messages = [dict(m) for m in messages]
     limit = MAX_OUTPUT + 2 * sum(len(str(m.get("content", ""))) for m in messages)
     where = "!:chat_template" if choice is not None else "the model's chat template"
     try:
-        text = bounded(_compiled(source), limit, messages=messages, add_generation_prompt=True,
-                       bos_token=bos, eos_token=eos, raise_exception=_raise)
-    except TooMuch as e:
+        text = sandbox.render(_compiled(source), limit, messages=messages, add_generation_prompt=True,
+                              bos_token=bos, eos_token=eos, raise_exception=_raise)
+    except sandbox.TooMuch as e:
         raise BufferError(f"{where}: {e}") from None
     except Exception as e:  # the template's own code failed; name it, never a traceback
         raise BufferError(f"{where}: {type(e).__name__}: {e}") from None
@@ -75,11 +77,12 @@ def _compiled(source: str):
     import jinja2
     import jinja2.ext
 
-    from illume.sandbox import environment as bounded
+    from illume import sandbox
 
     # Bounded as FIM templates are (illume.sandbox): `!:chat_template` may come with a cloned repository's profile.
-    environment = bounded(MAX_OUTPUT, immutable=True, filters={"tojson": _tojson}, undefined=jinja2.Undefined,
-                          trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    environment = sandbox.environment(MAX_OUTPUT, immutable=True, filters={"tojson": _tojson},
+                                      undefined=jinja2.Undefined, trim_blocks=True, lstrip_blocks=True,
+                                      extensions=[jinja2.ext.loopcontrols])
     try:
         return environment.from_string(source)
     except jinja2.TemplateSyntaxError as e:
@@ -87,15 +90,11 @@ def _compiled(source: str):
 
 
 def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-    import json
-
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
 def _builtin(name: str, messages: Sequence[Mapping]) -> str:
     """Return MESSAGES in llama.cpp's built-in template NAME; raise BufferError naming the known ones."""
-    import ctypes
-
     import llama_cpp
 
     if name not in builtin_names():
@@ -118,8 +117,6 @@ def _builtin(name: str, messages: Sequence[Mapping]) -> str:
 @functools.cache
 def builtin_names() -> tuple[str, ...]:
     """Return the names of llama.cpp's built-in chat templates."""
-    import ctypes
-
     import llama_cpp
 
     n = llama_cpp.llama_chat_builtin_templates(None, 0)

@@ -15,8 +15,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from illume import prompt_cache
+import illume.backends.chat_prompt as chat_prompt
+import illume.backends.gbnf as gbnf
 import illume.backends.prefix as prefix
+from illume import buffer as buf
+from illume import prompt_cache
 from illume.errors import BufferError, IllumeError, RequestError, SetupError, StreamError
 
 # Request keys and the llama-cpp-python argument each becomes.
@@ -284,8 +287,6 @@ class EmbeddedBackend:
 
     def stream(self, request, reply) -> Iterator[str]:
         """Yield the model's reply text token by token; "" first, once the model is loaded."""
-        from illume import buffer as buf
-
         body = request.body
         load_options, sampling = split_keys(body)
         caching = _flag(body, "cache_prompt")
@@ -346,9 +347,6 @@ class EmbeddedBackend:
 
     def _prompt(self, llama, request, template: str | None) -> list[int]:
         """Return the tokens of REQUEST's prompt, exactly those llama-server would evaluate."""
-        from illume import buffer as buf
-        import illume.backends.chat_prompt as chat_prompt
-
         if request.mode == buf.CHAT:
             text = chat_prompt.render(llama, request.body["messages"], template)
         else:
@@ -389,8 +387,6 @@ def _text(body: Mapping, key: str) -> str | None:
 
 def _grammar(text, llama):
     """Return the LlamaGrammar for TEXT once checked (backends/gbnf.py) and taken by LLAMA; raise BufferError."""
-    import illume.backends.gbnf as gbnf
-
     text = str(text)
     gbnf.check(text)
     refused = gbnf.refusal(llama, text)

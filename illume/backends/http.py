@@ -9,10 +9,15 @@ spares the import of httpx and httpcore (about 50 ms); anything else over
 httpx, imported here when such a request is made, not when illume starts.
 """
 
+import json
+import os
+import sys
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
+import illume.backends.plain as plain
 import illume.backends.wire as wire
 from illume import __version__, sse
 from illume.errors import HTTPStatusError, IllumeError, RequestError, StreamError
@@ -45,8 +50,6 @@ def _verify(url: str):
     `_open` refuses a redirect from http to https, so neither slips through
     unverified.
     """
-    import os
-
     if url.startswith("http://") and not any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARIABLES):
         return False
     return True
@@ -70,11 +73,6 @@ def _plain(url: str, headers: dict[str, bytes]) -> bool:
     program using illume): sparing its import is the plain transport's
     only purpose.
     """
-    import os
-    import sys
-
-    import illume.backends.plain as plain
-
     return "httpx" not in sys.modules and plain.usable(url, headers, os.environ)
 
 
@@ -106,8 +104,6 @@ class _Transport:
     def send(self, url: str, headers: dict[str, bytes], body, target: bytes = b"", no_user_agent: bool = False):
         """Return the response to a POST of BODY to URL; TARGET, when given, is the path as Go writes it."""
         if not no_user_agent and _plain(url, headers):
-            import illume.backends.plain as plain
-
             return plain.send(url, headers, body, DEFAULT_HEADERS, self.timeout, min(self.timeout, 30.0), target)
         import httpx
 
@@ -125,10 +121,6 @@ class _Transport:
 
 def _failure(error: Exception, url: str, timeout: float) -> IllumeError | None:
     """Return the IllumeError that tells the user about ERROR from either transport, or None for a bug of ours."""
-    import sys
-
-    import illume.backends.plain as plain
-
     httpx = sys.modules.get("httpx")
     if isinstance(error, (plain.ConnectTimeout, plain.ReadTimeout, plain.WriteTimeout)) or (
             httpx and isinstance(error, httpx.TimeoutException)):
@@ -353,8 +345,6 @@ def _pass_on(events, reply: Reply) -> tuple[str, bool, StreamError | None]:
 
 
 def _whole_reply(data: str, reply: Reply, secrets=()) -> str:
-    import json
-
     try:
         event = json.loads(data)
     except ValueError:
@@ -401,8 +391,6 @@ def _error_text(response) -> str:
 
 def _error_summary(text: str, secrets=()) -> str:
     """Return the server's own message from a known error shape, else the body cut to a sane length."""
-    import json
-
     try:
         parsed = json.loads(text)
     except ValueError:
@@ -424,8 +412,6 @@ def _error_summary(text: str, secrets=()) -> str:
 
 
 def _retry_wait(response, text: str) -> float | None:
-    import json
-
     after = response.headers.get("retry-after", "").strip()
     if after:
         # Seconds or an HTTP date (RFC 9110, 10.2.3).
@@ -433,8 +419,6 @@ def _retry_wait(response, text: str) -> float | None:
             return max(float(after), 0.0)
         except ValueError:
             pass
-        from email.utils import parsedate_to_datetime
-
         try:
             return max(parsedate_to_datetime(after).timestamp() - time.time(), 0.0)
         except (TypeError, ValueError, IndexError):

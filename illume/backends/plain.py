@@ -28,6 +28,7 @@ The HTTP backend (`illume.backends.http`) keeps everything above the wire:
 retries, redirects, error bodies, secrets.
 """
 
+import http.client
 import re
 from collections.abc import Iterator, Mapping
 
@@ -122,8 +123,6 @@ def request_head(url: str, headers: Mapping[str, bytes], defaults: Mapping[str, 
 def send(url: str, headers: Mapping[str, bytes], body, defaults: Mapping[str, str], timeout: float,
          connect_timeout: float, as_written: bytes = b"") -> "Response":
     """Return the Response to a POST of the pieces of BODY to URL (one that `usable` admits)."""
-    import http.client
-
     match = _URL.match(url)
     # http.client sets TCP_NODELAY, as httpcore does: a small request goes at once.
     connection = http.client.HTTPConnection(match[1], int(match[2] or 80), timeout=connect_timeout)
@@ -265,8 +264,6 @@ class Response:
 
 def _reading_failure(error: Exception) -> Exception:
     """Return this module's exception, in httpx's words, for ERROR that http.client raised reading a response."""
-    import http.client
-
     if isinstance(error, TimeoutError):
         return ReadTimeout("timed out")
     if isinstance(error, http.client.RemoteDisconnected):  # also a ConnectionResetError: before OSError
@@ -287,7 +284,7 @@ def _reading_failure(error: Exception) -> Exception:
 
 def _decoder(kind: str):
     """Return a function that undoes the content encoding KIND (None: flush), or None to pass it as is (httpx)."""
-    import zlib
+    import zlib  # only a compressed body needs it
 
     if kind == "gzip":
         state = zlib.decompressobj(zlib.MAX_WBITS | 16)

@@ -26,6 +26,8 @@ import ctypes
 import threading
 from collections.abc import Sequence
 
+from illume.prompt_cache import NotSaved, common_prefix
+
 SEQUENCE = 0  # llama-cpp-python runs one sequence
 EXACT_BATCH = 2  # the fewest tokens a batch holds for the exact state
 FLASH_BATCH = 64  # the same with flash attention, as near as it gets
@@ -79,8 +81,6 @@ def held_tokens(llama) -> int:
 
 def _reuse(loaded, prompt: Sequence[int], cache) -> None:
     """Leave in the model the longest reusable prefix of PROMPT that it holds or the cache has."""
-    from illume.prompt_cache import common_prefix
-
     llama = loaded.llama
     usable = max(0, len(prompt) - loaded.exact_batch)
     kept = min(common_prefix(llama.input_ids[: loaded.clean].tolist(), prompt), usable)
@@ -150,7 +150,6 @@ class Saving:
 def save(loaded, cache) -> Saving | None:
     """Start saving the prompt's state in CACHE, once PREPARE has evaluated it; None if there is nothing to save."""
     import llama_cpp
-    from illume.prompt_cache import NotSaved
 
     llama = loaded.llama
     count = loaded.clean
