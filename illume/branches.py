@@ -41,7 +41,7 @@ import time
 
 from illume.backends import concurrent
 from illume import buffer as buf
-from illume.errors import BufferError, HTTPStatusError, IllumeError
+from illume.errors import DirectiveError, HTTPStatusError, IllumeError
 from illume.output import ASSISTANT, Times, note_line, write_reply
 from illume.reply import DONE, GptOss, Reply
 
@@ -58,9 +58,9 @@ def note(number: int, count: int) -> str:
 
 
 def first_request(parsed: buf.Buffer, request):
-    """Return the request to send first for PARSED's branches; raise BufferError in infill mode."""
+    """Return the request to send first for PARSED's branches; raise DirectiveError in infill mode."""
     if request.mode == buf.INFILL:
-        raise BufferError("!branches: fill in the middle takes one reply (remove !branches)")
+        raise DirectiveError("!branches: fill in the middle takes one reply (remove !branches)")
     if not concurrent(request.url):
         return request  # answered one request after another
     return _with_body(request, n=parsed.branches)

@@ -16,15 +16,11 @@ import os
 import re
 from collections.abc import Mapping
 
-from illume.documents import DocumentError, read_text
+from illume.documents import read_text
+from illume.errors import DocumentError, TemplateError
 from illume.gotext import trim_space
-from illume.errors import IllumeError
 from illume.names import shown
 from illume.resources import builtin_dir, user_dir
-
-
-class TemplateError(IllumeError):
-    """A FIM template could not be found or rendered."""
 
 
 def render(template: str, prefix: str, suffix: str, env: Mapping[str, str], files=()) -> str:

@@ -13,7 +13,7 @@ import pytest
 from conftest import ask_llama_cpp, ask_llama_server, closed_url, embedded_model, free_port, run_illume
 from scripted import Reply, ScriptedServer, chat_events
 from illume import buffer as buf
-from illume.errors import BufferError
+from illume.errors import DirectiveError
 
 SETTINGS = "!:temperature 0.9\n!:seed 42\n!:max_tokens 16\n"
 FIXED = "!:temperature 0\n!:max_tokens 16\n"
@@ -64,7 +64,7 @@ def test_the_directive_sets_the_count(line, expected):
 @pytest.mark.parametrize("line", ["!branches", "!branches 0", "!branches 33", "!branches three", "!branches -2",
                                   "!branches 2.5", "!branches ３"])
 def test_a_wrong_count_is_an_error_naming_the_line(line):
-    with pytest.raises(BufferError) as error:
+    with pytest.raises(DirectiveError) as error:
         buf.parse(f"!user\n{line}\nhi\n", buf.Sources({}), default_profile="llama.cpp")
     assert str(error.value).startswith("<stdin>:2: !branches: expected a number of replies from 1 to 32")
 

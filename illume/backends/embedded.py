@@ -17,7 +17,7 @@ from pathlib import Path
 
 from illume import prompt_cache
 import illume.backends.prefix as prefix
-from illume.errors import BufferError, IllumeError, RequestError, SetupError, StreamError
+from illume.errors import DirectiveError, IllumeError, RequestError, SetupError, StreamError
 
 # Request keys and the llama-cpp-python argument each becomes.
 SAMPLING = {
@@ -92,7 +92,7 @@ def model_path(body: Mapping, env: Mapping[str, str]) -> Path:
 
 
 def split_keys(body: Mapping) -> tuple[dict, dict]:
-    """Return (load options, sampling options) for BODY; raise BufferError naming an unknown key."""
+    """Return (load options, sampling options) for BODY; raise DirectiveError naming an unknown key."""
     load, sample = {}, {}
     for key, value in body.items():
         if key in CONTENT or key in SERVER_ONLY or key in OWN:
@@ -101,13 +101,13 @@ def split_keys(body: Mapping) -> tuple[dict, dict]:
             load[key] = _integer(key, value)
         elif key in LOADING_FLAGS:
             if not isinstance(value, bool):
-                raise BufferError(f"!:{key}: expected true or false, got {value!r}")
+                raise DirectiveError(f"!:{key}: expected true or false, got {value!r}")
             load[key] = value
         elif key in SAMPLING:
             name = SAMPLING[key]
             sample[name] = _integer(key, value) if name in INTEGERS else value
         else:
-            raise BufferError(f"!:{key}: the embedded backend does not know this key")
+            raise DirectiveError(f"!:{key}: the embedded backend does not know this key")
     if "stop" in sample and isinstance(sample["stop"], str):
         sample["stop"] = [sample["stop"]]
     if sample.get("max_tokens", 0) < 0:
@@ -118,7 +118,7 @@ def split_keys(body: Mapping) -> tuple[dict, dict]:
 def _integer(key: str, value) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
         return int(value)
-    raise BufferError(f"!:{key}: expected a whole number, got {value!r}")
+    raise DirectiveError(f"!:{key}: expected a whole number, got {value!r}")
 
 
 @contextmanager
@@ -376,33 +376,33 @@ _told: set[str] = set()  # the notes on unusable cache folders this process has 
 def _flag(body: Mapping, key: str, default: bool = True) -> bool:
     value = body.get(key, default)
     if not isinstance(value, bool):
-        raise BufferError(f"!:{key}: expected true or false, got {value!r}")
+        raise DirectiveError(f"!:{key}: expected true or false, got {value!r}")
     return value
 
 
 def _text(body: Mapping, key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
-        raise BufferError(f"!:{key}: expected a string, got {value!r}")
+        raise DirectiveError(f"!:{key}: expected a string, got {value!r}")
     return value
 
 
 def _grammar(text, llama):
-    """Return the LlamaGrammar for TEXT once checked (backends/gbnf.py) and taken by LLAMA; raise BufferError."""
+    """Return the LlamaGrammar for TEXT once checked (backends/gbnf.py) and taken by LLAMA; raise DirectiveError."""
     import illume.backends.gbnf as gbnf
 
     text = str(text)
     gbnf.check(text)
     refused = gbnf.refusal(llama, text)
     if refused:
-        raise BufferError(f"!:grammar: llama.cpp refused it: {refused}")
+        raise DirectiveError(f"!:grammar: llama.cpp refused it: {refused}")
     import llama_cpp
 
     try:
         with _quiet():
             return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
     except (ValueError, RuntimeError) as e:
-        raise BufferError(f"!:grammar: {e}") from None
+        raise DirectiveError(f"!:grammar: {e}") from None
 
 
 def _chunk_text(chunk, reply) -> str:
