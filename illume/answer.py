@@ -10,7 +10,7 @@ the buffer's secrets, to keep them out of whatever it prints.
 
 from collections.abc import Mapping
 
-from illume.errors import Exit, IllumeError, RequestError, StreamError
+from illume.errors import ContextTooLong, Exit, IllumeError
 from illume.output import ASSISTANT, Output, Times, write_reply
 
 DEFAULT_TIMEOUT = 300.0
@@ -122,18 +122,18 @@ def answer(question: Question, out: Output) -> Exit:
     opening = request.mode != buf.CHAT and not options.filter
     try:
         write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines, opening)
-    except (RequestError, StreamError) as e:
+    except ContextTooLong as e:
         from illume import counting
 
-        # Counted only now that the server refused: a prompt that fits costs no extra request.
+        # Counted only now that the model refused: a prompt that fits costs no extra request.
         raise counting.explained(e, fitted.parsed if fitted else parsed, request, question.env,
                                  options.timeout) from None
     if fitted:
         out.notes(fitted.note)
     if parsed.stats:
-        from illume.stats import cache_note
+        from illume.stats import stats_note
 
-        out.notes(times.note(reply.events) + cache_note(reply))  # cache_note: the embedded backend's
+        out.notes(stats_note(times, [reply]))
     return Exit.OK
 
 

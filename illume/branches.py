@@ -39,11 +39,12 @@ import queue
 import threading
 import time
 
-from illume.backends import concurrent
 from illume import buffer as buf
+from illume.backends import concurrent, for_request
 from illume.errors import DirectiveError, HTTPStatusError, IllumeError
 from illume.output import ASSISTANT, Times, note_line, write_reply
 from illume.reply import DONE, GptOss, Reply
+from illume.stats import stats_note
 
 # Statuses with which an OpenAI-style server refuses a key or its value:
 # llama-server says "Field 'n': Value must be between 1 <= value <= 4".
@@ -72,10 +73,8 @@ def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
     times = Times()
     try:
         if concurrent(request.url):
-            branches = _over_http(request, parsed.branches, timeout, cancel)
+            branches = _over_http(request, parsed.branches, env, timeout, cancel)
         else:
-            from illume.backends import for_request
-
             branches = [_Inline(for_request(request, env, timeout), _own_request(request, k))
                         for k in range(parsed.branches)]
         failures = _print(branches, parsed, request.mode, out, times)
@@ -83,7 +82,7 @@ def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
         cancel.set()  # on an interrupt too: every request still streaming stops at its next piece
     if parsed.stats:
         times.ended = time.perf_counter()
-        out.notes(times.note(sum(branch.reply.events for branch in branches)))
+        out.notes(stats_note(times, [branch.reply for branch in branches]))
     if failures:
         raise IllumeError("; ".join(failures))
 
@@ -156,21 +155,18 @@ def _drain(stream, branch: _Queued, cancel: threading.Event) -> None:
         stream.close()
 
 
-def _start_own(request, index: int, branch: _Queued, timeout: float, cancel: threading.Event) -> None:
+def _start_own(request, index: int, branch: _Queued, env, timeout: float, cancel: threading.Event) -> None:
     """Ask for branch INDEX with a request of its own, streamed by a thread of its own."""
-    from illume.backends.http import HTTPBackend
-
-    stream = HTTPBackend(timeout=timeout).stream(_own_request(request, index), branch.reply)
+    own = _own_request(request, index)
+    stream = for_request(own, env, timeout).stream(own, branch.reply)
     threading.Thread(target=_drain, args=(stream, branch, cancel), daemon=True).start()
 
 
-def _over_http(request, count: int, timeout: float, cancel: threading.Event) -> list:
+def _over_http(request, count: int, env, timeout: float, cancel: threading.Event) -> list:
     """Return COUNT branches asked of an HTTP server: one request with `n`, else one request each."""
-    from illume.backends.http import HTTPBackend
-
     branches = [_Queued() for _ in range(count)]
     choices = _Choices(branches)
-    stream = HTTPBackend(timeout=timeout).stream(request, choices)
+    stream = for_request(request, env, timeout).stream(request, choices)
     try:
         next(stream)  # accepted: the server took `n`
     except HTTPStatusError as e:
@@ -178,7 +174,7 @@ def _over_http(request, count: int, timeout: float, cancel: threading.Event) -> 
         if e.status not in REFUSED:
             raise
         for index, branch in enumerate(branches):
-            _start_own(request, index, branch, timeout, cancel)
+            _start_own(request, index, branch, env, timeout, cancel)
         return branches
     except BaseException:
         stream.close()
@@ -190,7 +186,7 @@ def _over_http(request, count: int, timeout: float, cancel: threading.Event) -> 
         # Choices that never came: the server ignored `n`.
         for index, branch in enumerate(branches):
             if index not in choices.seen and not cancel.is_set():
-                _start_own(request, index, branch, timeout, cancel)
+                _start_own(request, index, branch, env, timeout, cancel)
 
     threading.Thread(target=read_all, daemon=True).start()
     return branches

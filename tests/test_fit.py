@@ -190,6 +190,7 @@ def test_embedded_counts_are_the_models_own(shape):
     from illume import buffer as buf
     from illume import counting
     from illume import request as req
+    from illume.backends import counter_for
     from illume.backends.embedded import EmbeddedBackend
     from illume.reply import Reply
 
@@ -197,9 +198,9 @@ def test_embedded_counts_are_the_models_own(shape):
                        "completion": "!completion\nOnce upon a time\n"}[shape]
     parsed = buf.parse(text, buf.Sources({}))
     request = req.build(parsed, {})
-    count = counting.measure(counting.counter_for(request, {}, 10), parsed, request)
+    count = counting.measure(counter_for(request, {}, 10), parsed, request)
     # What the backend hands llama-cpp-python to evaluate, caught before any evaluation.
-    llama = counting.counter_for(request, {}, 10).llama
+    llama = counter_for(request, {}, 10).llama
     handed = []
 
     def create_completion(prompt, **options):

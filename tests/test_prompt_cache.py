@@ -370,10 +370,10 @@ def _prompt_tokens(buffer: str) -> list[int]:
     """Return the tokens the embedded backend evaluates for BUFFER, rendered and tokenized in this process."""
     from illume import buffer as buf
     from illume import request as req
-    from illume.backends.embedded import EmbeddedBackend, _load
+    from illume.backends.embedded import EmbeddedBackend, load
 
     request = req.build(buf.parse(buffer, buf.Sources({})), {})
-    return EmbeddedBackend({})._prompt(_load(smollm2_path(), {}).llama, request, None)
+    return EmbeddedBackend({})._prompt(load(smollm2_path(), {}).llama, request, None)
 
 
 @pytest.mark.embedded
@@ -513,10 +513,10 @@ def test_buffers_in_one_process_share_a_prefix_without_the_disk(model, tmp_path)
 
     import llama_cpp
 
-    from illume.backends.embedded import _load
+    from illume.backends.embedded import load
 
     env = {"XDG_CACHE_HOME": str(tmp_path), "ILLUME_CACHE_SIZE": "0"}
-    llama = _load(smollm2_path(), {}).llama
+    llama = load(smollm2_path(), {}).llama
     outputs, evaluated = [], []
     for question in ["line 4?", "line 9?"]:
         out = io.BytesIO()

