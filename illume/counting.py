@@ -131,13 +131,10 @@ def _too_long(count: Count, hint: str = "") -> ContextTooLong:
     return ContextTooLong(tokens.too_long(count) + hint, count.total, count.context)
 
 
-def explained(error: Exception, parsed, request, env: Mapping[str, str], timeout: float) -> Exception:
-    """Return the error to report for ERROR: for a prompt refused as too long (ContextTooLong), one naming its
-    biggest parts, when the model can count them."""
+def explained(error: ContextTooLong, parsed, request, env: Mapping[str, str], timeout: float) -> ContextTooLong:
+    """Return the error to report for ERROR, a backend's refusal: one naming the prompt's biggest parts, if counted."""
     from illume import buffer as buf
 
-    if not isinstance(error, ContextTooLong):
-        return error
     try:
         count = _measured(parsed, request, env, timeout)
     except Uncountable:

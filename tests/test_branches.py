@@ -247,3 +247,23 @@ def test_embedded_branches_each_have_their_own_seed():
     assert (result.returncode, result.stderr) == (0, b""), result.stdout
     assert result.stdout == expected(answers)
     assert answers[0].text != answers[1].text, "two seeds, one reply: the seeds prove nothing here"
+
+
+@pytest.mark.embedded
+def test_embedded_branches_stats_keep_the_cache_figure():
+    # One `!stats` line for all the branches, with what the embedded backend adds: the prompt tokens its cache
+    # spared, added up over the branches. The second branch finds all but the last two in the model's memory.
+    embedded_model()
+    buffer = "!profile embedded\n!:temperature 0\n!:max_tokens 4\n!stats\n!user\nName a colour.\n"
+    figure = re.compile(rb"\n\n!note [0-9.e+]+ tok/s, \d+ toks, [0-9.]+(?:ns|\xc2\xb5s|ms|s)"
+                        rb", (\d+) of (\d+) prompt tokens from the cache$")
+    one = figure.search(run_illume(buffer, timeout=300).stdout)
+    assert one, "a single reply's !stats has the cache figure"
+    prompt = int(one[2])
+    result = run_illume(buffer.replace("!user", "!branches 2\n!user"), timeout=300)
+    assert (result.returncode, result.stderr) == (0, b""), result.stdout
+    both = figure.search(result.stdout)
+    assert both, result.stdout
+    assert result.stdout.count(b"tok/s") == 1
+    assert int(both[2]) == 2 * prompt
+    assert prompt - 2 <= int(both[1]) <= 2 * (prompt - 2)

@@ -12,7 +12,7 @@ import re
 import httpx
 import pytest
 
-from conftest import require_module, run_illume, start_llama_server, stop
+from conftest import embedded_model, require_module, run_illume, start_llama_server, stop
 
 CONTEXT = 512
 SETTINGS = "!:temperature 0\n!:seed 42\n!:max_tokens 32\n"
@@ -236,3 +236,46 @@ def test_embedded_too_long_and_fit(schema):
     assert fitted.returncode == 0, fitted.stdout
     assert fitted.stdout.startswith(b"\n\n!assistant\n\n")
     assert re.search(rb"\n\n!note left out messages 2-\d+, [\d,]+ tokens, to fit 512$", fitted.stdout)
+
+
+# --- the refusal is a type, ContextTooLong, with the counts, from either backend ---
+
+@pytest.mark.server
+def test_llama_server_refusal_is_context_too_long_with_its_counts(small_server, schema):
+    from illume import buffer as buf
+    from illume import request as req
+    from illume.backends import for_request
+    from illume.errors import ContextTooLong
+    from illume.reply import Reply
+
+    text = f"!api {small_server}v1\n{SETTINGS}!user\n!context {schema}\nWhat is this?\n"
+    parsed = buf.parse(text, buf.Sources({}))
+    request = req.build(parsed, {})
+    refused = httpx.post(small_server + "v1/chat/completions", json=dict(request.body, stream=False), timeout=300)
+    assert refused.status_code == 400, refused.text
+    with pytest.raises(ContextTooLong) as caught:
+        for _ in for_request(request, {}, 60).stream(request, Reply()):
+            pass
+    assert (caught.value.prompt, caught.value.context) == (refused.json()["error"]["n_prompt_tokens"], CONTEXT)
+    assert str(caught.value) == (f"HTTP 400: the prompt is {caught.value.prompt} tokens but the context holds "
+                                 f"{CONTEXT} (exceed_context_size_error)")
+
+
+@pytest.mark.embedded
+def test_embedded_refusal_is_context_too_long_with_its_counts(schema):
+    embedded_model()
+    from illume import buffer as buf
+    from illume import counting
+    from illume import request as req
+    from illume.backends import counter_for, for_request
+    from illume.errors import ContextTooLong
+    from illume.reply import Reply
+
+    parsed = buf.parse(EMBEDDED + f"!user\n!context {schema}\nWhat is this?\n", buf.Sources({}))
+    request = req.build(parsed, {})
+    count = counting.measure(counter_for(request, {}, 10), parsed, request)  # the model's own tokenizer
+    assert count.total > CONTEXT
+    with pytest.raises(ContextTooLong) as caught:
+        for _ in for_request(request, {}, 10).stream(request, Reply()):
+            pass
+    assert (caught.value.prompt, caught.value.context) == (count.total, CONTEXT)
