@@ -100,7 +100,10 @@ def answer(question: Question, out: Output) -> Exit:
     if parsed.branches > 1:
         from illume import branches
 
-        branches.answer(parsed, request, out, question.env, options.timeout)
+        try:
+            branches.answer(parsed, request, out, question.env, options.timeout)
+        except ContextTooLong as e:
+            raise _explained(e, question, request, fitted) from None
         if fitted:
             out.notes(fitted.note)
         return Exit.OK
@@ -123,11 +126,7 @@ def answer(question: Question, out: Output) -> Exit:
     try:
         write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines, opening)
     except ContextTooLong as e:
-        from illume import counting
-
-        # Counted only now that the model refused: a prompt that fits costs no extra request.
-        raise counting.explained(e, fitted.parsed if fitted else parsed, request, question.env,
-                                 options.timeout) from None
+        raise _explained(e, question, request, fitted) from None
     if fitted:
         out.notes(fitted.note)
     if parsed.stats:
@@ -135,6 +134,15 @@ def answer(question: Question, out: Output) -> Exit:
 
         out.notes(stats_note(times, [reply]))
     return Exit.OK
+
+
+def _explained(error: ContextTooLong, question: Question, request, fitted) -> ContextTooLong:
+    """Return the error for REQUEST refused as too long: its biggest parts named, where the model counts them."""
+    from illume import counting
+
+    # Counted only now that the model refused: a prompt that fits costs no extra request.
+    parsed = fitted.parsed if fitted else question.parsed
+    return counting.explained(error, parsed, request, question.env, question.options.timeout)
 
 
 def infill_guard(parsed, options: Options):

@@ -279,3 +279,24 @@ def test_embedded_refusal_is_context_too_long_with_its_counts(schema):
         for _ in for_request(request, {}, 10).stream(request, Reply()):
             pass
     assert (caught.value.prompt, caught.value.context) == (count.total, CONTEXT)
+
+
+@pytest.mark.server
+def test_branches_too_long_names_the_biggest_parts(small_server, schema):
+    # One refusal explained as for one reply: not a raw HTTP 400, and not N more requests each refused.
+    buffer = f"!api {small_server}v1\n{SETTINGS}!user\n!context {schema}\nWhat is this?\n"
+    one = run_illume(buffer)
+    assert one.returncode == 1 and one.stdout.startswith(b"\n\n!error\n\nthe prompt is "), one.stdout
+    branched = run_illume(buffer.replace("!user", "!branches 2\n!user"))
+    assert (branched.returncode, branched.stdout) == (1, one.stdout)
+
+
+@pytest.mark.embedded
+def test_embedded_branches_too_long_names_the_biggest_parts(schema):
+    embedded_model()
+    buffer = EMBEDDED + f"!user\n!context {schema}\nWhat is this?\n"
+    one = run_illume(buffer)
+    assert one.returncode == 1 and one.stdout.startswith(b"\n\n!error\n\nthe prompt is "), one.stdout
+    assert b"(add !fit to leave out the oldest messages)" in one.stdout
+    branched = run_illume(buffer.replace("!user", "!branches 2\n!user"))
+    assert (branched.returncode, branched.stdout) == (1, one.stdout)
