@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from illume import prompt_cache
-import illume.backends.prefix as prefix
+import illume.backends.kv_cache as kv_cache
 from illume.errors import ContextTooLong, DirectiveError, IllumeError, SetupError, StreamError
 from illume.reply import Reply
 
@@ -64,7 +64,7 @@ DEFAULT_CONTEXT = 4096
 # tokens of context; without it, 128-token batches read a prompt fastest,
 # about 10% behind flash attention's 512, which a reply wins back after about
 # 40 tokens (bench/README.md, "Load settings"). And without it the prompt
-# cache's state is exact however a prompt is split (backends/prefix.py).
+# cache's state is exact however a prompt is split (backends/kv_cache.py).
 DEFAULT_BATCH = 128
 
 
@@ -150,7 +150,7 @@ def _free_models() -> None:
         _models.popitem()[1].llama.close()
 
 
-def load(path: Path, options: dict) -> prefix.Loaded:
+def load(path: Path, options: dict) -> kv_cache.Loaded:
     """Return the model at PATH loaded with OPTIONS, once a process; raise SetupError if it cannot be."""
     key = (str(path), tuple(sorted(options.items())))
     if key not in _models:
@@ -166,7 +166,7 @@ def load(path: Path, options: dict) -> prefix.Loaded:
         arguments = load_arguments(options)
         # Everything that shapes the saved state: the library, the file, the load arguments.
         versions = f"llama-cpp-python {llama_cpp.__version__}, repack {not advertises_amx()}"
-        _models[key] = prefix.Loaded(llama, prompt_cache.model_key(path, arguments, versions),
+        _models[key] = kv_cache.Loaded(llama, prompt_cache.model_key(path, arguments, versions),
                                      arguments["flash_attn"])
     return _models[key]
 
