@@ -167,7 +167,7 @@ def load(path: Path, options: dict) -> kv_cache.Loaded:
         # Everything that shapes the saved state: the library, the file, the load arguments.
         versions = f"llama-cpp-python {llama_cpp.__version__}, repack {not advertises_amx()}"
         _models[key] = kv_cache.Loaded(llama, prompt_cache.model_key(path, arguments, versions),
-                                     arguments["flash_attn"])
+                                       arguments["flash_attn"])
     return _models[key]
 
 

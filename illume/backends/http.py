@@ -34,7 +34,7 @@ ERROR_READ_LIMIT = 64 * 1024
 MAX_WHOLE_REPLY = 256 * 1024 * 1024
 # Connecting may take this long at most (or the whole timeout, when shorter): a host that is down fails soon.
 CONNECT_TIMEOUT = 30.0
-# The type of llama-server's error for a prompt longer than the context (its README, "Error responses").
+# The type of llama-server's error for a prompt longer than the context (with n_prompt_tokens and n_ctx).
 EXCEED_CONTEXT = "exceed_context_size_error"
 
 
