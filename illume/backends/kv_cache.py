@@ -65,14 +65,31 @@ class Loaded:
 
     def save(self, cache) -> "Saving | None":
         """Start saving the prompt's state in CACHE, once `prepare` has evaluated it; None if there is nothing to."""
-        return _save(self, cache)
+        import llama_cpp
+        from illume.prompt_cache import NotSaved
+
+        llama = self.llama
+        count = self.clean
+        if cache is None or count == 0 or held_tokens(llama) != count:
+            return None  # nothing worth keeping, or memory and token list disagree: save nothing doubtful
+        try:
+            entry = cache.begin(llama.input_ids[:count].tolist(),
+                                llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE))
+        except NotSaved as e:
+            return Saving(note=str(e))
+        if entry is None:
+            return None
+        if state_into(llama, entry.state) != len(entry.state):
+            entry.abandon()  # llama.cpp wrote less than it said it would: save nothing doubtful
+            return None
+        return Saving(entry)
 
     def finish(self) -> None:
         """Drop the reply's tokens from the model: the next buffer in this process starts from the prompt."""
         _truncate(self.llama, self.clean)
 
     def forget(self) -> None:
-        """Empty the model's memory: llama-cpp-python builds an infill prompt itself, so there is no prefix to match."""
+        """Start the model's memory over (for an infill prompt, which llama-cpp-python lays out itself)."""
         self.llama.reset()
         self.clean = 0
 
@@ -165,26 +182,6 @@ class Saving:
         if self._error is not None:
             raise self._error
         return self._note
-
-
-def _save(loaded: Loaded, cache) -> Saving | None:
-    import llama_cpp
-    from illume.prompt_cache import NotSaved
-
-    llama = loaded.llama
-    count = loaded.clean
-    if cache is None or count == 0 or held_tokens(llama) != count:
-        return None  # nothing worth keeping, or memory and token list disagree: save nothing doubtful
-    try:
-        entry = cache.begin(llama.input_ids[:count].tolist(), llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE))
-    except NotSaved as e:
-        return Saving(note=str(e))
-    if entry is None:
-        return None
-    if state_into(llama, entry.state) != len(entry.state):
-        entry.abandon()  # llama.cpp wrote less than it said it would: save nothing doubtful
-        return None
-    return Saving(entry)
 
 
 def state_into(llama, buffer: memoryview) -> int:
