@@ -57,7 +57,7 @@ def _verify(url: str):
 
 
 def httpx_client(url: str, timeout: float, headers: dict):
-    """Return an httpx.Client for requests to URL's server: TIMEOUT (connecting within CONNECT_TIMEOUT), no redirects."""
+    """Return an httpx.Client for URL's server: TIMEOUT, connecting within CONNECT_TIMEOUT, no redirects."""
     import httpx
 
     return httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)), headers=headers,
