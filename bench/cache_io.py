@@ -40,7 +40,7 @@ def main() -> None:
     import llama_cpp
 
     from illume.backends.embedded import default_model, open_model
-    from illume.backends.prefix import SEQUENCE, _set_state, state_into
+    from illume.backends.kv_cache import SEQUENCE, _set_state, state_into
     from illume.prompt_cache import PromptCache
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2400

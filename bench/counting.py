@@ -36,6 +36,7 @@ def main(runs: int) -> None:
     from illume import buffer as buf
     from illume import counting
     from illume import request as req
+    from illume.backends import counter_for
     from illume.backends.http import HTTPBackend
     from illume.reply import Reply
 
@@ -52,7 +53,7 @@ def main(runs: int) -> None:
         tokens_counted = None
         for run in range(runs + 1):  # the first run warms the server's cache and is not counted
             started = time.perf_counter()
-            counter = counting.ServerCounter(request, 60)
+            counter = counter_for(request, env, 60)
             count = counting.measure(counter, parsed, request)
             counter.close()
             counted = time.perf_counter() - started

@@ -45,12 +45,12 @@ def measure(options: dict, tokens: list[int]) -> tuple[float, float]:
 
 
 def main() -> None:
-    from illume.backends.embedded import _load, default_model
+    from illume.backends.embedded import default_model, load
 
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     contexts = [int(n) for n in (sys.argv[2] if len(sys.argv) > 2 else "300,1000,2400").split(",")]
     source = "".join((REPO / "illume" / name).read_text() for name in ("buffer.py", "request.py", "answer.py"))
-    everything = _load(default_model(), {}).llama.tokenize(source.encode())
+    everything = load(default_model(), {}).llama.tokenize(source.encode())
     print(f"model {default_model().name}, median of {repeats} (min-max), a fresh model each time")
     for count in contexts:
         tokens = everything[:count]

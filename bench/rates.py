@@ -95,8 +95,8 @@ def main(rounds: int, tokens: int) -> None:
     finally:
         stop(process)
     start = time.perf_counter()
-    subprocess.run([PY, "-c", "from illume.backends.embedded import _load, default_model; "
-                    f"_load(default_model(), {{'n_threads': {THREADS}, 'n_ctx': 1024}})"], check=True, cwd=REPO)
+    subprocess.run([PY, "-c", "from illume.backends.embedded import load, default_model; "
+                    f"load(default_model(), {{'n_threads': {THREADS}, 'n_ctx': 1024}})"], check=True, cwd=REPO)
     load = time.perf_counter() - start
     m = statistics.median
     print(f"SmolLM2-135M Q4_1, {tokens} tokens, {THREADS} threads, median of {rounds}")

@@ -54,7 +54,7 @@ def child(log: str) -> None:
         start -= float(f.read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
     import illume.backends.chat_prompt as chat_prompt
     import illume.backends.embedded as embedded
-    import illume.backends.prefix as prefix
+    import illume.backends.kv_cache as kv_cache
     import illume.cli
     import illume.prompt_cache as prompt_cache
 
@@ -72,9 +72,9 @@ def child(log: str) -> None:
 
         setattr(owner, name, wrapped)
 
-    for owner, name in [(embedded, "open_model"), (chat_prompt, "tokens"), (prefix, "prepare"),
-                        (prompt_cache.PromptCache, "load"), (prefix, "_set_state"), (prefix, "state_into"),
-                        (prefix.Saving, "wait"), (prefix.Saving, "_commit")]:
+    for owner, name in [(embedded, "open_model"), (chat_prompt, "tokens"), (kv_cache.Loaded, "prepare"),
+                        (prompt_cache.PromptCache, "load"), (kv_cache, "_set_state"), (kv_cache, "state_into"),
+                        (kv_cache.Saving, "wait"), (kv_cache.Saving, "_commit")]:
         wrap(owner, name)
     sys.argv = ["illume"]
     try:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from illume import buffer as buf
 from illume import request as req
-from illume.errors import Exit, IllumeError, RequestError, StreamError
+from illume.errors import ContextTooLong, Exit, IllumeError
 from illume.headers import proxy_secrets
 from illume.output import ASSISTANT, Output, Times, write_reply
 
@@ -101,7 +101,10 @@ def answer(question: Question, out: Output) -> Exit:
     if parsed.branches > 1:
         from illume import branches
 
-        branches.answer(parsed, request, out, question.env, options.timeout)
+        try:
+            branches.answer(parsed, request, out, question.env, options.timeout)
+        except ContextTooLong as e:
+            raise _explained(e, question, request, fitted) from None
         if fitted:
             out.notes(fitted.note)
         return Exit.OK
@@ -123,19 +126,24 @@ def answer(question: Question, out: Output) -> Exit:
     opening = request.mode != buf.CHAT and not options.filter
     try:
         write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines, opening)
-    except (RequestError, StreamError) as e:
-        from illume import counting
-
-        # Counted only now that the server refused: a prompt that fits costs no extra request.
-        raise counting.explained(e, fitted.parsed if fitted else parsed, request, question.env,
-                                 options.timeout) from None
+    except ContextTooLong as e:
+        raise _explained(e, question, request, fitted) from None
     if fitted:
         out.notes(fitted.note)
     if parsed.stats:
-        from illume.stats import cache_note
+        from illume.stats import stats_note
 
-        out.notes(times.note(reply.events) + cache_note(reply))  # cache_note: the embedded backend's
+        out.notes(stats_note(times, [reply]))
     return Exit.OK
+
+
+def _explained(error: ContextTooLong, question: Question, request, fitted) -> ContextTooLong:
+    """Return the error for REQUEST refused as too long: its biggest parts named, where the model counts them."""
+    from illume import counting
+
+    # Counted only now that the model refused: a prompt that fits costs no extra request.
+    parsed = fitted.parsed if fitted else question.parsed
+    return counting.explained(error, parsed, request, question.env, question.options.timeout)
 
 
 def infill_guard(parsed, options: Options):

@@ -41,10 +41,10 @@ import time
 
 from illume import buffer as buf
 from illume.backends import concurrent, for_request
-from illume.backends.http import HTTPBackend
-from illume.errors import BufferError, HTTPStatusError, IllumeError
+from illume.errors import DirectiveError, HTTPStatusError, IllumeError
 from illume.output import ASSISTANT, Times, note_line, write_reply
 from illume.reply import DONE, GptOss, Reply
+from illume.stats import stats_note
 
 # Statuses with which an OpenAI-style server refuses a key or its value:
 # llama-server says "Field 'n': Value must be between 1 <= value <= 4".
@@ -59,9 +59,9 @@ def note(number: int, count: int) -> str:
 
 
 def first_request(parsed: buf.Buffer, request):
-    """Return the request to send first for PARSED's branches; raise BufferError in infill mode."""
+    """Return the request to send first for PARSED's branches; raise DirectiveError in infill mode."""
     if request.mode == buf.INFILL:
-        raise BufferError("!branches: fill in the middle takes one reply (remove !branches)")
+        raise DirectiveError("!branches: fill in the middle takes one reply (remove !branches)")
     if not concurrent(request.url):
         return request  # answered one request after another
     return _with_body(request, n=parsed.branches)
@@ -73,7 +73,7 @@ def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
     times = Times()
     try:
         if concurrent(request.url):
-            branches = _over_http(request, parsed.branches, timeout, cancel)
+            branches = _over_http(request, parsed.branches, env, timeout, cancel)
         else:
             branches = [_Inline(for_request(request, env, timeout), _own_request(request, k))
                         for k in range(parsed.branches)]
@@ -82,7 +82,7 @@ def answer(parsed: buf.Buffer, request, out, env, timeout: float) -> None:
         cancel.set()  # on an interrupt too: every request still streaming stops at its next piece
     if parsed.stats:
         times.ended = time.perf_counter()
-        out.notes(times.note(sum(branch.reply.events for branch in branches)))
+        out.notes(stats_note(times, [branch.reply for branch in branches]))
     if failures:
         raise IllumeError("; ".join(failures))
 
@@ -155,17 +155,18 @@ def _drain(stream, branch: _Queued, cancel: threading.Event) -> None:
         stream.close()
 
 
-def _start_own(request, index: int, branch: _Queued, timeout: float, cancel: threading.Event) -> None:
+def _start_own(request, index: int, branch: _Queued, env, timeout: float, cancel: threading.Event) -> None:
     """Ask for branch INDEX with a request of its own, streamed by a thread of its own."""
-    stream = HTTPBackend(timeout=timeout).stream(_own_request(request, index), branch.reply)
+    own = _own_request(request, index)
+    stream = for_request(own, env, timeout).stream(own, branch.reply)
     threading.Thread(target=_drain, args=(stream, branch, cancel), daemon=True).start()
 
 
-def _over_http(request, count: int, timeout: float, cancel: threading.Event) -> list:
+def _over_http(request, count: int, env, timeout: float, cancel: threading.Event) -> list:
     """Return COUNT branches asked of an HTTP server: one request with `n`, else one request each."""
     branches = [_Queued() for _ in range(count)]
     choices = _Choices(branches)
-    stream = HTTPBackend(timeout=timeout).stream(request, choices)
+    stream = for_request(request, env, timeout).stream(request, choices)
     try:
         next(stream)  # accepted: the server took `n`
     except HTTPStatusError as e:
@@ -173,7 +174,7 @@ def _over_http(request, count: int, timeout: float, cancel: threading.Event) -> 
         if e.status not in REFUSED:
             raise
         for index, branch in enumerate(branches):
-            _start_own(request, index, branch, timeout, cancel)
+            _start_own(request, index, branch, env, timeout, cancel)
         return branches
     except BaseException:
         stream.close()
@@ -185,7 +186,7 @@ def _over_http(request, count: int, timeout: float, cancel: threading.Event) -> 
         # Choices that never came: the server ignored `n`.
         for index, branch in enumerate(branches):
             if index not in choices.seen and not cancel.is_set():
-                _start_own(request, index, branch, timeout, cancel)
+                _start_own(request, index, branch, env, timeout, cancel)
 
     threading.Thread(target=read_all, daemon=True).start()
     return branches

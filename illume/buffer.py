@@ -10,7 +10,7 @@ replace.
 from collections.abc import Mapping
 
 from illume import documents, profiles
-from illume.errors import BufferError, IllumeError
+from illume.errors import DirectiveError, IllumeError
 from illume.gotext import fields, trim_space
 from illume.headers import Headers, expand
 from illume.jsonwire import parse_value
@@ -194,10 +194,10 @@ class _Reader:
                 try:
                     if not self.line(text[start:end], depth):
                         return
-                except BufferError as e:
+                except DirectiveError as e:
                     raise e.located(name, number) from None
                 except IllumeError as e:
-                    raise BufferError(str(e), name, number) from None
+                    raise DirectiveError(str(e), name, number) from None
             elif run < 0:
                 run = start
             start = end + 1
@@ -258,7 +258,7 @@ class _Reader:
             out.prepend = _prepend(args)
         elif command == "!completion":
             if self.split:
-                raise BufferError(f"!completion: the buffer is already split for infill at line {self.infill_line}")
+                raise DirectiveError(f"!completion: the buffer is already split for infill at line {self.infill_line}")
             out.mode = COMPLETION
         elif command == "!context":
             text, files = self.sources.context(fields(line)[1:])
@@ -300,7 +300,7 @@ class _Reader:
             try:
                 parse_rules(trim_space(args))
             except ValueError as e:
-                raise BufferError(f"!stop-rules: {e}") from None
+                raise DirectiveError(f"!stop-rules: {e}") from None
             out.stop_rules = trim_space(args)
         elif command == "!language":
             out.language = trim_space(args) or None
@@ -320,9 +320,9 @@ class _Reader:
 
     def split_for_infill(self) -> None:
         if self.out.mode == COMPLETION:
-            raise BufferError("!infill: cannot fill in the middle in completion mode (remove !completion)")
+            raise DirectiveError("!infill: cannot fill in the middle in completion mode (remove !completion)")
         if self.split:
-            raise BufferError(f"!infill: the buffer is already split at line {self.infill_line}; use one !infill")
+            raise DirectiveError(f"!infill: the buffer is already split at line {self.infill_line}; use one !infill")
         self.out.mode = INFILL
         self.template_at_split = self.out.fim_template is not None
         self.infill_line = self.line_number
@@ -343,14 +343,14 @@ class _Reader:
             self.out.headers.delete(name)
         else:
             if not set(name) <= _TOKEN_CHARS:
-                raise BufferError(f"!>{name}: not a valid header name "
+                raise DirectiveError(f"!>{name}: not a valid header name "
                                   "(RFC 9110 allows letters, digits and !#$%&'*+-.^_`|~)")
             expanded, from_env = expand(value, self.sources.env)
             # A line break from a $VAR would inject a header of its own choosing.
             if "\n" in expanded or "\r" in expanded:
-                raise BufferError(f"!>{name}: a header value cannot hold a line break")
+                raise DirectiveError(f"!>{name}: a header value cannot hold a line break")
             if any(c < " " and c != "\t" or c == "\x7f" for c in expanded):
-                raise BufferError(f"!>{name}: a header value cannot hold a control character")
+                raise DirectiveError(f"!>{name}: a header value cannot hold a control character")
             self.out.headers.set(name, expanded, from_env)
 
     def key(self, key: str, value: str, depth: int) -> None:
@@ -370,17 +370,17 @@ class _Reader:
         # to overflow Python's stack, or a few files that load each other's
         # neighbours hundreds of times over (minutes of work), end as an error.
         if len(self.loading) >= MAX_PROFILE_DEPTH:
-            raise BufferError(f"profiles nested more than {MAX_PROFILE_DEPTH} deep: "
+            raise DirectiveError(f"profiles nested more than {MAX_PROFILE_DEPTH} deep: "
                               + " -> ".join(map(shown, self.loading_names[:3] + ["..."] + self.loading_names[-2:]
                                                 + [name])))
         self.profile_loads += 1
         if self.profile_loads > MAX_PROFILE_LOADS:
-            raise BufferError(f"more than {MAX_PROFILE_LOADS} profile loads for one buffer "
+            raise DirectiveError(f"more than {MAX_PROFILE_LOADS} profile loads for one buffer "
                               f"(profiles that load the same profiles over and over?)")
         identity, text = self.sources.profile(name)
         if identity in self.loading:
             chain = " -> ".join(map(shown, self.loading_names + [name]))
-            raise BufferError(f"profile loop: {chain}")
+            raise DirectiveError(f"profile loop: {chain}")
         self.out.profile = name
         self.loading.append(identity)
         self.loading_names.append(name)
@@ -401,7 +401,7 @@ _TEMPLATE_NAMES = frozenset({"prefix", "suffix", "files"})
 
 
 def _check_inline_template(template: str) -> None:
-    """Raise BufferError for an inline Jinja template that cannot compile or names an unknown variable.
+    """Raise DirectiveError for an inline Jinja template that cannot compile or names an unknown variable.
 
     Checked here, where the line is known; rendering happens after parsing.
     Only the inline form is checked: a `.jinja` file is found at render time.
@@ -417,10 +417,10 @@ def _check_inline_template(template: str) -> None:
     try:
         tree = environment.parse(template)
     except jinja2.TemplateSyntaxError as e:
-        raise BufferError(f"!infill: template syntax error: {e.message}") from None
+        raise DirectiveError(f"!infill: template syntax error: {e.message}") from None
     unknown = jinja2.meta.find_undeclared_variables(tree) - _TEMPLATE_NAMES - set(environment.globals)
     if unknown:
-        raise BufferError(f"!infill: the template names {', '.join(sorted(unknown))}, "
+        raise DirectiveError(f"!infill: the template names {', '.join(sorted(unknown))}, "
                           "but only prefix, suffix and files are defined")
 
 
@@ -428,10 +428,10 @@ MAX_BRANCHES = 32
 
 
 def _branches(args: str) -> int:
-    """Return the N of `!branches N`; raise BufferError unless it is a whole number from 1 to MAX_BRANCHES."""
+    """Return the N of `!branches N`; raise DirectiveError unless it is a whole number from 1 to MAX_BRANCHES."""
     text = trim_space(args)
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_BRANCHES:
-        raise BufferError(f"!branches: expected a number of replies from 1 to {MAX_BRANCHES}, got {text!r}")
+        raise DirectiveError(f"!branches: expected a number of replies from 1 to {MAX_BRANCHES}, got {text!r}")
     return int(text)
 
 

@@ -11,16 +11,12 @@ import os
 import re
 import stat
 
-from illume.errors import IllumeError
+from illume.errors import DocumentError
 from illume.names import shown
 
 # A file past this size is almost surely a mistake (a log, a dump, a model):
 # refuse it rather than build a request no server will take.
 MAX_FILE_BYTES = 64 * 1024 * 1024
-
-
-class DocumentError(IllumeError):
-    """A document could not be read or understood."""
 
 
 def _os_message(op: str, path: str, error: OSError) -> str:

@@ -1,10 +1,13 @@
 """The errors a user may see, each turned into an `!error` section by the CLI.
 
     IllumeError                 anything illume reports instead of a reply
-    ├── BufferError             a line of the buffer or of a profile is wrong (NAME:LINE: ...)
+    ├── DirectiveError          a line of the buffer or of a profile is wrong (NAME:LINE: ...)
+    ├── DocumentError           a `!context`, `!reddit` or `!github` document cannot be read
+    ├── TemplateError           a FIM template cannot be found or rendered
     ├── SetupError              something outside the buffer is missing (model, package, template)
     ├── RequestError            the request could not be made or was refused
-    │   └── HTTPStatusError     the server answered with a non-200 status
+    │   ├── HTTPStatusError     the server answered with a non-200 status
+    │   └── ContextTooLong      the prompt does not fit the model's context
     └── StreamError             the reply broke off or carried an error
 
     Interrupted                 SIGINT or SIGTERM arrived (a BaseException)
@@ -45,7 +48,7 @@ class IllumeError(Exception):
     """A failure explained in one readable sentence."""
 
 
-class BufferError(IllumeError):
+class DirectiveError(IllumeError):
     """A directive that cannot be carried out, located by source name and line."""
 
     def __init__(self, message: str, source: str | None = None, line: int | None = None):
@@ -54,14 +57,22 @@ class BufferError(IllumeError):
         self.line = line
         super().__init__(self.__str__())
 
-    def located(self, source: str, line: int) -> "BufferError":
+    def located(self, source: str, line: int) -> "DirectiveError":
         """Return this error with its location prepended, as the original does when nesting."""
-        return BufferError(str(self), source, line)
+        return DirectiveError(str(self), source, line)
 
     def __str__(self) -> str:
         if self.source is None:
             return self.message
         return f"{shown(self.source)}:{self.line}: {self.message}"
+
+
+class DocumentError(IllumeError):
+    """A document could not be read or understood (illume.documents)."""
+
+
+class TemplateError(IllumeError):
+    """A FIM template could not be found or rendered (illume.templates)."""
 
 
 class SetupError(IllumeError):
@@ -80,6 +91,21 @@ class HTTPStatusError(RequestError):
         self.body = body
         self.retry_after = retry_after
         super().__init__(f"HTTP {status}: {body}")
+
+
+class ContextTooLong(RequestError):
+    """The prompt does not fit the model's context, even cut as `!fit` may.
+
+    Raised by a backend that refuses the prompt (llama-server's
+    exceed_context_size_error, the embedded model before it evaluates), and
+    by `illume.counting` with the explanation that names the biggest parts.
+    PROMPT and CONTEXT are the token counts, None where the refusal gave none.
+    """
+
+    def __init__(self, message: str, prompt: int | None = None, context: int | None = None):
+        super().__init__(message)
+        self.prompt = prompt
+        self.context = context
 
 
 class StreamError(IllumeError):

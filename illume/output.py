@@ -163,12 +163,6 @@ class Times:
         self.answered: float | None = None
         self.ended: float | None = None
 
-    def note(self, events: int) -> str:
-        """Return the `!stats` note for a reply of EVENTS events."""
-        from illume.stats import note
-
-        return note(events, self.answered - self.started, self.ended - self.answered)
-
 
 def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header: str = "",
                 translate=None, guard=None, lines: tuple[str, ...] | None = None, opening: bool = False) -> None:

@@ -12,11 +12,13 @@ import json
 from illume.errors import StreamError
 from illume.output import note_line
 from illume.secrets import scrub
+from illume.sse import DONE
 
 # json.loads without its per-call checks: this runs once per streamed token.
 _scan = json.scanner.make_scanner(json.JSONDecoder())
 
-DONE = "[DONE]"
+# What `!note the reply stopped at ...` names when the reply's length limit (max_tokens, n_predict) cut it.
+TOKEN_LIMIT = "the token limit"
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "\n</think>\n\n"
 
@@ -136,7 +138,7 @@ class Reply:
         if event.get("stop") is True:
             self.finished = True
             if event.get("stop_type") == "limit" or event.get("truncated") is True:
-                self.limit = "the token limit"
+                self.limit = TOKEN_LIMIT
         if isinstance(event.get("timings"), dict):
             self.timings = event["timings"]
         content = event.get("content")
@@ -145,7 +147,7 @@ class Reply:
     def note_finish(self, reason) -> None:
         """Remember a finish reason that means the token limit cut the reply."""
         if reason in ("length", "max_tokens"):
-            self.limit = "the token limit"
+            self.limit = TOKEN_LIMIT
 
     def check_ending(self) -> None:
         """Raise StreamError when the stream ended before its end marker."""

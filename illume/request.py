@@ -4,7 +4,7 @@ from collections.abc import Iterator, Mapping
 
 from illume import buffer as buf
 from illume import jsonwire, templates
-from illume.errors import BufferError, SetupError
+from illume.errors import DirectiveError, SetupError, TemplateError
 from illume.headers import Headers
 from illume.secrets import body_secrets, scrub, shown_url, url_secrets
 
@@ -63,7 +63,7 @@ def build(buffer: buf.Buffer, env: Mapping[str, str]) -> Request:
     body = dict(buffer.body)
     try:
         url = templates.interpolate(buffer.api, body)
-    except templates.TemplateError as e:
+    except TemplateError as e:
         raise SetupError(f"interpolating URL: {e}") from None
 
     literal = len(url) > 2 and url[0] == '"' and url[-1] == '"'
@@ -80,7 +80,7 @@ def build(buffer: buf.Buffer, env: Mapping[str, str]) -> Request:
         body["messages"] = [jsonwire.Ordered(role=m.role, content=m.content) for m in buffer.messages]
     elif buffer.mode == buf.COMPLETION:
         if not buffer.messages:
-            raise BufferError("!completion: there is no text to complete")
+            raise DirectiveError("!completion: there is no text to complete")
         body["prompt"] = buffer.messages[0].content
     else:
         prefix, suffix = buffer.hole()
@@ -96,7 +96,7 @@ def build(buffer: buf.Buffer, env: Mapping[str, str]) -> Request:
         if template:
             try:
                 body["prompt"] = templates.render(buffer.fim_template, prefix, suffix, env, buffer.infill_files)
-            except templates.TemplateError as e:
+            except TemplateError as e:
                 message = str(e)  # an inline template's errors already start with "!infill"
                 raise SetupError(message if message.startswith("!infill") else f"!infill: {message}") from None
         else:

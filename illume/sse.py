@@ -18,6 +18,10 @@ from typing import NamedTuple
 
 from illume.errors import StreamError
 
+# The data of the last event of an OpenAI-style stream: the end marker.
+DONE = "[DONE]"
+_DONE = DONE.encode()
+
 # No line, and no event, may grow past this: a server that never ends a line
 # would otherwise fill the memory. llama-server's last event may quote the
 # whole prompt, so the cap is well above any buffer illume sends.
@@ -115,12 +119,12 @@ class Decoder:
         spread over several data lines and then followed by another without
         a blank line is not split, but no line is parsed twice here.
         """
-        if value.strip() == b"[DONE]":
+        if value.strip() == _DONE:
             return True
         if len(self._data) != 1 or self._checked:
             return False
         held = self._data[0]
-        if held.strip() == b"[DONE]":
+        if held.strip() == _DONE:
             return True
         try:
             json.loads(held)

@@ -1,4 +1,9 @@
-"""The `!stats` note, worded and formatted as the original prints it (Go's %.3g and time.Duration)."""
+"""The `!stats` note, worded and formatted as the original prints it (Go's %.3g and time.Duration).
+
+`stats_note` is the one place it is built, for one reply or a buffer's
+branches: the original's line (rate, events, time to the headers), then
+what illume adds to it (the prompt tokens the embedded model's cache spared).
+"""
 
 import math
 
@@ -50,8 +55,20 @@ def note(events: int, seconds_to_headers: float, seconds_streaming: float) -> st
     return f"\n\n!note {go_general(rate)} tok/s, {events} toks, {go_duration(seconds_to_headers)}"
 
 
-def cache_note(reply) -> str:
+def stats_note(times, replies) -> str:
+    """Return the `!stats` note for REPLIES (one, or a buffer's branches), asked, answered and ended at TIMES.
+
+    TIMES is an output.Times; the figures of several replies are added up.
+    """
+    events = sum(reply.events for reply in replies)
+    return note(events, times.answered - times.started, times.ended - times.answered) + cache_note(replies)
+
+
+def cache_note(replies) -> str:
     """Return what `!stats` adds for the embedded backend: the prompt tokens its cache spared; else ""."""
-    if reply.cached_tokens is None:
+    counted = [reply for reply in replies if reply.cached_tokens is not None]
+    if not counted:
         return ""  # the HTTP backends' line stays the original's, byte for byte
-    return f", {reply.cached_tokens} of {reply.prompt_tokens} prompt tokens from the cache"
+    cached = sum(reply.cached_tokens for reply in counted)
+    prompt = sum(reply.prompt_tokens for reply in counted)
+    return f", {cached} of {prompt} prompt tokens from the cache"

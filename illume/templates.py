@@ -15,16 +15,12 @@ undefined names as errors. jinja2 is imported only when one is rendered.
 import os
 from collections.abc import Mapping
 
-from illume.documents import DocumentError, read_text
-from illume.errors import IllumeError
+from illume.documents import read_text
+from illume.errors import DocumentError, TemplateError
 from illume.gotext import trim_space
 from illume.jsonwire import encode
 from illume.names import shown
 from illume.resources import builtin_dir, user_dir
-
-
-class TemplateError(IllumeError):
-    """A FIM template could not be found or rendered."""
 
 
 def render(template: str, prefix: str, suffix: str, env: Mapping[str, str], files=()) -> str:

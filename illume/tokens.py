@@ -1,6 +1,6 @@
 """Token counts from the model's own tokenizer: what each part of a prompt costs, and `!fit`.
 
-A counter (illume.counting) renders the prompt exactly as the model will
+A counter (a backend's: illume.backends.counter_for) renders the prompt exactly as the model will
 evaluate it and splits it into tokens, each with its piece of text. The
 pieces are laid back over the prompt text, so every token lands in one
 part: a message's own text, a `!context` file inside it, or the chat

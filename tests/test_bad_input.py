@@ -17,7 +17,7 @@ from conftest import builtin_profiles, illume, require_program
 from illume import buffer as buf
 from illume import documents, profiles
 from illume import request as req
-from illume.errors import IllumeError
+from illume.errors import DocumentError, IllumeError
 from scripted import DONE, ScriptedServer, chat, head
 
 
@@ -344,18 +344,18 @@ class Sandboxed(buf.Sources):
             return name, self.PROFILES[name]
         if name in builtin_profiles():
             return profiles.resolve(name, {})
-        raise documents.DocumentError(f"open {name}: no such file or directory")
+        raise DocumentError(f"open {name}: no such file or directory")
 
     def context(self, arguments):
         if arguments == ["doc.txt"]:
             return documents.fenced_parts("doc.txt", "```\nbody\n"), [{"filename": "doc.txt", "text": "body"}]
-        raise documents.DocumentError("!context: not here")
+        raise DocumentError("!context: not here")
 
     def reddit(self, path, with_comments):
-        raise documents.DocumentError(f"failed to parse JSON: {path}")
+        raise DocumentError(f"failed to parse JSON: {path}")
 
     def github(self, paths):
-        raise documents.DocumentError("!github requires at least one argument")
+        raise DocumentError("!github requires at least one argument")
 
 
 DIRECTIVES = ["!user", "!assistant", "!completion", "!infill", "!infill {prefix}<X>{suffix}", "!infill {{ prefix }",

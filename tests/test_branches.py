@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ask_llama_cpp, ask_llama_server, closed_url, embedded_model, free_port, run_illume
 from illume import buffer as buf
-from illume.errors import BufferError
+from illume.errors import DirectiveError
 from scripted import Reply, ScriptedServer, chat_events
 
 SETTINGS = "!:temperature 0.9\n!:seed 42\n!:max_tokens 16\n"
@@ -64,7 +64,7 @@ def test_the_directive_sets_the_count(line, expected):
 @pytest.mark.parametrize("line", ["!branches", "!branches 0", "!branches 33", "!branches three", "!branches -2",
                                   "!branches 2.5", "!branches ３"])
 def test_a_wrong_count_is_an_error_naming_the_line(line):
-    with pytest.raises(BufferError) as error:
+    with pytest.raises(DirectiveError) as error:
         buf.parse(f"!user\n{line}\nhi\n", buf.Sources({}), default_profile="llama.cpp")
     assert str(error.value).startswith("<stdin>:2: !branches: expected a number of replies from 1 to 32")
 
@@ -243,3 +243,23 @@ def test_embedded_branches_each_have_their_own_seed():
     assert (result.returncode, result.stderr) == (0, b""), result.stdout
     assert result.stdout == expected(answers)
     assert answers[0].text != answers[1].text, "two seeds, one reply: the seeds prove nothing here"
+
+
+@pytest.mark.embedded
+def test_embedded_branches_stats_keep_the_cache_figure():
+    # One `!stats` line for all the branches, with what the embedded backend adds: the prompt tokens its cache
+    # spared, added up over the branches. The second branch finds all but the last two in the model's memory.
+    embedded_model()
+    buffer = "!profile embedded\n!:temperature 0\n!:max_tokens 4\n!stats\n!user\nName a colour.\n"
+    figure = re.compile(rb"\n\n!note [0-9.e+]+ tok/s, \d+ toks, [0-9.]+(?:ns|\xc2\xb5s|ms|s)"
+                        rb", (\d+) of (\d+) prompt tokens from the cache$")
+    one = figure.search(run_illume(buffer, timeout=300).stdout)
+    assert one, "a single reply's !stats has the cache figure"
+    prompt = int(one[2])
+    result = run_illume(buffer.replace("!user", "!branches 2\n!user"), timeout=300)
+    assert (result.returncode, result.stderr) == (0, b""), result.stdout
+    both = figure.search(result.stdout)
+    assert both, result.stdout
+    assert result.stdout.count(b"tok/s") == 1
+    assert int(both[2]) == 2 * prompt
+    assert prompt - 2 <= int(both[1]) <= 2 * (prompt - 2)

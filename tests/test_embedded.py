@@ -198,15 +198,15 @@ LONG = " ".join(["The quick brown fox jumps over the lazy dog."] * 40)  # 400 to
 
 
 def test_each_set_of_load_options_has_its_own_load():
-    from illume.backends.embedded import _load
+    from illume.backends.embedded import load
 
-    small = _load(smollm2_path(), {"n_ctx": 256, "n_batch": 64})
-    large = _load(smollm2_path(), {"n_ctx": 1024})
+    small = load(smollm2_path(), {"n_ctx": 256, "n_batch": 64})
+    large = load(smollm2_path(), {"n_ctx": 1024})
     assert (small.llama.n_ctx(), small.llama.n_batch) == (256, 64)
     assert (large.llama.n_ctx(), large.llama.n_batch) == (1024, 128)
     assert small.key != large.key  # their prompt cache entries never mix
-    assert _load(smollm2_path(), {"n_batch": 64, "n_ctx": 256}) is small  # the same options: the same load
-    default_batch = _load(smollm2_path(), {"n_ctx": 256})
+    assert load(smollm2_path(), {"n_batch": 64, "n_ctx": 256}) is small  # the same options: the same load
+    default_batch = load(smollm2_path(), {"n_ctx": 256})
     assert default_batch is not small and default_batch.llama.n_batch == 128
 
 
@@ -266,10 +266,10 @@ def _request(buffer: str):
 
 def _embedded_tokens(model, buffer: str) -> list[int]:
     """Return the tokens the embedded backend evaluates for BUFFER's prompt on MODEL."""
-    from illume.backends.embedded import EmbeddedBackend, _load
+    from illume.backends.embedded import EmbeddedBackend, load
 
     request = _request(buffer)
-    return EmbeddedBackend({})._prompt(_load(model, {}).llama, request, request.body.get("chat_template"))
+    return EmbeddedBackend({})._prompt(load(model, {}).llama, request, request.body.get("chat_template"))
 
 
 def _server_tokens(url: str, buffer: str) -> list[int]:
@@ -306,9 +306,9 @@ def test_gemma_prompt_tokens_are_llama_servers_chatml_fallback(gemma_server):
     model, url = gemma_server
     ours = _embedded_tokens(model, CONVERSATION)
     assert ours == _server_tokens(url, CONVERSATION)
-    from illume.backends.embedded import _load
+    from illume.backends.embedded import load
 
-    text = _load(model, {}).llama.detokenize(ours, special=True).decode()
+    text = load(model, {}).llama.detokenize(ours, special=True).decode()
     assert text.startswith("<bos><|im_start|>system\nYou are terse.")
 
 
@@ -327,17 +327,17 @@ def test_gemma_answers_as_through_llama_server(gemma_server):
 
 
 def test_a_chat_template_key_chooses_another_format(llama_server):
-    from illume.backends.embedded import _load
+    from illume.backends.embedded import load
 
     untold = CONVERSATION.replace("You are terse.\n", "")
     chatml = _embedded_tokens(smollm2_path(), untold + "!:chat_template chatml\n")
     # SmolLM2's own template adds a system prompt of its own when the chat has none; ChatML does not.
     assert _embedded_tokens(smollm2_path(), untold) != chatml
-    assert _load(smollm2_path(), {}).llama.detokenize(chatml, special=True).decode().startswith(
+    assert load(smollm2_path(), {}).llama.detokenize(chatml, special=True).decode().startswith(
         "<|im_start|>user\nName a fruit.")
     jinja = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] "
     inline = _embedded_tokens(smollm2_path(), CONVERSATION + f"!:chat_template {json.dumps(jinja)}\n")
-    text = _load(smollm2_path(), {}).llama.detokenize(inline, special=True).decode()
+    text = load(smollm2_path(), {}).llama.detokenize(inline, special=True).decode()
     assert text == ("[system] You are terse.\n[user] Name a fruit.\n[assistant] A pear.\n"
                     "[user] Another one, please: <b>bold</b> & \"quoted\".\n[assistant] ")
 

@@ -191,6 +191,7 @@ def test_embedded_counts_are_the_models_own(shape):
     from illume import buffer as buf
     from illume import counting
     from illume import request as req
+    from illume.backends import counter_for
     from illume.backends.embedded import EmbeddedBackend
     from illume.reply import Reply
 
@@ -198,9 +199,9 @@ def test_embedded_counts_are_the_models_own(shape):
                        "completion": "!completion\nOnce upon a time\n"}[shape]
     parsed = buf.parse(text, buf.Sources({}))
     request = req.build(parsed, {})
-    count = counting.measure(counting.counter_for(request, {}, 10), parsed, request)
+    count = counting.measure(counter_for(request, {}, 10), parsed, request)
     # What the backend hands llama-cpp-python to evaluate, caught before any evaluation.
-    llama = counting.counter_for(request, {}, 10).llama
+    llama = counter_for(request, {}, 10).llama
     handed = []
 
     def create_completion(prompt, **options):
@@ -236,3 +237,67 @@ def test_embedded_too_long_and_fit(schema):
     assert fitted.returncode == 0, fitted.stdout
     assert fitted.stdout.startswith(b"\n\n!assistant\n\n")
     assert re.search(rb"\n\n!note left out messages 2-\d+, [\d,]+ tokens, to fit 512$", fitted.stdout)
+
+
+# --- the refusal is a type, ContextTooLong, with the counts, from either backend ---
+
+@pytest.mark.server
+def test_llama_server_refusal_is_context_too_long_with_its_counts(small_server, schema):
+    from illume import buffer as buf
+    from illume import request as req
+    from illume.backends import for_request
+    from illume.errors import ContextTooLong
+    from illume.reply import Reply
+
+    text = f"!api {small_server}v1\n{SETTINGS}!user\n!context {schema}\nWhat is this?\n"
+    parsed = buf.parse(text, buf.Sources({}))
+    request = req.build(parsed, {})
+    refused = httpx.post(small_server + "v1/chat/completions", json=dict(request.body, stream=False), timeout=300)
+    assert refused.status_code == 400, refused.text
+    with pytest.raises(ContextTooLong) as caught:
+        for _ in for_request(request, {}, 60).stream(request, Reply()):
+            pass
+    assert (caught.value.prompt, caught.value.context) == (refused.json()["error"]["n_prompt_tokens"], CONTEXT)
+    assert str(caught.value) == (f"HTTP 400: the prompt is {caught.value.prompt} tokens but the context holds "
+                                 f"{CONTEXT} (exceed_context_size_error)")
+
+
+@pytest.mark.embedded
+def test_embedded_refusal_is_context_too_long_with_its_counts(schema):
+    embedded_model()
+    from illume import buffer as buf
+    from illume import counting
+    from illume import request as req
+    from illume.backends import counter_for, for_request
+    from illume.errors import ContextTooLong
+    from illume.reply import Reply
+
+    parsed = buf.parse(EMBEDDED + f"!user\n!context {schema}\nWhat is this?\n", buf.Sources({}))
+    request = req.build(parsed, {})
+    count = counting.measure(counter_for(request, {}, 10), parsed, request)  # the model's own tokenizer
+    assert count.total > CONTEXT
+    with pytest.raises(ContextTooLong) as caught:
+        for _ in for_request(request, {}, 10).stream(request, Reply()):
+            pass
+    assert (caught.value.prompt, caught.value.context) == (count.total, CONTEXT)
+
+
+@pytest.mark.server
+def test_branches_too_long_names_the_biggest_parts(small_server, schema):
+    # One refusal explained as for one reply: not a raw HTTP 400, and not N more requests each refused.
+    buffer = f"!api {small_server}v1\n{SETTINGS}!user\n!context {schema}\nWhat is this?\n"
+    one = run_illume(buffer)
+    assert one.returncode == 1 and one.stdout.startswith(b"\n\n!error\n\nthe prompt is "), one.stdout
+    branched = run_illume(buffer.replace("!user", "!branches 2\n!user"))
+    assert (branched.returncode, branched.stdout) == (1, one.stdout)
+
+
+@pytest.mark.embedded
+def test_embedded_branches_too_long_names_the_biggest_parts(schema):
+    embedded_model()
+    buffer = EMBEDDED + f"!user\n!context {schema}\nWhat is this?\n"
+    one = run_illume(buffer)
+    assert one.returncode == 1 and one.stdout.startswith(b"\n\n!error\n\nthe prompt is "), one.stdout
+    assert b"(add !fit to leave out the oldest messages)" in one.stdout
+    branched = run_illume(buffer.replace("!user", "!branches 2\n!user"))
+    assert (branched.returncode, branched.stdout) == (1, one.stdout)

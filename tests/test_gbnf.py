@@ -11,7 +11,7 @@ import pytest
 
 from conftest import embedded_model, run_illume
 from illume.backends import gbnf
-from illume.errors import BufferError
+from illume.errors import DirectiveError
 
 NOTHING = ("repeats what can match nothing, which llama.cpp cannot follow (it crashes or crawls): "
            "repeat what reads at least one character, x* rather than (x?)*")
@@ -43,7 +43,7 @@ LEFT = "can come back to itself before it reads a character (left recursion), wh
     ('root ::= "\ud800"', "not valid text (it holds a lone surrogate, \\ud800 to \\udfff)"),
 ])
 def test_a_grammar_that_would_break_llama_cpp_is_refused(grammar, message):
-    with pytest.raises(BufferError) as refused:
+    with pytest.raises(DirectiveError) as refused:
         gbnf.check(grammar)
     assert str(refused.value) == "!:grammar: " + message
 

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import builtin_profiles
 from illume import buffer, profiles, request, templates
+from illume.errors import TemplateError
 
 pytestmark = pytest.mark.usefixtures("in_tmp")  # conftest: each test in an empty folder of its own
 
@@ -160,7 +161,7 @@ TEMPLATE_ERRORS = [
 
 @pytest.mark.parametrize("template, message", TEMPLATE_ERRORS)
 def test_template_errors(template, message):
-    with pytest.raises(templates.TemplateError) as caught:
+    with pytest.raises(TemplateError) as caught:
         templates.render(template, "p", "s", {})
     assert str(caught.value) == message
 
@@ -210,6 +211,6 @@ def test_the_prompt_may_hold_the_context_files_beyond_the_size_limit(monkeypatch
     files = [{"filename": "big.py", "text": "x" * 5000}]
     template = "{% for f in files %}{{ f.text }}{% endfor %}<hole>{{ prefix }}"
     assert templates.render(template, "p", "s", {}, files) == "x" * 5000 + "<hole>p"
-    with pytest.raises(templates.TemplateError, match="over"):
+    with pytest.raises(TemplateError, match="over"):
         templates.render("{% for i in range(3) %}{% for f in files %}{{ f.text }}{% endfor %}{% endfor %}",
                          "p", "s", {}, files)

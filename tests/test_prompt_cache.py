@@ -252,7 +252,7 @@ def test_the_model_key_changes_with_the_file_and_the_options(tmp_path):
 import re  # noqa: E402
 
 from conftest import embedded_model, missing, run_illume, smollm2_path  # noqa: E402
-from illume.backends.prefix import EXACT_BATCH  # noqa: E402
+from illume.backends.kv_cache import EXACT_BATCH  # noqa: E402
 
 CONTEXT = "".join(f"Line {i}: the {['red', 'green', 'blue'][i % 3]} box holds {i * 7 % 13} marbles.\n"
                   for i in range(60))
@@ -293,7 +293,7 @@ def test_the_next_turn_restores_the_conversation_and_replies_the_same(model, tmp
     second = next_turn(CHAT, first, "And on line 5?")
     warm, cached2, total2 = ask(second, tmp_path)
     # The model's own memory held the first prompt before it evaluated anything; the last EXACT_BATCH tokens
-    # are always evaluated (backends/prefix.py says why), and the reply's with them.
+    # are always evaluated (backends/kv_cache.py says why), and the reply's with them.
     assert cached2 == min(total, total2 - EXACT_BATCH)
     cold, none, _ = ask(second.replace("!stats\n", "!stats\n!:cache_prompt false\n"), tmp_path / "unused")
     assert none == 0
@@ -315,7 +315,7 @@ def test_same_seed_same_reply_from_a_restored_state(model, tmp_path, sampling):
 
 @pytest.mark.embedded
 def test_with_flash_attention_the_last_64_prompt_tokens_are_evaluated_again(model, tmp_path):
-    from illume.backends.prefix import FLASH_BATCH
+    from illume.backends.kv_cache import FLASH_BATCH
 
     flash = CHAT.replace("!stats\n", "!stats\n!:flash_attn true\n")
     first, _, total = ask(flash, tmp_path)
@@ -331,7 +331,7 @@ def test_with_flash_attention_the_last_64_prompt_tokens_are_evaluated_again(mode
     (5, 1, 2, [1, 1, 1, 1, 1]), (100, 32, 64, [32, 32, 32, 4]),  # batches too small to be exact: still all read
 ])
 def test_a_prompt_is_split_into_batches_none_too_small(count, limit, least, expected):
-    from illume.backends.prefix import batches
+    from illume.backends.kv_cache import batches
 
     assert batches(count, limit, least) == expected
 
@@ -341,7 +341,7 @@ def _state_after(tokens: list[int], sizes: list[int]) -> bytes:
     import llama_cpp
 
     from illume.backends.embedded import open_model
-    from illume.backends.prefix import SEQUENCE, state_into
+    from illume.backends.kv_cache import SEQUENCE, state_into
 
     llama = open_model(smollm2_path(), {})
     try:
@@ -357,7 +357,7 @@ def _state_after(tokens: list[int], sizes: list[int]) -> bytes:
 
 @pytest.mark.embedded
 def test_the_state_is_the_same_however_the_prompt_is_split(model):
-    # The rule the cache's exactness stands on (backends/prefix.py): a llama.cpp that breaks it fails here.
+    # The rule the cache's exactness stands on (backends/kv_cache.py): a llama.cpp that breaks it fails here.
     tokens = _prompt_tokens(CHAT)[:400]
     whole = _state_after(tokens, [128, 128, 128, 16])
     assert _state_after(tokens, [100, 2, 128, 50, 120]) == whole
@@ -369,10 +369,10 @@ def _prompt_tokens(buffer: str) -> list[int]:
     """Return the tokens the embedded backend evaluates for BUFFER, rendered and tokenized in this process."""
     from illume import buffer as buf
     from illume import request as req
-    from illume.backends.embedded import EmbeddedBackend, _load
+    from illume.backends.embedded import EmbeddedBackend, load
 
     request = req.build(buf.parse(buffer, buf.Sources({})), {})
-    return EmbeddedBackend({})._prompt(_load(smollm2_path(), {}).llama, request, None)
+    return EmbeddedBackend({})._prompt(load(smollm2_path(), {}).llama, request, None)
 
 
 @pytest.mark.embedded
@@ -510,11 +510,11 @@ def test_buffers_in_one_process_share_a_prefix_without_the_disk(model, tmp_path)
 
     import llama_cpp
 
-    from illume.backends.embedded import _load
+    from illume.backends.embedded import load
     from illume.cli import Options, run
 
     env = {"XDG_CACHE_HOME": str(tmp_path), "ILLUME_CACHE_SIZE": "0"}
-    llama = _load(smollm2_path(), {}).llama
+    llama = load(smollm2_path(), {}).llama
     outputs, evaluated = [], []
     for question in ["line 4?", "line 9?"]:
         out = io.BytesIO()

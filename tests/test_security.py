@@ -588,12 +588,12 @@ DEEP_GRAMMAR = "root ::= " + "(" * 200000 + '"a"' + ")" * 200000
 
 def test_a_deeply_nested_grammar_is_refused_before_llama_cpp_sees_it():
     from illume.backends import gbnf
-    from illume.errors import BufferError
+    from illume.errors import DirectiveError
 
     assert gbnf.depth('root ::= ("(" [(] x) # ((((\nx ::= "\\"("') == 1
-    with pytest.raises(BufferError, match=r"^!:grammar: parentheses nest more than 200 deep$"):
+    with pytest.raises(DirectiveError, match=r"^!:grammar: parentheses nest more than 200 deep$"):
         gbnf.check(DEEP_GRAMMAR)
-    with pytest.raises(BufferError, match=r"^!:grammar: the grammar is 2000009 characters, over the 1048576 allowed$"):
+    with pytest.raises(DirectiveError, match=r"^!:grammar: the grammar is 2000009 characters, over the 1048576 allowed$"):
         gbnf.check("root ::= " + '"a" ' * 500000)
 
 

@@ -170,15 +170,3 @@ def test_debug_tokens_is_asked_for_by_name(line, tokens_asked):
 
     parsed = buf.parse(f"{line}\n!user\nHi\n", buf.Sources({}), default_profile="llama.cpp")
     assert (parsed.debug, parsed.debug_tokens) == (True, tokens_asked)
-
-
-@pytest.mark.parametrize("message, refused", [
-    ("HTTP 400: the prompt is 631 tokens but the context holds 512 (exceed_context_size_error)", True),
-    ("HTTP 400: request (631 tokens) exceeds the available context size (512 tokens), try increasing it", True),
-    ("the model failed: Requested tokens (631) exceed context window of 512", True),
-    ("HTTP 400: bad request", False),
-])
-def test_refused_as_too_long(message, refused):
-    from illume import counting
-
-    assert counting.refused_as_too_long(Exception(message)) is refused

@@ -292,6 +292,10 @@ FAILURES = [
                                          "type": "exceed_context_size_error", "n_prompt_tokens": 5000,
                                          "n_ctx": 4096}}),
      b"\n\n!error\n\nHTTP 400: the prompt is 5000 tokens but the context holds 4096 (exceed_context_size_error)\n"),
+    ("HTTP 400: the context is too small, no counts given", "!user\nhi\n", {},
+     httpx.Response(400, json={"error": {"code": 400, "message": "the request exceeds the available context size",
+                                         "type": "exceed_context_size_error"}}),
+     b"\n\n!error\n\nHTTP 400: the request exceeds the available context size (exceed_context_size_error)\n"),
     ("HTTP 404 in completion mode", "!completion\nx\n", {}, httpx.Response(404, text="Not Found\n"),
      b"\n\n!error\n\nHTTP 404: Not Found\n\n"),  # the body as it came, its newline included
     ("a key echoed in an error is masked", "!>authorization Bearer $KEY\n!user\nhi\n",
@@ -316,6 +320,29 @@ def test_failures(text, env, response, stdout):
         mock.get(url__startswith=LOCAL).mock(return_value=httpx.Response(404))
         assert illume(text, env) == (1, stdout)
         assert sent.called
+
+
+@pytest.mark.parametrize("error, counts", [
+    ({"type": "exceed_context_size_error", "message": "too long", "n_prompt_tokens": 5000, "n_ctx": 4096},
+     (5000, 4096)),
+    ({"type": "exceed_context_size_error", "message": "too long"}, (None, None)),  # an older server
+])
+def test_llama_servers_refusal_is_context_too_long(error, counts):
+    # A type, not a phrase: what `!fit`'s explanation and `!branches` go by (tests/test_fit.py: a real server).
+    from illume import buffer as buf
+    from illume import request as req
+    from illume.backends import for_request
+    from illume.errors import ContextTooLong
+    from illume.reply import Reply
+
+    parsed = buf.parse("!user\nhi\n", buf.Sources({}), default_profile="llama.cpp")
+    request = req.build(parsed, {})
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post(CHAT).mock(return_value=httpx.Response(400, json={"error": {"code": 400, **error}}))
+        with pytest.raises(ContextTooLong) as caught:
+            for _ in for_request(request, {}, 10).stream(request, Reply()):
+                pass
+    assert (caught.value.prompt, caught.value.context) == counts
 
 
 def test_token_limit_is_noted():

@@ -16,7 +16,7 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 
-from illume.errors import BufferError
+from illume.errors import DirectiveError
 from illume.templates import MAX_OUTPUT
 
 # llama.cpp's CHATML_TEMPLATE_SRC (common/chat.cpp), llama-server's fallback.
@@ -47,9 +47,9 @@ def render(llama, messages: Sequence[Mapping], choice: str | None = None) -> str
         text = sandbox.render(_compiled(source), limit, messages=messages, add_generation_prompt=True,
                               bos_token=bos, eos_token=eos, raise_exception=_raise)
     except sandbox.TooMuch as e:
-        raise BufferError(f"{where}: {e}") from None
+        raise DirectiveError(f"{where}: {e}") from None
     except Exception as e:  # the template's own code failed; name it, never a traceback
-        raise BufferError(f"{where}: {type(e).__name__}: {e}") from None
+        raise DirectiveError(f"{where}: {type(e).__name__}: {e}") from None
     # As llama-server: the tokenizer adds BOS (and EOS) itself, so the template's own copy goes.
     if bos and model.add_bos_token() and text.startswith(bos):
         text = text[len(bos):]
@@ -86,7 +86,7 @@ def _compiled(source: str):
     try:
         return environment.from_string(source)
     except jinja2.TemplateSyntaxError as e:
-        raise BufferError(f"chat template line {e.lineno}: {e.message}") from None
+        raise DirectiveError(f"chat template line {e.lineno}: {e.message}") from None
 
 
 def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
@@ -94,11 +94,13 @@ def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=F
 
 
 def _builtin(name: str, messages: Sequence[Mapping]) -> str:
-    """Return MESSAGES in llama.cpp's built-in template NAME; raise BufferError naming the known ones."""
+    """Return MESSAGES in llama.cpp's built-in template NAME; raise DirectiveError naming the known ones."""
+    import ctypes
+
     import llama_cpp
 
     if name not in builtin_names():
-        raise BufferError(f"!:chat_template: unknown template {name!r}; give Jinja source or one of: "
+        raise DirectiveError(f"!:chat_template: unknown template {name!r}; give Jinja source or one of: "
                           + ", ".join(builtin_names()))
     encoded = [(str(m["role"]).encode(), str(m["content"]).encode()) for m in messages]
     chat = (llama_cpp.llama_chat_message * len(encoded))(*[llama_cpp.llama_chat_message(r, c) for r, c in encoded])
@@ -107,11 +109,11 @@ def _builtin(name: str, messages: Sequence[Mapping]) -> str:
         buf = ctypes.create_string_buffer(size)
         n = llama_cpp.llama_chat_apply_template(name.encode(), chat, len(encoded), True, buf, size)
         if n < 0:
-            raise BufferError(f"!:chat_template: llama.cpp cannot apply {name!r} to this chat")
+            raise DirectiveError(f"!:chat_template: llama.cpp cannot apply {name!r} to this chat")
         if n <= size:
             return buf.raw[:n].decode("utf-8", "replace")
         size = n
-    raise BufferError(f"!:chat_template: {name!r} gave no prompt")
+    raise DirectiveError(f"!:chat_template: {name!r} gave no prompt")
 
 
 @functools.cache

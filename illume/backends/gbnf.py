@@ -36,7 +36,7 @@ import os
 import re
 import tempfile
 
-from illume.errors import BufferError
+from illume.errors import DirectiveError
 
 MAX_CHARS = 1024 * 1024
 MAX_DEPTH = 200  # far beyond any grammar written by hand or generated from a JSON schema
@@ -50,15 +50,15 @@ _PLAIN = re.compile(r'[^"\\]*')  # in a string: characters that stand for themse
 
 
 def check(text: str) -> None:
-    """Raise BufferError if the grammar TEXT would crash, hang or exhaust llama.cpp; return None if not."""
+    """Raise DirectiveError if the grammar TEXT would crash, hang or exhaust llama.cpp; return None if not."""
     if len(text) > MAX_CHARS:
-        raise BufferError(f"!:grammar: the grammar is {len(text)} characters, over the {MAX_CHARS} allowed")
+        raise DirectiveError(f"!:grammar: the grammar is {len(text)} characters, over the {MAX_CHARS} allowed")
     if depth(text) > MAX_DEPTH:
-        raise BufferError(f"!:grammar: parentheses nest more than {MAX_DEPTH} deep")
+        raise DirectiveError(f"!:grammar: parentheses nest more than {MAX_DEPTH} deep")
     try:
         text.encode()
     except UnicodeEncodeError:
-        raise BufferError("!:grammar: not valid text (it holds a lone surrogate, \\ud800 to \\udfff)") from None
+        raise DirectiveError("!:grammar: not valid text (it holds a lone surrogate, \\ud800 to \\udfff)") from None
     text = text.split("\0", 1)[0]  # llama.cpp reads a C string: it ends at the first NUL
     if not text:
         return  # no grammar: llama.cpp samples freely, as llama-server does for an empty one
@@ -168,7 +168,7 @@ class _Grammar:
         self.nesting = 0  # as deep as `depth` allows, or the parser's recursion would outgrow Python's
 
     def parse(self, text: str) -> None:
-        """Read TEXT's rules; raise _Syntax where llama.cpp's parser would stop, BufferError past a bound."""
+        """Read TEXT's rules; raise _Syntax where llama.cpp's parser would stop, DirectiveError past a bound."""
         self.text = text
         i = self._space(0, True)
         while i < len(text):
@@ -307,7 +307,7 @@ class _Grammar:
                 start = i
                 self.nesting += 1
                 if self.nesting > MAX_DEPTH:
-                    raise BufferError(f"!:grammar: parentheses nest more than {MAX_DEPTH} deep")
+                    raise DirectiveError(f"!:grammar: parentheses nest more than {MAX_DEPTH} deep")
                 group = self._new(name)
                 i = self._alternates(self._space(i + 1, True), name, group, True)
                 self.nesting -= 1
@@ -356,7 +356,7 @@ class _Grammar:
         if last == len(sequence):
             raise _Syntax("expecting preceding item")
         if most is not None and most < least:
-            raise BufferError(f"!:grammar: {_excerpt(written)} asks for at least {least} but at most {most}")
+            raise DirectiveError(f"!:grammar: {_excerpt(written)} asks for at least {least} but at most {most}")
         item = sequence[last:]
         size = sum(elements for _, elements in item)
         del sequence[last:]
@@ -366,7 +366,7 @@ class _Grammar:
         # The copies past the first, then each optional rule: the item, a reference to the next, ALT, END.
         self.elements += (least - 1) * size + optional * (size + 3) + (1 if optional else 0)
         if self.elements > MAX_ELEMENTS:
-            raise BufferError(f"!:grammar: {_excerpt(written)} makes the grammar over {MAX_ELEMENTS:,} elements "
+            raise DirectiveError(f"!:grammar: {_excerpt(written)} makes the grammar over {MAX_ELEMENTS:,} elements "
                               "as llama.cpp writes out repetitions (each copy in full)")
         if optional:
             chain = self._new(name)
@@ -379,19 +379,19 @@ class _Grammar:
     # -- what llama.cpp cannot take
 
     def check(self) -> None:
-        """Raise BufferError for a grammar without root, a repetition of what can be empty, or left recursion."""
+        """Raise DirectiveError for a grammar without root, a repetition of what can be empty, or left recursion."""
         root = self.ids.get(ROOT)
         if root is None or self.rules[root] is None:
-            raise BufferError(f"!:grammar: there is no rule named {ROOT}")
+            raise DirectiveError(f"!:grammar: there is no rule named {ROOT}")
         empty = self._can_be_empty()
         for item, written in self.repeated:
             if all(symbol != TERMINAL and empty[symbol] for symbol in item):
-                raise BufferError(f"!:grammar: {_excerpt(written)} repeats what can match nothing, which llama.cpp "
+                raise DirectiveError(f"!:grammar: {_excerpt(written)} repeats what can match nothing, which llama.cpp "
                                   "cannot follow (it crashes or crawls): repeat what reads at least one character, "
                                   "x* rather than (x?)*")
         looping = self._left_recursion(empty)
         if looping is not None:
-            raise BufferError(f"!:grammar: rule {self.owner[looping]} can come back to itself before it reads a "
+            raise DirectiveError(f"!:grammar: rule {self.owner[looping]} can come back to itself before it reads a "
                               "character (left recursion), which llama.cpp cannot follow")
 
     def _can_be_empty(self) -> list[bool]:

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import illume.backends.plain as plain
 import illume.backends.wire as wire
 from illume import __version__, sse
-from illume.errors import HTTPStatusError, IllumeError, RequestError, StreamError
-from illume.reply import Reply, error_message
+from illume.errors import ContextTooLong, HTTPStatusError, IllumeError, RequestError, StreamError
+from illume.reply import DONE, Reply, error_message
 from illume.secrets import cut, scrub, shown_url
 
 # A 429 or 503 before any reply text is retried this many times, waiting
@@ -37,6 +37,10 @@ ERROR_BODY_LIMIT = 2000
 ERROR_READ_LIMIT = 64 * 1024
 # A reply sent as one JSON document (the server ignored "stream") past this size is refused.
 MAX_WHOLE_REPLY = 256 * 1024 * 1024
+# Connecting may take this long at most (or the whole timeout, when shorter): a host that is down fails soon.
+CONNECT_TIMEOUT = 30.0
+# The type of llama-server's error for a prompt longer than the context (with n_prompt_tokens and n_ctx).
+EXCEED_CONTEXT = "exceed_context_size_error"
 
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
@@ -53,6 +57,14 @@ def _verify(url: str):
     if url.startswith("http://") and not any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARIABLES):
         return False
     return True
+
+
+def httpx_client(url: str, timeout: float, headers: dict):
+    """Return an httpx.Client for URL's server: TIMEOUT, connecting within CONNECT_TIMEOUT, no redirects."""
+    import httpx
+
+    return httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)), headers=headers,
+                        follow_redirects=False, verify=_verify(url))
 
 
 def _origin(url) -> tuple:
@@ -104,13 +116,12 @@ class _Transport:
     def send(self, url: str, headers: dict[str, bytes], body, target: bytes = b"", no_user_agent: bool = False):
         """Return the response to a POST of BODY to URL; TARGET, when given, is the path as Go writes it."""
         if not no_user_agent and _plain(url, headers):
-            return plain.send(url, headers, body, DEFAULT_HEADERS, self.timeout, min(self.timeout, 30.0), target)
+            return plain.send(url, headers, body, DEFAULT_HEADERS, self.timeout, min(self.timeout, CONNECT_TIMEOUT),
+                              target)
         import httpx
 
         if self._client is None:
-            timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 30.0))
-            self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=_verify(self.url),
-                                        headers=DEFAULT_HEADERS)
+            self._client = httpx_client(self.url, self.timeout, DEFAULT_HEADERS)
         client = self._client
         built = client.build_request("POST", url, content=body, headers=headers,
                                      extensions=_as_written(client, httpx.URL(url), target))
@@ -165,6 +176,18 @@ class HTTPBackend:
         self.sleep = sleep
         self.secrets: list[str] = []
 
+    @staticmethod
+    def counter(request, env, timeout: float):
+        """Return the counter of REQUEST's tokens: its llama-server's own; raise Uncountable for another URL."""
+        if not request.url.lower().startswith(("http://", "https://")):
+            from illume.names import shown
+            from illume.tokens import Uncountable
+
+            raise Uncountable(f"no token counts for {shown(shown_url(request.url))}")
+        import illume.backends.server_tokens as server_tokens
+
+        return server_tokens.ServerCounter(request, httpx_client(request.url, timeout, server_tokens.headers(request)))
+
     def stream(self, request, reply: Reply) -> Iterator[str]:
         """Yield the reply's text as it streams in; "" first, once the server said 200."""
         self.secrets = request.secrets()  # masked in what is shown of a server's words, before they are cut
@@ -214,6 +237,9 @@ class HTTPBackend:
                 target = b""  # the redirect's own path, as httpx joins it
                 continue
             text = _error_text(response)
+            too_long = _too_long(status, text, self.secrets)
+            if too_long is not None:
+                raise too_long
             summary = _error_summary(text, self.secrets)
             wait = _retry_wait(response, text) if status in (429, 503) else None
             if wait is not None and wait > MAX_WAIT:
@@ -337,7 +363,7 @@ def _pass_on(events, reply: Reply) -> tuple[str, bool, StreamError | None]:
     try:
         for kind, data in events:
             add(text(data, kind))
-            if data == "[DONE]":
+            if data == DONE:
                 return "".join(texts), True, None
     except StreamError as error:
         return "".join(texts), False, error
@@ -389,6 +415,23 @@ def _error_text(response) -> str:
     return data.decode("utf-8", "surrogateescape")  # bytes that are not UTF-8 are printed as they came
 
 
+def _too_long(status: int, text: str, secrets=()) -> ContextTooLong | None:
+    """Return llama-server's refusal of a prompt longer than the context (error body TEXT), else None."""
+    import json
+
+    try:
+        error = json.loads(text).get("error")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict) or error.get("type") != EXCEED_CONTEXT:
+        return None
+    prompt, context = error.get("n_prompt_tokens"), error.get("n_ctx")
+    if isinstance(prompt, int) and isinstance(context, int):
+        return ContextTooLong(f"HTTP {status}: the prompt is {prompt} tokens but the context holds {context} "
+                              f"({EXCEED_CONTEXT})", prompt, context)
+    return ContextTooLong(f"HTTP {status}: {_error_summary(text, secrets)}")  # an older server: no counts
+
+
 def _error_summary(text: str, secrets=()) -> str:
     """Return the server's own message from a known error shape, else the body cut to a sane length."""
     try:
@@ -397,12 +440,6 @@ def _error_summary(text: str, secrets=()) -> str:
         parsed = None
     if isinstance(parsed, dict) and parsed.get("error"):
         message = error_message(parsed["error"])
-        error = parsed["error"]
-        if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
-            prompt, context = error.get("n_prompt_tokens"), error.get("n_ctx")
-            if prompt is not None and context is not None:
-                message = (f"the prompt is {prompt} tokens but the context holds {context} "
-                           f"(exceed_context_size_error)")
         if isinstance(parsed.get("estimated_time"), (int, float)):
             message += f" (estimated time {parsed['estimated_time']:g} s)"
         return message

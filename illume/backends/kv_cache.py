@@ -1,6 +1,7 @@
-"""Reusing evaluated prompt tokens in the embedded backend: from the loaded model, else from the prompt cache.
+"""A model loaded in the embedded backend, and reusing its evaluated prompt tokens: from its memory, else the cache.
 
-`prepare` leaves the model holding the longest reusable prefix of the
+`Loaded` is the one owner of what the model holds between replies (`clean`).
+Its `prepare` leaves the model holding the longest reusable prefix of the
 prompt (what the loaded model still holds from an earlier reply in this
 process, or a saved state from `illume.prompt_cache`, whichever shares
 more), evaluates the rest, and returns how many tokens it did not have to
@@ -38,25 +39,60 @@ def exact_batch(flash_attention: bool) -> int:
     return FLASH_BATCH if flash_attention else EXACT_BATCH
 
 
-def prepare(loaded, prompt: Sequence[int], cache, caching: bool) -> int:
-    """Evaluate PROMPT, reusing what can be; return the tokens reused (from the model's memory)."""
-    llama = loaded.llama
-    if len(prompt) >= llama.n_ctx():
-        # llama-cpp-python's own words for it, which it would say a moment later.
-        raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of {llama.n_ctx()}")
-    if caching:
-        _reuse(loaded, prompt, cache)
-    else:
-        _truncate(llama, 0)
-    held = held_tokens(llama)
-    loaded.clean = 0  # until the whole prompt is in
-    start = held
-    for size in batches(len(prompt) - held, llama.n_batch, loaded.exact_batch):
-        llama.eval(prompt[start:start + size])
-        start += size
-    exact = len(prompt) >= loaded.exact_batch and llama.n_batch >= loaded.exact_batch  # !:n_batch 1 is not
-    loaded.clean = len(prompt) if exact else 0
-    return held
+class Loaded:
+    """A model loaded in this process (`llama`), with the key of its entries in the prompt cache (`key`)."""
+
+    def __init__(self, llama, key: bytes, flash_attention: bool):
+        self.llama = llama
+        self.key = key
+        self.exact_batch = exact_batch(flash_attention)  # the fewest tokens a prompt batch holds
+        self.clean = 0  # leading tokens in its memory computed as a cold run would
+
+    def prepare(self, prompt: Sequence[int], cache, caching: bool) -> int:
+        """Evaluate PROMPT (it fits the context), reusing what can be; return the tokens reused."""
+        llama = self.llama
+        if caching:
+            _reuse(self, prompt, cache)
+        else:
+            _truncate(llama, 0)
+        held = held_tokens(llama)
+        self.clean = 0  # until the whole prompt is in
+        start = held
+        for size in batches(len(prompt) - held, llama.n_batch, self.exact_batch):
+            llama.eval(prompt[start:start + size])
+            start += size
+        exact = len(prompt) >= self.exact_batch and llama.n_batch >= self.exact_batch  # !:n_batch 1 is not
+        self.clean = len(prompt) if exact else 0
+        return held
+
+    def save(self, cache) -> "Saving | None":
+        """Start saving the prompt's state in CACHE, once `prepare` has evaluated it; None if there is nothing to."""
+        import llama_cpp
+
+        llama = self.llama
+        count = self.clean
+        if cache is None or count == 0 or held_tokens(llama) != count:
+            return None  # nothing worth keeping, or memory and token list disagree: save nothing doubtful
+        try:
+            entry = cache.begin(llama.input_ids[:count].tolist(),
+                                llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE))
+        except NotSaved as e:
+            return Saving(note=str(e))
+        if entry is None:
+            return None
+        if state_into(llama, entry.state) != len(entry.state):
+            entry.abandon()  # llama.cpp wrote less than it said it would: save nothing doubtful
+            return None
+        return Saving(entry)
+
+    def finish(self) -> None:
+        """Drop the reply's tokens from the model: the next buffer in this process starts from the prompt."""
+        _truncate(self.llama, self.clean)
+
+    def forget(self) -> None:
+        """Start the model's memory over (for an infill prompt, which llama-cpp-python lays out itself)."""
+        self.llama.reset()
+        self.clean = 0
 
 
 def batches(count: int, limit: int, least: int) -> list[int]:
@@ -147,26 +183,6 @@ class Saving:
         return self._note
 
 
-def save(loaded, cache) -> Saving | None:
-    """Start saving the prompt's state in CACHE, once PREPARE has evaluated it; None if there is nothing to save."""
-    import llama_cpp
-
-    llama = loaded.llama
-    count = loaded.clean
-    if cache is None or count == 0 or held_tokens(llama) != count:
-        return None  # nothing worth keeping, or memory and token list disagree: save nothing doubtful
-    try:
-        entry = cache.begin(llama.input_ids[:count].tolist(), llama_cpp.llama_state_seq_get_size(llama.ctx, SEQUENCE))
-    except NotSaved as e:
-        return Saving(note=str(e))
-    if entry is None:
-        return None
-    if state_into(llama, entry.state) != len(entry.state):
-        entry.abandon()  # llama.cpp wrote less than it said it would: save nothing doubtful
-        return None
-    return Saving(entry)
-
-
 def state_into(llama, buffer: memoryview) -> int:
     """Copy the model's state for its sequence into BUFFER (writable); return the bytes written, 0 on failure."""
     import llama_cpp
@@ -174,7 +190,3 @@ def state_into(llama, buffer: memoryview) -> int:
     data = (ctypes.c_uint8 * len(buffer)).from_buffer(buffer)
     return llama_cpp.llama_state_seq_get_data(llama.ctx, data, len(buffer), SEQUENCE)
 
-
-def finish(loaded) -> None:
-    """Drop the reply's tokens from the model: the next buffer in this process starts from the prompt."""
-    _truncate(loaded.llama, loaded.clean)
