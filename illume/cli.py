@@ -125,9 +125,7 @@ def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, bat
     context = click.get_current_context()
     param = next(p for p in context.command.params if p.name == "files")
     files = tuple(_PATH.convert(name, param, context) for name in files)
-    if len(profiles) > 1:
-        raise click.UsageError("--profile is given once (several go with --rewrite and --review)")
-    profile = profiles[0] if profiles else None
+    profile = profiles[-1] if profiles else None  # given twice, the last one, as click takes a single value
     options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout,
                       stop_rules=stop_rules, file_name=file_name)
     if batch:
