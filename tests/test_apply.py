@@ -3,10 +3,12 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from conftest import run_illume
+from conftest import REPO
 from scripted import Reply, chat_events
 
 DOC = "Their is a problem here.\r\nWe was going home.\n\nThe end. The end.\nCafé \xff\n"  # a CRLF; \xff: a byte not UTF-8
@@ -30,23 +32,13 @@ def apply(tmp_path, lines: str, *extra: str, stdin: bool = False):
     return run_illume("", "--apply", str(path), *extra, cwd=tmp_path)
 
 
-@pytest.fixture(autouse=True)
-def _cwd_run(monkeypatch):
-    """run_illume with a working folder: --apply reads names relative to it."""
-    import subprocess
-    import sys
-
-    import conftest
-
-    def run(buffer, *args, cwd=None, env=None, timeout=120):
-        data = buffer.encode() if isinstance(buffer, str) else buffer
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
-        full_env["PYTHONPATH"] = conftest.REPO
-        return subprocess.run([sys.executable, "-m", "illume", *args], input=data, capture_output=True,
-                              env=full_env, timeout=timeout, cwd=cwd or conftest.REPO)
-
-    globals()["run_illume"] = run
-    yield
+def run_illume(buffer: str | bytes, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    """Run the real CLI in the folder CWD (--apply reads names relative to it); return the CompletedProcess."""
+    data = buffer.encode() if isinstance(buffer, str) else buffer
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ILLUME_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "illume", *args], input=data, capture_output=True, env=env,
+                          timeout=120, cwd=cwd or REPO)
 
 
 def test_exactly_the_quoted_text_changes(tmp_path):
