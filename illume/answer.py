@@ -45,6 +45,7 @@ class Question:
         self.options = options
         self.secrets = secrets  # values to mask in anything printed about a failure
         self.ending = ending  # the buffer's last two lines: where a completion goes on (illume.escape)
+        self.usage = None  # what the reply used, once answered with `!stats` (illume.usage)
 
     @property
     def concurrent(self) -> bool:
@@ -108,6 +109,7 @@ def answer(question: Question, out: Output) -> Exit:
     from illume.backends import for_request
     from illume.escape import first_lines
     from illume.reply import GptOss, Reply
+    from illume.thinking import for_reply
 
     backend = for_request(request, question.env, options.timeout)
     header = ASSISTANT + parsed.prepend if request.mode == buf.CHAT else ""
@@ -121,7 +123,8 @@ def answer(question: Question, out: Output) -> Exit:
     # Printed first, a completion or a middle may begin a file (`--batch -o DIR`, a hole on line 1).
     opening = request.mode != buf.CHAT and not options.filter
     try:
-        write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines, opening)
+        write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines, opening,
+                    for_reply(parsed, header))
     except (RequestError, StreamError) as e:
         from illume import counting
 
@@ -131,9 +134,12 @@ def answer(question: Question, out: Output) -> Exit:
     if fitted:
         out.notes(fitted.note)
     if parsed.stats:
+        from illume import usage
         from illume.stats import cache_note
 
         out.notes(times.note(reply.events) + cache_note(reply))  # cache_note: the embedded backend's
+        question.usage = usage.of_reply(reply)  # a batch run adds them up
+        out.notes(usage.note(reply, parsed.prices))
     return Exit.OK
 
 

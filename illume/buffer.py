@@ -28,7 +28,7 @@ CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 DIRECTIVES = frozenset({
     "!user", "!assistant", "!completion", "!infill", "!api", "!profile", "!context", "!reddit", "!reddit!",
     "!github", "!note", "!begin", "!end", "!exclude", "!prepend", "!stats", "!debug", "!gpt-oss",
-    "!branches", "!stop-rules", "!language", "!error", "!fit",
+    "!branches", "!stop-rules", "!language", "!error", "!fit", "!thinking", "!prices",
 })
 SETTERS = ("!>", "!:")
 
@@ -86,6 +86,9 @@ class Buffer:
     language: str | None = None  # !language NAME: the infill's language, for its stopping rules
     branches: int = 1  # !branches N: how many alternative replies (illume.branches)
     profile: str | None = None  # the last profile loaded
+    exclude: str = ""  # the !exclude tag in effect at the buffer's end, where the reply goes (illume.thinking)
+    hide_thinking: bool = False  # `!thinking hide`: the reply's <think> block is not shown (illume.thinking)
+    prices: tuple[float, float, float] | None = None  # !prices: per million input, cached, output tokens
 
     def __init__(self):
         self.messages: list[Message] = []
@@ -304,6 +307,18 @@ class _Reader:
             out.stop_rules = trim_space(args)
         elif command == "!language":
             out.language = trim_space(args) or None
+        elif command == "!thinking":
+            choice = trim_space(args)
+            if choice not in ("hide", "show"):
+                raise BufferError(f"!thinking takes hide or show, not {choice!r}")
+            out.hide_thinking = choice == "hide"
+        elif command == "!prices":
+            from illume.usage import parse_prices
+
+            try:
+                out.prices = parse_prices(args)
+            except ValueError as e:
+                raise BufferError(str(e)) from None
         elif command == "!error":
             # illume's own report of a failed turn: not for the model's eyes.
             self.in_error = True
@@ -473,6 +488,7 @@ def parse(text: str, sources: Sources, default_profile: str | None = None) -> Bu
     out = reader.out
     messages = reader.messages
     split = reader.split  # loading the default profile below starts a fresh builder
+    out.exclude = reader.exclude  # the default profile's own `!exclude` covers only its own lines
 
     if out.profile is None:
         name = default_profile or sources.env.get("ILLUME_PROFILE") or profiles.DEFAULT
