@@ -313,12 +313,7 @@ class _Reader:
                 raise BufferError(f"!thinking takes hide or show, not {choice!r}")
             out.hide_thinking = choice == "hide"
         elif command == "!prices":
-            from illume.usage import parse_prices
-
-            try:
-                out.prices = parse_prices(args)
-            except ValueError as e:
-                raise BufferError(str(e)) from None
+            out.prices = _prices(args)
         elif command == "!error":
             # illume's own report of a failed turn: not for the model's eyes.
             self.in_error = True
@@ -448,6 +443,19 @@ def _branches(args: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_BRANCHES:
         raise BufferError(f"!branches: expected a number of replies from 1 to {MAX_BRANCHES}, got {text!r}")
     return int(text)
+
+
+def _prices(args: str) -> tuple[float, float, float]:
+    """Return the prices of `!prices INPUT CACHED OUTPUT` (per million tokens); raise BufferError."""
+    words = args.split()
+    try:
+        prices = tuple(float(word) for word in words)
+    except ValueError:
+        prices = ()
+    if len(prices) != 3 or not all(0 <= price < float("inf") for price in prices):
+        raise BufferError("!prices: expected three prices of 0 or more, per million input, cached input and "
+                          f"output tokens, got {trim_space(args)!r}")
+    return prices
 
 
 def _trimmed_join(parts: list[str]) -> str:

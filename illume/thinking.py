@@ -55,15 +55,13 @@ class Thinking:
                 return ""
             if not self._held.startswith(THINK_OPEN):
                 return self._let_through()
-            self._state, self._held = "inside", self._held[len(THINK_OPEN) :]
+            # The opening line's own line break stays: an empty block's `</think>` follows it.
+            self._state, self._held = "inside", self._held[len(THINK_OPEN) - 1 :]
         if self._state == "inside":
-            if self._held.startswith(_CLOSE):  # an empty block
-                end = -1
-            else:
-                end = self._held.find("\n" + _CLOSE)
-                if end < 0:
-                    self._held = self._held[-len(_CLOSE) :]  # the start of a closing line, maybe
-                    return ""
+            end = self._held.find("\n" + _CLOSE)
+            if end < 0:
+                self._held = self._held[-len(_CLOSE) :]  # the start of a closing line, maybe
+                return ""
             self._state, self._held = "after", self._held[end + 1 + len(_CLOSE) :]
         # After the block: the line breaks that part it from the answer go with it.
         rest = self._held.lstrip("\r\n")

@@ -70,7 +70,10 @@ def read(event: dict) -> Usage | None:
             reads = _get(usage, "cache_read_input_tokens")
             prompt = _sum(_get(usage, "input_tokens"), reads, _get(usage, "cache_creation_input_tokens"))
             return Usage(prompt, reads, _get(usage, "output_tokens"))
-        return Usage(_get(usage, "prompt_tokens"), _get(usage, "prompt_tokens_details", "cached_tokens"),
+        cached = _get(usage, "prompt_tokens_details", "cached_tokens")
+        if cached is None:
+            cached = _get(usage, "prompt_cache_hit_tokens")  # DeepSeek's name
+        return Usage(_get(usage, "prompt_tokens"), cached,
                      _get(usage, "completion_tokens"),
                      _get(usage, "completion_tokens_details", "reasoning_tokens"))
     metadata = event.get("usageMetadata")
@@ -97,20 +100,6 @@ def of_reply(reply) -> Usage | None:
     if reply.prompt_tokens is not None:  # the embedded backend: one event per token
         return Usage(reply.prompt_tokens, reply.cached_tokens, reply.events)
     return None
-
-
-def parse_prices(text: str) -> tuple[float, float, float]:
-    """Return `!prices INPUT CACHED OUTPUT` (per million tokens) as three numbers; raise ValueError."""
-    words = text.split()
-    if len(words) != 3:
-        raise ValueError("!prices takes three numbers: per million input, cached input and output tokens")
-    try:
-        prices = tuple(float(word) for word in words)
-    except ValueError:
-        raise ValueError(f"!prices: not a number among {text.strip()!r}") from None
-    if any(not price >= 0 or price == float("inf") for price in prices):
-        raise ValueError(f"!prices: a price is a number of 0 or more, not {text.strip()!r}")
-    return prices
 
 
 def cost(usage: Usage, prices: tuple[float, float, float]) -> float | None:
