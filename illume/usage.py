@@ -143,3 +143,25 @@ def note(reply, prices=None) -> str:
     if not usage:
         return ""
     return "\n\n" + note_line("used " + words(usage, prices))
+
+
+class Totals:
+    """What the replies of a batch run used, added up, with the cost of those whose buffer set `!prices`."""
+
+    def __init__(self):
+        self.usage = Usage()
+        self.usage.replies = 0
+        self.cost: float | None = None
+
+    def add(self, usage: Usage, prices) -> None:
+        """Add one reply's USAGE, priced at PRICES (None where its buffer set none)."""
+        self.usage.add(usage)
+        spent = cost(usage, prices) if prices else None
+        if spent is not None:
+            self.cost = spent if self.cost is None else self.cost + spent
+
+    def words(self) -> str:
+        """Return the totals in words, for the batch's last line: `3 replies used ..., cost 0.0012`."""
+        count = self.usage.replies
+        text = f"{count} {'reply' if count == 1 else 'replies'} used {words(self.usage)}"
+        return text + (f", cost {_money(self.cost)}" if self.cost is not None else "")

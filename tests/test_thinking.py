@@ -318,3 +318,21 @@ def test_hiding_in_every_cut(text, shown):
             hider = Thinking(excluded=False, at_line_start=True, hide=True)
             out = "".join(hider.feed(piece) for piece in (text[:cut], text[cut:second], text[second:]))
             assert out + hider.finish() == shown, (cut, second)
+
+
+# --- a batch run ------------------------------------------------------------------------------------
+
+def test_a_batch_run_ends_with_the_totals(server, tmp_path):
+    usage = {"prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 60}}
+    server.respond(Reply([chunk(reasoning_content="x"), chunk(content="y", finish="stop"),
+                          json.dumps({"choices": [], "usage": usage}), "[DONE]"]))
+    files = []
+    for name, lines in [("a", "!stats\n!prices 1 0.5 2\n"), ("b", "!stats\n"), ("c", "")]:
+        files.append(tmp_path / f"{name}.txt")
+        files[-1].write_text(f"!api {server.url}\n{lines}!user\nHi\n")
+    done = run_illume(b"", "--batch", *map(str, files))
+    assert done.returncode == 0, done.stderr
+    # c has no !stats: not counted; only a set prices, so the cost is a's: (40 + 60 x 0.5 + 20 x 2) / 1e6.
+    assert done.stderr.decode().endswith(
+        "\nillume: 2 replies used 200 prompt tokens (120 cached), 40 reply tokens, cost 0.00011\n")
+    assert files[2].read_text().endswith("!exclude think\n<think>\nx\n</think>\n\ny")
