@@ -119,7 +119,7 @@ class Reply:
         if event.get("error") or event_type == "error":
             raise StreamError(f"the server reported an error: {error_message(event.get('error', event))}")
         if "usage" in event or "timings" in event or "usageMetadata" in event or event.get("type") == "message_start":
-            self._note_usage(event)
+            self.note_usage(event)
 
         choices = event.get("choices")
         if isinstance(choices, list) and choices:
@@ -127,10 +127,7 @@ class Reply:
             self.note_finish(choice.get("finish_reason"))
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                thinking = next((delta[name] for name in THINKING_FIELDS
-                                 if isinstance(delta.get(name), str) and delta[name]), "")
-                content = delta.get("content")
-                shown = self._thinking_text(thinking) + self._answer_text(content if isinstance(content, str) else "")
+                shown = self.message_text(delta)
                 if shown:
                     return shown
             text = choice.get("text")
@@ -166,6 +163,13 @@ class Reply:
         if reason in ("length", "max_tokens", "MAX_TOKENS"):
             self.limit = "the token limit"
 
+    def message_text(self, message: dict) -> str:
+        """Return the text of a chat MESSAGE (a streamed delta, or a whole reply's message): thinking, then answer."""
+        thinking = next((message[name] for name in THINKING_FIELDS
+                         if isinstance(message.get(name), str) and message[name]), "")
+        content = message.get("content")
+        return self._thinking_text(thinking) + self._answer_text(content if isinstance(content, str) else "")
+
     def _thinking_text(self, thinking: str) -> str:
         """Return THINKING as the reply shows it: after a `<think>` line, if it opens the block."""
         if not thinking:
@@ -197,7 +201,8 @@ class Reply:
             self.finished = True  # Gemini's stream has no end marker: the last candidate has its reason
         return "".join(out)
 
-    def _note_usage(self, event: dict) -> None:
+    def note_usage(self, event: dict) -> None:
+        """Keep what EVENT says the reply used, if anything (illume.usage)."""
         from illume.usage import read
 
         usage = read(event)

@@ -336,3 +336,17 @@ def test_a_batch_run_ends_with_the_totals(server, tmp_path):
     assert done.stderr.decode().endswith(
         "\nillume: 2 replies used 200 prompt tokens (120 cached), 40 reply tokens, cost 0.00011\n")
     assert files[2].read_text().endswith("!exclude think\n<think>\nx\n</think>\n\ny")
+
+
+def test_a_whole_json_reply_with_thinking_and_usage(server):
+    from scripted import response
+
+    whole = {"choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "reasoning_content": "Easy.", "content": "Four"}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 5}}
+    server.script(response(200, json.dumps(whole)))
+    done = run_illume(f"!api {server.url}\n!stats\n!user\n2+2?\n")
+    assert done.returncode == 0, done.stdout
+    text = done.stdout.decode()
+    assert text.startswith(ASSISTANT + "!exclude think\n<think>\nEasy.\n</think>\n\nFour\n\n!note ")
+    assert text.endswith("\n\n!note used 9 prompt tokens, 5 reply tokens")
