@@ -65,8 +65,8 @@ class Reply:
     llama-server's own figures when it sent them, `usage` what the server
     said the reply used (illume.usage). `thought` says whether thinking
     came in a field of its own, which the reply writes as a `<think>` block.
-    The embedded backend also sets `prompt_tokens` and `cached_tokens` (how
-    many of them it did not evaluate, for `!stats`) and adds
+    The embedded backend also sets `prompt_tokens`, `cached_tokens` (how
+    many of them it did not evaluate) and `reply_tokens`, for `!stats`, and adds
     `backend_notes` (said after the reply, such as a full disk).
     """
 
@@ -78,6 +78,7 @@ class Reply:
         self.malformed: list[str] = []
         self.prompt_tokens: int | None = None
         self.cached_tokens: int | None = None
+        self.reply_tokens: int | None = None  # the embedded backend's count of the tokens it wrote
         self.backend_notes: list[str] = []
         self.usage = None  # illume.usage.Usage, once an event reports it
         self.thought = False

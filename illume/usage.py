@@ -97,8 +97,8 @@ def of_reply(reply) -> Usage | None:
     """Return what REPLY used: the server's numbers, else the embedded backend's own; None if unknown."""
     if reply.usage:
         return reply.usage
-    if reply.prompt_tokens is not None:  # the embedded backend: one event per token
-        return Usage(reply.prompt_tokens, reply.cached_tokens, reply.events)
+    if reply.prompt_tokens is not None:  # the embedded backend
+        return Usage(reply.prompt_tokens, reply.cached_tokens, reply.reply_tokens)
     return None
 
 

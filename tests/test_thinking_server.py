@@ -15,9 +15,10 @@ same request, not streamed (`message.reasoning_content`, `message.content`).
 """
 
 import json
+import re
 
 import pytest
-from conftest import LIMIT_NOTE, ask_llama_server, run_illume, start_llama_server, stop
+from conftest import LIMIT_NOTE, ask_llama_cpp, ask_llama_server, run_illume, start_llama_server, stop
 
 ASSISTANT = "\n\n!assistant\n\n"
 
@@ -134,7 +135,7 @@ def test_stats_reports_the_server_own_counts(parsing_server):
     done = run_illume(text)
     assert done.returncode == 0, done.stdout
     last = done.stdout.decode().rsplit("\n\n", 1)[1]
-    prompt, cached, reply = (int(n) for n in __import__("re").fullmatch(
+    prompt, cached, reply = (int(n) for n in re.fullmatch(
         r"!note used (\d+) prompt tokens \((\d+) cached\), (\d+) reply tokens", last).groups())
     # The same prompt and the same reply as the server's own answer; how much came from its cache varies.
     assert (prompt, reply) == (answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"])
@@ -164,3 +165,28 @@ def test_thinking_profiles_with_reasoning_format_none(plain_server, profile):
     assert done.stdout.decode() == ASSISTANT + answer["content"]
     thought, _, reply = answer["content"].partition("\n</think>\n")
     assert sent_messages(text + done.stdout.decode() + "\n!user\nAnd?\n")[-2]["content"] == reply.strip("\r\n")
+
+
+def test_enable_thinking_false_turns_it_off(parsing_server):
+    # docs/wire.md's key for llama-server: the template closes the block itself, and the model only answers.
+    text = buffer(parsing_server, lines='!:chat_template_kwargs {"enable_thinking": false}\n', max_tokens=12)
+    answer = message(text)
+    assert not answer.get("reasoning_content") and answer["content"], answer
+    done = run_illume(text)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.decode() == ASSISTANT + answer["content"] + (LIMIT_NOTE if answer["finish_reason"] == "length"
+                                                                     else "")
+
+
+@pytest.mark.parametrize("max_tokens, question", [(8, "Say hi."), (200, "Say just the word yes.")],
+                         ids=["at the token limit", "at the end of text"])
+def test_stats_reports_the_embedded_backend_own_counts(max_tokens, question):
+    text = f"!profile embedded\n!:temperature 0\n!:seed 1\n!:max_tokens {max_tokens}\n!stats\n!user\n{question}\n"
+    answer = ask_llama_cpp(text)
+    assert answer.limit == (max_tokens == 8), answer.whole  # both endings, or the test misses one
+    done = run_illume(text)
+    assert done.returncode == 0, done.stdout
+    last = done.stdout.decode().rsplit("\n\n", 1)[1]
+    usage = answer.whole["usage"]
+    assert re.fullmatch(rf"!note used {usage['prompt_tokens']} prompt tokens \(\d+ cached\), "
+                        rf"{usage['completion_tokens']} reply tokens", last), (last, usage)
