@@ -387,7 +387,8 @@ def run(argv: list[str], case: Case, cwd: Path, env: dict) -> tuple[int, bytes, 
         return -1, b"", b"timeout"
 
 
-_STATS = re.compile(rb"\n\n!note [^\n]* tok/s, (\d+) toks, [^\n]*$")
+# illume's `!note used ...` after it (README) comes only from a server that says what a reply used.
+_STATS = re.compile(rb"\n\n!note [^\n]* tok/s, (\d+) toks, [^\n]*(\n\n!note used [^\n]*)?$")
 _DEBUG = re.compile(rb"^\n\nPOST (.*) HTTP/1\.1\n((?:.*\n)*?)\n(.*)\n(\n?)$", re.S)
 
 
