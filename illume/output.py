@@ -203,8 +203,9 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
         for text in pieces:
             if _LONE_SURROGATE.search(text):
                 text = _LONE_SURROGATE.sub("\ufffd", text)
-            if thinking:
-                out.write(thinking.directive(reply, text))  # illume's own line: not escaped
+            line = thinking.directive(reply, text) if thinking else ""
+            if line:
+                out.write(line)  # illume's own line: not escaped
             if translate:
                 text = translate.feed(text)
             if thinking:
