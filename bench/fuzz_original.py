@@ -330,7 +330,8 @@ class Case:
         if kind == 12:
             return pick(r, ["<think>", "</think>", "<x>", "</x>", "<think> ", "<think>\r"])
         if kind == 13:
-            return pick(r, ["!begin", "!end", "!begin x", "!note hi", "!stats", "!gpt-oss", "!completion"])
+            return pick(r, ["!begin", "!end", "!begin x", "!note hi", "!stats", "!gpt-oss", "!completion",
+                            "!thinking hide", "!thinking show", "!thinking x", "!prices 1 0.5 2", "!prices x"])
         if kind == 14:
             return pick(r, ['!prepend "<think>\\n"', "!prepend raw ", '!prepend "bad', '!prepend "\\ud800"',
                             "!prepend", '!prepend ""', '!prepend "a" b', "!prepend \u2028x"])
@@ -383,7 +384,8 @@ def run(argv: list[str], case: Case, cwd: Path, env: dict) -> tuple[int, bytes, 
         return -1, b"", b"timeout"
 
 
-_STATS = re.compile(rb"\n\n!note [^\n]* tok/s, (\d+) toks, [^\n]*$")
+# illume's `!note used ...` after it (README) comes only from a server that says what a reply used.
+_STATS = re.compile(rb"\n\n!note [^\n]* tok/s, (\d+) toks, [^\n]*(\n\n!note used [^\n]*)?$")
 _DEBUG = re.compile(rb"^\n\nPOST (.*) HTTP/1\.1\n((?:.*\n)*?)\n(.*)\n(\n?)$", re.S)
 
 
@@ -587,6 +589,8 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
         return "a non-string {key} in !api is its compact JSON"
     if any(line.rstrip("\r") == "!error" for line in lines):
         return "an !error section is not sent"
+    if any(line.partition(" ")[0] in ("!thinking", "!prices") for line in lines):
+        return "`!thinking` and `!prices` are directives of illume's own"
     return None
 
 

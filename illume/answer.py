@@ -52,6 +52,7 @@ class Question:
         self.options = options
         self.secrets = secrets  # values to mask in anything printed about a failure
         self.ending = ending  # the buffer's last two lines: where a completion goes on (illume.escape)
+        self.usage = None  # what the reply used, once answered with `!stats` (illume.usage)
 
     @property
     def concurrent(self) -> bool:
@@ -112,6 +113,7 @@ def answer(question: Question, out: Output) -> Exit:
     from illume.backends import for_request
     from illume.escape import first_lines
     from illume.reply import GptOss, Reply
+    from illume.thinking import for_reply
 
     backend = for_request(request, question.env, options.timeout)
     header = ASSISTANT + parsed.prepend if request.mode == buf.CHAT else ""
@@ -125,15 +127,20 @@ def answer(question: Question, out: Output) -> Exit:
     # Printed first, a completion or a middle may begin a file (`--batch -o DIR`, a hole on line 1).
     opening = request.mode != buf.CHAT and not options.filter
     try:
-        write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines, opening)
+        write_reply(backend.stream(request, reply), reply, out, times, header, translate, guard, lines, opening,
+                    for_reply(parsed, header))
     except ContextTooLong as e:
         raise _explained(e, question, request, fitted) from None
     if fitted:
         out.notes(fitted.note)
     if parsed.stats:
+        from illume import usage
         from illume.stats import stats_note
 
         out.notes(stats_note(times, [reply]))
+        question.usage = usage.of_reply(reply)  # a batch run adds them up
+        if parsed.stats_usage or parsed.prices:  # a plain `!stats` prints only what the original prints
+            out.notes(usage.note(reply, parsed.prices))
     return Exit.OK
 
 

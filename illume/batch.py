@@ -99,8 +99,10 @@ class Result:
     """One file's outcome, computed on a worker thread and written by the main thread."""
 
     def __init__(self, path: str, outcome: str, raw: bytes = b"", output: bytes = b"", message: str = "",
-                 status: int = 0):
+                 status: int = 0, usage=None, prices=None):
         self.path = path
+        self.usage = usage  # what the reply used, when its buffer has `!stats` (illume.usage)
+        self.prices = prices
         self.outcome = outcome
         self.raw = raw
         self.output = output
@@ -162,6 +164,7 @@ class Batch:
         self.one_at_a_time = threading.Lock()  # held while a backend that is not concurrent answers
         self.counts = {ANSWERED: 0, FAILED: 0, SKIPPED: 0}
         self.failures: list[tuple[str, str]] = []
+        self.totals = None  # illume.usage.Totals, once a reply with `!stats` said what it used
         self.started = time.monotonic()
         umask = os.umask(0)
         os.umask(umask)
@@ -214,7 +217,7 @@ class Batch:
             return Result(path, FAILED, raw, message="interrupted", status=e.status)
         except Exception as e:  # a bug of ours, scrubbed of the buffer's secrets: the others go on
             return Result(path, FAILED, raw, message=out.scrub(unexpected(e)), status=Exit.ERROR)
-        return Result(path, ANSWERED, raw, output.getvalue())
+        return Result(path, ANSWERED, raw, output.getvalue(), usage=question.usage, prices=question.parsed.prices)
 
     # --- the main thread ----------------------------------------------
     def run(self) -> int:
@@ -280,6 +283,11 @@ class Batch:
         if result.outcome == FAILED and result.status in (Exit.SIGINT, Exit.SIGTERM) and self.cancel.is_set():
             return  # stopped by this interrupt: counted as not run
         self.counts[result.outcome] += 1
+        if result.outcome == ANSWERED and result.usage:
+            from illume.usage import Totals
+
+            self.totals = self.totals or Totals()
+            self.totals.add(result.usage, result.prices)
         if result.outcome == FAILED:
             self.failures.append((result.path, result.message))
 
@@ -333,6 +341,8 @@ class Batch:
         ending = ", interrupted" if interrupted else ""
         files = "file" if total == 1 else "files"
         self.stderr.write(f"illume: {total} {files} in {self.elapsed()}{ending}: {', '.join(parts)}\n")
+        if self.totals:
+            self.stderr.write(f"illume: {self.totals.words()}\n")  # the files with `!stats` only
         self.stderr.flush()
 
 

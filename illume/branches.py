@@ -45,6 +45,7 @@ from illume.errors import DirectiveError, HTTPStatusError, IllumeError
 from illume.output import ASSISTANT, Times, note_line, write_reply
 from illume.reply import DONE, GptOss, Reply
 from illume.stats import stats_note
+from illume.thinking import for_reply
 
 # Statuses with which an OpenAI-style server refuses a key or its value:
 # llama-server says "Field 'n': Value must be between 1 <= value <= 4".
@@ -278,7 +279,7 @@ def _print(branches: list, parsed: buf.Buffer, mode: str, out, times: Times) -> 
         own = Times()
         try:
             write_reply(branch.pieces(), branch.reply, out, own, header,
-                        translate=GptOss() if parsed.gpt_oss else None)
+                        translate=GptOss() if parsed.gpt_oss else None, thinking=for_reply(parsed, header))
         except IllumeError as e:
             if number == 1 and own.answered is None:
                 raise  # the request itself failed: reported as the plain filter reports it

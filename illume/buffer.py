@@ -28,7 +28,7 @@ CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 DIRECTIVES = frozenset({
     "!user", "!assistant", "!completion", "!infill", "!api", "!profile", "!context", "!reddit", "!reddit!",
     "!github", "!note", "!begin", "!end", "!exclude", "!prepend", "!stats", "!debug", "!gpt-oss",
-    "!branches", "!stop-rules", "!language", "!error", "!fit",
+    "!branches", "!stop-rules", "!language", "!error", "!fit", "!thinking", "!prices",
 })
 SETTERS = ("!>", "!:")
 
@@ -81,11 +81,15 @@ class Buffer:
     debug_tokens: bool = False  # `!debug tokens`: the dry run ends with the prompt's token counts
     fit: bool = False  # `!fit`: leave out the oldest messages that do not fit the context (illume.counting)
     stats: bool = False
+    stats_usage: bool = False  # `!stats usage`: what the reply used follows the original's line (illume.usage)
     gpt_oss: bool = False
     stop_rules: str | None = None  # argument of !stop-rules (illume.stopping); None: the default rules
     language: str | None = None  # !language NAME: the infill's language, for its stopping rules
     branches: int = 1  # !branches N: how many alternative replies (illume.branches)
     profile: str | None = None  # the last profile loaded
+    exclude: str = ""  # the !exclude tag in effect at the buffer's end, where the reply goes (illume.thinking)
+    hide_thinking: bool = False  # `!thinking hide`: the reply's <think> block is not shown (illume.thinking)
+    prices: tuple[float, float, float] | None = None  # !prices: per million input, cached, output tokens
 
     def __init__(self):
         self.messages: list[Message] = []
@@ -252,6 +256,9 @@ class _Reader:
             out.fit = True
         elif command == "!stats":
             out.stats = True
+            # The original ignores an argument; `!stats usage` adds what the reply used, as `!prices` does.
+            if args.split() == ["usage"]:
+                out.stats_usage = True
         elif command == "!gpt-oss":
             out.gpt_oss = True
         elif command == "!prepend":
@@ -304,6 +311,13 @@ class _Reader:
             out.stop_rules = trim_space(args)
         elif command == "!language":
             out.language = trim_space(args) or None
+        elif command == "!thinking":
+            choice = trim_space(args)
+            if choice not in ("hide", "show"):
+                raise DirectiveError(f"!thinking takes hide or show, not {choice!r}")
+            out.hide_thinking = choice == "hide"
+        elif command == "!prices":
+            out.prices = _prices(args)
         elif command == "!error":
             # illume's own report of a failed turn: not for the model's eyes.
             self.in_error = True
@@ -435,6 +449,19 @@ def _branches(args: str) -> int:
     return int(text)
 
 
+def _prices(args: str) -> tuple[float, float, float]:
+    """Return the prices of `!prices INPUT CACHED OUTPUT` (per million tokens); raise DirectiveError."""
+    words = args.split()
+    try:
+        prices = tuple(float(word) for word in words)
+    except ValueError:
+        prices = ()
+    if len(prices) != 3 or not all(0 <= price < float("inf") for price in prices):
+        raise DirectiveError("!prices: expected three prices of 0 or more, per million input, cached input and "
+                          f"output tokens, got {trim_space(args)!r}")
+    return prices
+
+
 def _trimmed_join(parts: list[str]) -> str:
     """Return "".join(PARTS).strip("\\r\\n") without a second copy of a big message."""
     start, end = 0, len(parts)
@@ -473,6 +500,7 @@ def parse(text: str, sources: Sources, default_profile: str | None = None) -> Bu
     out = reader.out
     messages = reader.messages
     split = reader.split  # loading the default profile below starts a fresh builder
+    out.exclude = reader.exclude  # the default profile's own `!exclude` covers only its own lines
 
     if out.profile is None:
         name = default_profile or sources.env.get("ILLUME_PROFILE") or profiles.DEFAULT

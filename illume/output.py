@@ -165,15 +165,18 @@ class Times:
 
 
 def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header: str = "",
-                translate=None, guard=None, lines: tuple[str, ...] | None = None, opening: bool = False) -> None:
+                translate=None, guard=None, lines: tuple[str, ...] | None = None, opening: bool = False,
+                thinking=None) -> None:
     """Stream one reply on OUT: HEADER once the request is accepted, its text, then its notes.
 
     PIECES is a backend's stream: "" once the request is accepted, then the
     text, in which a lone surrogate (a JSON escape such as `\\udcff`) is
     U+FFFD, as Go's decoder makes it, rather than a byte that is not UTF-8
     (`\\udcff\\udcfe` would write FF FE, the byte order mark that has Vim and
-    Emacs read a file as UTF-16). TRANSLATE (GptOss) and then GUARD
-    (InfillGuard) pass the text on, then the editor marks are broken
+    Emacs read a file as UTF-16). TRANSLATE (GptOss), THINKING
+    (illume.thinking: it writes `!exclude think` before a thinking block,
+    or hides the block) and then GUARD (InfillGuard) pass the text on, then
+    the editor marks are broken
     (illume.modelines; OPENING: the reply may begin a file), then the
     escaper, so that no line of the reply can act as a directive on the next
     turn (illume.escape; LINES are what may stand before the reply on its
@@ -196,8 +199,13 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
         for text in pieces:
             if _LONE_SURROGATE.search(text):
                 text = _LONE_SURROGATE.sub("\ufffd", text)
+            line = thinking.directive(reply, text) if thinking else ""
+            if line:
+                out.write(line)  # illume's own line: not escaped
             if translate:
                 text = translate.feed(text)
+            if thinking:
+                text = thinking.feed(text)
             if guard:
                 text = guard.feed(text)
             text = escaper.feed(marks.feed(text))
@@ -208,7 +216,10 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
     finally:
         pieces.close()
         times.ended = time.perf_counter()
-        held = translate.finish() if translate else ""  # text held back for a token, even before an error
+        held = reply.finish()  # the `</think>` of a block left open
+        held = translate.feed(held) + translate.finish() if translate else held  # held back for a token
+        if thinking:
+            held = thinking.feed(held) + thinking.finish()
         if guard:
             held = guard.feed(held) + guard.finish()
         out.write(escaper.feed(marks.feed(held)) + escaper.finish())

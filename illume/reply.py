@@ -5,6 +5,12 @@ Servers disagree on where the text is. In order, the original reads
 Anthropic's `delta.thinking` and `delta.text`, and `content` (llama.cpp's
 native /completion and /infill). `Reply` does the same, and also notices
 how the stream ends: its end marker, an error inside it, a token limit.
+
+Thinking that comes in a field of its own (`delta.reasoning_content` from
+llama-server, vLLM and DeepSeek; `delta.reasoning` from vLLM, Ollama and
+OpenRouter; Anthropic's `delta.thinking`; Gemini's parts marked `thought`)
+is written between `<think>` and `</think>` lines, as it streams (docs/buffer.md,
+"Thinking"). What the reply used, when the server says, goes to `usage`.
 """
 
 import json
@@ -21,6 +27,9 @@ _scan = json.scanner.make_scanner(json.JSONDecoder())
 TOKEN_LIMIT = "the token limit"
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "\n</think>\n\n"
+THINK_END = "\n</think>"  # closes a block that no answer followed: the stream ended while thinking
+# The fields of a chat delta that carry thinking, in the order they are looked for.
+THINKING_FIELDS = ("reasoning_content", "reasoning")
 
 
 def _excerpt(text: str, limit: int = 200) -> str:
@@ -55,10 +64,12 @@ class Reply:
     After the stream: `finished` says whether its end marker came,
     `events` counts the data events (the original's token count for
     `!stats`), `limit` names a token-limit stop, `timings` holds
-    llama-server's own figures when it sent them. The embedded backend also
-    sets `prompt_tokens` and `cached_tokens` (how many of them it did not
-    evaluate, for `!stats`) and adds `backend_notes` (said after the reply,
-    such as a full disk).
+    llama-server's own figures when it sent them, `usage` what the server
+    said the reply used (illume.usage). `thought` says whether thinking
+    came in a field of its own, which the reply writes as a `<think>` block.
+    The embedded backend also sets `prompt_tokens`, `cached_tokens` (how
+    many of them it did not evaluate) and `reply_tokens`, for `!stats`, and adds
+    `backend_notes` (said after the reply, such as a full disk).
     """
 
     def __init__(self):
@@ -69,7 +80,10 @@ class Reply:
         self.malformed: list[str] = []
         self.prompt_tokens: int | None = None
         self.cached_tokens: int | None = None
+        self.reply_tokens: int | None = None  # the embedded backend's count of the tokens it wrote
         self.backend_notes: list[str] = []
+        self.usage = None  # illume.usage.Usage, once an event reports it
+        self.thought = False
         self._thinking = False
 
     def _malformed(self, data: str) -> None:
@@ -100,21 +114,25 @@ class Reply:
             choice = event["choices"][0]
             content = choice["delta"]["content"]
             if content and content.__class__ is str and choice.get("finish_reason") is None \
-                    and "error" not in event and event_type == "message":
+                    and "error" not in event and event_type == "message" and not self._thinking \
+                    and not event.get("usage"):
                 return content
         except (KeyError, IndexError, TypeError):
             pass
         if event.get("error") or event_type == "error":
             raise StreamError(f"the server reported an error: {error_message(event.get('error', event))}")
+        if "usage" in event or "timings" in event or "usageMetadata" in event or event.get("type") == "message_start":
+            self.note_usage(event)
 
         choices = event.get("choices")
         if isinstance(choices, list) and choices:
             choice = choices[0] if isinstance(choices[0], dict) else {}
             self.note_finish(choice.get("finish_reason"))
             delta = choice.get("delta")
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(content, str) and content:
-                return content
+            if isinstance(delta, dict):
+                shown = self.message_text(delta)
+                if shown:
+                    return shown
             text = choice.get("text")
             return text if isinstance(text, str) else ""
 
@@ -123,16 +141,15 @@ class Reply:
             self.note_finish(delta.get("stop_reason"))
             thinking = delta.get("thinking")
             if isinstance(thinking, str) and thinking:
-                opening = "" if self._thinking else THINK_OPEN
-                self._thinking = True
-                return opening + thinking
+                return self._thinking_text(thinking)
             text = delta.get("text")
             if isinstance(text, str) and text:
-                closing = THINK_CLOSE if self._thinking else ""
-                self._thinking = False
-                return closing + text
+                return self._answer_text(text)
         if event.get("type") == "message_stop":
             self.finished = True
+        candidates = event.get("candidates")
+        if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
+            return self._gemini_text(candidates[0])
 
         # llama.cpp's native endpoints end with `"stop": true` and no [DONE].
         if event.get("stop") is True:
@@ -146,8 +163,65 @@ class Reply:
 
     def note_finish(self, reason) -> None:
         """Remember a finish reason that means the token limit cut the reply."""
-        if reason in ("length", "max_tokens"):
+        if reason in ("length", "max_tokens", "MAX_TOKENS"):
             self.limit = TOKEN_LIMIT
+
+    def message_text(self, message: dict) -> str:
+        """Return the text of a chat MESSAGE (a streamed delta, or a whole reply's message): thinking, then answer."""
+        thinking = next((message[name] for name in THINKING_FIELDS
+                         if isinstance(message.get(name), str) and message[name]), "")
+        content = message.get("content")
+        return self._thinking_text(thinking) + self._answer_text(content if isinstance(content, str) else "")
+
+    def _thinking_text(self, thinking: str) -> str:
+        """Return THINKING as the reply shows it: after a `<think>` line, if it opens the block."""
+        if not thinking:
+            return ""
+        opening = "" if self._thinking else THINK_OPEN
+        self._thinking = self.thought = True
+        return opening + thinking
+
+    def _answer_text(self, text: str) -> str:
+        """Return the answer TEXT as the reply shows it: after a `</think>` line, if thinking came before."""
+        if not text:
+            return ""
+        closing = THINK_CLOSE if self._thinking else ""
+        self._thinking = False
+        return closing + text
+
+    def _gemini_text(self, candidate: dict) -> str:
+        """Return the text of a Gemini candidate's parts, its thoughts as thinking."""
+        content = candidate.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        out = []
+        for part in parts if isinstance(parts, list) else ():
+            text = part.get("text") if isinstance(part, dict) else None
+            if isinstance(text, str):
+                out.append(self._thinking_text(text) if part.get("thought") is True else self._answer_text(text))
+        reason = candidate.get("finishReason")
+        if isinstance(reason, str) and reason:
+            self.note_finish(reason)
+            self.finished = True  # Gemini's stream has no end marker: the last candidate has its reason
+        return "".join(out)
+
+    def note_usage(self, event: dict) -> None:
+        """Keep what EVENT says the reply used, if anything (illume.usage)."""
+        from illume.usage import read
+
+        usage = read(event)
+        if usage is None:
+            return
+        if self.usage is None:
+            self.usage = usage
+        else:
+            self.usage.update(usage)
+
+    def finish(self) -> str:
+        """Return what ends the reply's text once the stream is over: the `</think>` line of a block left open."""
+        if not self._thinking:
+            return ""
+        self._thinking = False
+        return THINK_END
 
     def check_ending(self) -> None:
         """Raise StreamError when the stream ended before its end marker."""

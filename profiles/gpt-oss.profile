@@ -1,4 +1,4 @@
-!note GPT-OSS on llama-server without a reasoning parser: show its analysis channel as <think>.
+!note GPT-OSS: its analysis channel shows as <think>, from reasoning_content (llama-server by default) or from its channel tokens (--reasoning-format none).
 !note Unsloth's settings, as the original's profile has them.
 !:temperature 0.6
 !:top_k 0

@@ -6,3 +6,4 @@
 !:dry_multiplier 0.5
 !:samplers ["top_k","top_p","min_p","temperature","dry","typ_p","xtc"]
 !:max_tokens 20000
+!exclude think

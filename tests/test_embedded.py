@@ -101,7 +101,7 @@ def test_stats_reports_real_token_counts():
     result = run_illume("!stats\n" + buffer)
     assert result.returncode == 0
     match = re.search(r"\n\n!note ([0-9.e+]+) tok/s, (\d+) toks, [0-9.]+(ns|µs|ms|s)"
-                      r", \d+ of \d+ prompt tokens from the cache$", result.stdout.decode())
+                      r", \d+ of \d+ prompt tokens from the cache\n\n!note used [^\n]+$", result.stdout.decode())
     assert match, result.stdout
     assert result.stdout[:-len(match[0].encode())] == answer.printed()
     # One event per token, and llama-cpp-python's last one, which carries the finish reason.

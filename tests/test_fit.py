@@ -143,7 +143,8 @@ def test_fit_leaves_out_the_oldest_messages(small_server):
     assert result.stdout.startswith(b"\n\n!assistant\n\n")
     reply, notes = result.stdout.split(b"\n\n!note left out", 1)
     # The same note as the dry run's, after the reply and before !stats'.
-    assert re.fullmatch(re.escape(note.group(0)) + rb"\n\n!note [^\n]+ toks, [^\n]+", b"!note left out" + notes)
+    assert re.fullmatch(re.escape(note.group(0)) + rb"\n\n!note [^\n]+ toks, [^\n]+\n\n!note used [^\n]+",
+                        b"!note left out" + notes)
 
 
 @pytest.mark.server

@@ -69,7 +69,8 @@ def test_infill_endpoint_refusal_is_a_clear_error(llama_server):
     assert b"Traceback" not in result.stdout + result.stderr
 
 
-STATS = re.compile(r"\n\n!note ([0-9.e+]+) tok/s, (\d+) toks, [0-9.]+(ns|µs|ms|s)$")
+# The original's line, then illume's note of what the reply used (by the server's `timings`: test_thinking_server.py).
+STATS = re.compile(r"\n\n!note ([0-9.e+]+) tok/s, (\d+) toks, [0-9.]+(ns|µs|ms|s)\n\n!note used [^\n]+$")
 
 
 def test_stats_and_token_limit_notes(llama_server):

@@ -198,7 +198,7 @@ def test_real_server_review_lines_point_at_text_in_the_file(llama_server, tmp_pa
     text = "I has a cat.\nShe go to school.\n\n" + DOC
     doc.write_text(text)
     path = profile(tmp_path, llama_server, "!:temperature 0", "!:seed 42", "!:max_tokens 400", "!:cache_prompt false")
-    result = run_illume("", "--review", str(doc), "-p", path, "-p", "review-json")
+    result = run_illume("", "--review", str(doc), "-p", path, "-p", "review-json", timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     counted = re.findall(rb"dropped (\d+) of (\d+)", result.stderr)

@@ -144,7 +144,9 @@ WIRE = [
     ("claude, thinking wrapped", "!profile claude\n!user\n2+2?\n", {"ANTHROPIC_API_KEY": "k"},
      "https://api.anthropic.com/v1/messages",
      b'{"max_tokens":10000,"messages":[{"role":"user","content":"2+2?"}],"model":"claude-sonnet-4-5",'
-     b'"stream":true}\n', ANTHROPIC, b"\n\n!assistant\n\n<think>\nTwo plus two.\n</think>\n\nFour"),
+     b'"stream":true}\n', ANTHROPIC,
+     # Not the original's bytes: illume's `!exclude think` keeps the thinking out of the next turn (docs/buffer.md).
+     b"\n\n!assistant\n\n!exclude think\n<think>\nTwo plus two.\n</think>\n\nFour"),
     ("!prepend", '!prepend "<think>\\n"\n!user\nhi\n', {}, CHAT,
      llama_chat(b'[{"role":"user","content":"hi"}]'), chat("a"), b"\n\n!assistant\n\n<think>\na"),
     ("!prepend is for chat only", "!prepend PRE\n!completion\nx\n", {}, LOCAL + "completions",

@@ -336,6 +336,9 @@ class EmbeddedBackend:
                     cache.close()
         reply.finished = True
         if not infill:
+            # The model evaluated each token it wrote but the last, which it evaluates only to go on:
+            # at the token limit that one was written too (an end-of-text token is not part of the reply).
+            reply.reply_tokens = llama.n_tokens - len(prompt) + (1 if reply.limit else 0)
             loaded.finish()
             if unusable and unusable not in _told:  # once a run: not after every buffer of a batch
                 _told.add(unusable)

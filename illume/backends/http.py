@@ -382,7 +382,8 @@ def _whole_reply(data: str, reply: Reply, secrets=()) -> str:
             reply.note_finish(choice.get("finish_reason"))
             reply.finished = True
             reply.events += 1
-            return message["content"]
+            reply.note_usage(event)
+            return reply.message_text(message)
     text = reply.text(data)
     reply.finished = True
     return text
