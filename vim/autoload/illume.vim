@@ -86,8 +86,7 @@ function! illume#stop(...) abort
     echo 'illume: no reply is running in this buffer'
     return
   endif
-  let l:reply.stopped = 1
-  call illume#job#stop(l:reply.job)
+  call s:stop(l:reply)
 endfunction
 
 function! illume#user() abort
@@ -165,16 +164,26 @@ endfunction
 function! s:stop_and_wait(buf) abort
   " A second request stops the first; its last words (the !note) land first.
   let l:reply = get(s:replies, a:buf, {})
-  if empty(l:reply)
+  if !empty(l:reply)
+    call s:stop(l:reply, s:stop_wait_s)
+  endif
+endfunction
+
+" Stops REPLY: the one way a reply ends early. Its job is asked to end. With
+" no WAIT_S the reply ends when the job does, its last words (the `!note
+" interrupted` line) landing as they come; with WAIT_S it ends here, after
+" waiting up to WAIT_S seconds for them (0: at once, nothing more lands).
+function! s:stop(reply, ...) abort
+  let a:reply.stopped = 1
+  call illume#job#stop(a:reply.job)
+  if !a:0
     return
   endif
-  let l:reply.stopped = 1
-  call illume#job#stop(l:reply.job)
   let l:start = reltime()
-  while illume#job#running(l:reply.job) && reltimefloat(reltime(l:start)) < s:stop_wait_s
+  while illume#job#running(a:reply.job) && reltimefloat(reltime(l:start)) < a:1
     sleep 10m
   endwhile
-  call s:detach(l:reply, -1)
+  call s:detach(a:reply, -1)
 endfunction
 
 " Ends the reply: from here on the job's output goes nowhere (it is being
@@ -202,9 +211,7 @@ endfunction
 function! illume#_unloaded(buf) abort
   let l:reply = get(s:replies, a:buf, {})
   if !empty(l:reply)
-    let l:reply.stopped = 1
-    call illume#job#stop(l:reply.job)
-    call s:detach(l:reply, -1)
+    call s:stop(l:reply, 0)
   endif
 endfunction
 
@@ -254,7 +261,7 @@ endfunction
 " Changing the buffer ---------------------------------------------------------
 
 function! s:line_count(buf) abort
-  return has('nvim') ? nvim_buf_line_count(a:buf) : getbufinfo(a:buf)[0].linecount
+  return getbufinfo(a:buf)[0].linecount
 endfunction
 
 function! s:insertion_line(reply) abort
@@ -301,9 +308,7 @@ function! s:change(reply, Fn) abort
       call a:Fn()
     endif
   catch
-    let a:reply.stopped = 1
-    call illume#job#stop(a:reply.job)
-    call s:detach(a:reply, -1)
+    call s:stop(a:reply, 0)
     echohl ErrorMsg
     echomsg 'illume: reply stopped, cannot change buffer ' . l:buf . ': ' . v:exception
     echohl None

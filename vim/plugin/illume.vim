@@ -1,5 +1,5 @@
 " illume: talk to a language model from the buffer (see :help illume).
-if exists('g:loaded_illume') || &compatible || !(has('nvim') || has('job') && has('timers'))
+if exists('g:loaded_illume') || &compatible || !illume#job#supported()
   finish
 endif
 let g:loaded_illume = 1
