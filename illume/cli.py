@@ -61,7 +61,9 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("-p", "--profile", metavar="NAME", help="Profile to load when the buffer loads none (as $ILLUME_PROFILE).")
+@click.option("-p", "--profile", "profiles", metavar="NAME", multiple=True,
+              help="Profile to load when the buffer loads none (as $ILLUME_PROFILE); with --rewrite and --review, "
+                   "one more profile for the job, and it may be given again.")
 @click.option("--debug", is_flag=True, help="Dry run: print the request instead of sending it (as !debug).")
 @click.option("--filter", "filter_", is_flag=True,
               help="Print the buffer itself before the reply, so `:%!illume --filter` never loses text.")
@@ -78,17 +80,50 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="With --batch: write each reply to DIR/NAME instead of appending it to NAME.")
 @click.option("--skip-done", is_flag=True, help="With --batch: skip the buffers that already end with a reply.")
+@click.option("--rewrite", is_flag=True,
+              help="Rewrite standard input as INSTRUCTION (the arguments) says; print only the new text. "
+                   "On any failure the input is printed back unchanged, the error goes to standard error "
+                   "and the exit status is not 0.")
+@click.option("--review", is_flag=True,
+              help="Review FILEs (standard input when none) as INSTRUCTION says; print suggestions as "
+                   "FILE:LINE:COL: \"QUOTE\" -> \"REPLACEMENT\": MESSAGE, each quote found in the file.")
+@click.option("--apply", "apply_", is_flag=True,
+              help="Apply the suggestions of --review that FILE (standard input when none) holds, "
+                   "each file whole or not at all.")
+@click.option("--stream", is_flag=True,
+              help="With --rewrite: print the new text as it comes; on failure print nothing more (for editors).")
 @click.version_option(__version__, "-V", "--version", prog_name="illume")
-def command(files, profile, debug, filter_, timeout, stop_rules, file_name, batch, jobs, output_dir, skip_done):
+def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, batch, jobs, output_dir, skip_done,
+            rewrite, review, apply_, stream):
     """Send a buffer (FILE or standard input) to a language model and stream its reply to standard output.
 
     Lines such as !user, !assistant, !completion, !infill, !api URL, !:KEY JSON
     and !>HEADER VALUE in the buffer say who speaks and how to call the model.
 
     With --batch, answer every FILE as `illume < FILE >> FILE` would, several at once.
+
+    \b
+    Jobs on plain text (docs/rewrite.md), the arguments being the INSTRUCTION:
+      illume --rewrite 'fix the grammar' < in.txt > out.txt
+      illume --rewrite --profile translate 'into French' < mail.txt
+      illume --review [INSTRUCTION] [--] FILE... > suggestions.txt
+      illume --apply suggestions.txt
+    A rewrite that fails prints its input back, byte for byte, so that
+    `:'<,'>!illume --rewrite ...` never loses the selection.
     """
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
+    if rewrite or review or apply_ or stream:
+        from illume import jobs as text_jobs
+
+        sys.exit(text_jobs.run(files, profiles, rewrite=rewrite, review=review, apply=apply_, stream=stream,
+                               debug=debug, timeout=timeout, file_name=file_name,
+                               others={"--filter": filter_, "--batch": batch, "--jobs": jobs,
+                                       "--output-dir": output_dir, "--skip-done": skip_done,
+                                       "--stop-rules": stop_rules}))
+    if len(profiles) > 1:
+        raise click.UsageError("--profile is given once (several go with --rewrite and --review)")
+    profile = profiles[0] if profiles else None
     options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout,
                       stop_rules=stop_rules, file_name=file_name)
     if batch:
@@ -143,4 +178,10 @@ def _read_buffer(files) -> bytes:
 
 
 def main() -> None:
+    from illume.jobs import rewriting
+
+    if rewriting(sys.argv[1:]):
+        from illume.jobs import main_rewriting
+
+        main_rewriting(command)
     command()
