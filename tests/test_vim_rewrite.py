@@ -1,0 +1,144 @@
+"""The Vim plugin's rewrite and review (:IllumeRewrite, :IllumeReview) in real Vim and Neovim.
+
+The editors run the real illume CLI (`illume --rewrite --stream`,
+`illume --review`) with a scripted server behind it (tests/scripted.py),
+which plays what a small model will not do on demand: a given rewrite, a
+given list of findings, a failure. The editor harness is test_vim.py's.
+"""
+
+import json
+
+import pytest
+
+from scripted import Reply, chat_events
+from test_vim import editor, neovim, vim_string  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.editor
+
+OLD = "Title\nhelo wrold.\nkeep me\nthis are fine.\nEnd\n"
+NEW_LINES = "Hello world.\nkeep me\nThis is fine.\n"
+# The model wraps its answer as models do; illume unwraps it.
+PIECES = ["Here is the corrected text:\n\n```\nHel", "lo world.\nkeep", " me\nThis is fine.\n", "```\n"]
+
+
+def profile(editor, url: str) -> str:
+    """Return a `let` of g:illume_profile naming a profile file that points at URL."""
+    path = editor.tmp / "model.profile"
+    path.write_text(f"!api {url}\n")
+    return f"let g:illume_profile = {vim_string(str(path))}"
+
+
+def state(editor, name: str) -> str:
+    """Return Vim script that writes the windows' count and diff flags to NAME (JSON) in the test folder."""
+    return (f"call writefile([json_encode([winnr('$'), &diff])], {vim_string(str(editor.tmp / name))})")
+
+
+def read(editor, name: str):
+    return json.loads((editor.tmp / name).read_text())
+
+
+def wait_for_rewrite():
+    return "call WaitUntil('!illume#running(bufnr(\"illume-rewrite-\"))')"
+
+
+def test_rewrite_take_whole_and_undo_in_one_step(editor, server):
+    server.respond(Reply(chat_events(PIECES), delay=0.2))
+    undone = editor.tmp / "undone.txt"
+    after = editor.run(OLD, f"""
+  {profile(editor, server.url)}
+  2,4IllumeRewrite fix the "grammar" | not a command
+  {state(editor, "during.json")}
+  call WaitUntil('!illume#running(winbufnr(2))')
+  IllumeTake
+  {state(editor, "after.json")}
+  write
+  undo
+  write {undone}
+""")
+    assert after == "Title\n" + NEW_LINES + "End\n"
+    assert undone.read_text() == OLD
+    assert read(editor, "during.json") == [2, 1]  # the scratch buffer beside, in diff mode
+    assert read(editor, "after.json") == [1, 0]  # gone, diff mode off
+    messages = server.requests[-1].json()["messages"]
+    user = messages[-1]["content"]
+    assert 'fix the "grammar" | not a command' in user and "helo wrold.\nkeep me\nthis are fine.\n" in user
+    assert "Title" not in user and "End" not in user  # only the lines chosen
+
+
+def test_rewrite_take_hunk_by_hunk_then_drop(editor, server):
+    server.respond(Reply(chat_events(["Hello world.\nkeep me\nThis is fine.\n"]), delay=0.1))
+    after = editor.run(OLD, f"""
+  {profile(editor, server.url)}
+  2,4IllumeRewrite fix it
+  call WaitUntil('!illume#running(winbufnr(2))')
+  call cursor(4, 1)
+  diffget
+  IllumeDrop
+  {state(editor, "after.json")}
+  write
+""")
+    # Only the hunk taken changed: line 2 kept its typos.
+    assert after == "Title\nhelo wrold.\nkeep me\nThis is fine.\nEnd\n"
+    assert read(editor, "after.json") == [1, 0]
+
+
+@pytest.mark.parametrize("hunk, expected", [
+    ("", "a new first line\nTitle\n" + NEW_LINES + "End\n"),
+    # A hunk taken and a line added above: where the old text was is no longer known, so nothing is taken.
+    ("diffget", "a new first line\nTitle\nhelo wrold.\nkeep me\nThis is fine.\nEnd\n"),
+], ids=["edit-above", "edit-above-and-hunk-taken"])
+def test_rewrite_take_after_an_edit_above(editor, server, hunk, expected):
+    server.respond(Reply(chat_events(["Hello world.\nkeep me\nThis is fine.\n"]), delay=0.1))
+    after = editor.run(OLD, f"""
+  {profile(editor, server.url)}
+  2,4IllumeRewrite fix it
+  call WaitUntil('!illume#running(winbufnr(2))')
+  call cursor(4, 1)
+  {hunk}
+  call append(0, ['a new first line'])
+  IllumeTake
+  write
+""")
+    assert after == expected
+    if hunk:
+        assert "the text around the rewritten lines changed" in (editor.tmp / "messages.txt").read_text()
+
+
+@pytest.mark.parametrize("reply", [Reply(status=500, body="model exploded"),
+                                   Reply(chat_events(["Hello world.\nkeep"], done=False))],
+                         ids=["http-500", "cut-off"])
+def test_a_failed_rewrite_keeps_the_old_text(editor, server, reply):
+    server.respond(reply)
+    after = editor.run(OLD, f"""
+  {profile(editor, server.url)}
+  2,4IllumeRewrite fix it
+  call WaitUntil('!illume#running(winbufnr(2))')
+  IllumeTake
+  {state(editor, "after.json")}
+  write
+""")
+    assert after == OLD
+    messages = (editor.tmp / "messages.txt").read_text()
+    assert "the rewrite failed, your text is as it was" in messages
+    if reply.status == 500:
+        assert "model exploded" in messages
+        assert read(editor, "after.json") == [1, 0]  # nothing arrived: the view is closed
+    else:
+        assert "the rewrite did not finish" in messages  # :IllumeTake refused the half
+        assert read(editor, "after.json") == [2, 1]
+
+
+def test_rewrite_without_a_range_takes_the_whole_buffer_and_closing_the_view_drops_it(editor, server):
+    server.respond(Reply(chat_events(["TITLE\n", "HELO\n"]), delay=0.1))
+    after = editor.run("Title\nhelo\n", f"""
+  {profile(editor, server.url)}
+  IllumeRewrite upper case
+  call WaitUntil('!illume#running(winbufnr(2))')
+  wincmd l
+  quit
+  {state(editor, "after.json")}
+  write
+""")
+    assert after == "Title\nhelo\n"
+    assert read(editor, "after.json") == [1, 0]
+    assert server.requests[-1].json()["messages"][-1]["content"].count("helo") == 1
