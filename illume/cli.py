@@ -60,7 +60,8 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(dir_okay=False, allow_dash=True))
+# Not a click.Path: with --rewrite and --review the arguments are an instruction's words too (checked below).
+@click.argument("files", nargs=-1, metavar="[FILE]...")
 @click.option("-p", "--profile", "profiles", metavar="NAME", multiple=True,
               help="Profile to load when the buffer loads none (as $ILLUME_PROFILE); with --rewrite and --review, "
                    "one more profile for the job, and it may be given again.")
@@ -121,6 +122,9 @@ def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, bat
                                others={"--filter": filter_, "--batch": batch, "--jobs": jobs,
                                        "--output-dir": output_dir, "--skip-done": skip_done,
                                        "--stop-rules": stop_rules}))
+    context = click.get_current_context()
+    param = next(p for p in context.command.params if p.name == "files")
+    files = tuple(_PATH.convert(name, param, context) for name in files)
     if len(profiles) > 1:
         raise click.UsageError("--profile is given once (several go with --rewrite and --review)")
     profile = profiles[0] if profiles else None
@@ -144,6 +148,9 @@ def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, bat
     except Interrupted as e:  # one that came while an error was being printed
         status = e.status
     sys.exit(status)
+
+
+_PATH = click.Path(dir_okay=False, allow_dash=True)
 
 
 def _check_rules(value: str | None) -> str | None:

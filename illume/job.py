@@ -12,6 +12,7 @@ whole (`ask`): a job needs all of it before it can print anything safely.
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import BinaryIO
 
 from illume import buffer as buf
 from illume.errors import IllumeError, StreamError
@@ -19,16 +20,16 @@ from illume.errors import IllumeError, StreamError
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def settings(job: str, names: Sequence[str], env: Mapping[str, str]) -> buf.Buffer:
-    """Return the Buffer that profile JOB and then NAMES make: API, keys, headers, system prompt (as messages).
+def settings(job: str, base: str | None, names: Sequence[str], env: Mapping[str, str]) -> buf.Buffer:
+    """Return the Buffer that profile BASE and then NAMES make: API, keys, headers, system prompt (as messages).
 
-    The profiles load in that order, as `!profile` lines would: the first
+    JOB names the job in errors. The profiles load in that order, as `!profile` lines would: the first
     that sets `!api` chooses the API, and a later one's `!:KEY` wins. When
     none sets `!api`, the default profile ($ILLUME_PROFILE, else llama.cpp)
     is loaded after them.
     """
     sources = buf.Sources(env)
-    lines = "".join(f"!profile {name}\n" for name in [job, *names])
+    lines = "".join(f"!profile {name}\n" for name in [*([base] if base else []), *names])
     parsed = _parse(lines, sources)
     if parsed.api == buf.INVALID_URL:
         default = env.get("ILLUME_PROFILE") or "llama.cpp"
@@ -76,12 +77,21 @@ def request_for(parsed: buf.Buffer, user: str, env: Mapping[str, str]):
 
 
 def ask(request, env: Mapping[str, str], timeout: float, gpt_oss: bool = False, on_text=None) -> str:
-    """Return the whole reply to REQUEST; ON_TEXT, when given, gets each piece as it comes.
+    """Return the whole reply to REQUEST (see `ask_reply`); a reply cut at the token limit raises StreamError."""
+    text, limit = ask_reply(request, env, timeout, gpt_oss, on_text)
+    if limit:
+        raise StreamError(f"the reply stopped at {limit}: raise max_tokens in a profile "
+                          "(!:max_tokens N) or give a shorter text")
+    return text
+
+
+def ask_reply(request, env: Mapping[str, str], timeout: float, gpt_oss: bool = False,
+              on_text=None) -> tuple[str, str | None]:
+    """Return the reply to REQUEST and what cut it short (the token limit), or None; ON_TEXT gets each piece.
 
     GPT_OSS: the reply's channel tokens are read as `!gpt-oss` reads them.
-    Raises IllumeError when there is no whole reply: the server refused,
-    the stream broke off, or the token limit cut the reply short (a cut
-    rewrite would lose the end of the text).
+    Raises IllumeError when there is no reply to its end: the server
+    refused, or the stream broke off.
     """
     from illume.backends import for_request
     from illume.reply import GptOss, Reply
@@ -108,7 +118,25 @@ def ask(request, env: Mapping[str, str], timeout: float, gpt_oss: bool = False, 
     if translate:
         parts.append(translate.finish())
     reply.check_ending()
-    if reply.limit:
-        raise StreamError(f"the reply stopped at {reply.limit}: raise max_tokens in a profile "
-                          "(!:max_tokens N) or give a shorter text")
-    return "".join(parts)
+    return "".join(parts), reply.limit
+
+
+def report(stderr: BinaryIO, message: str, secrets=()) -> None:
+    """Write `illume: MESSAGE` on STDERR: one line, SECRETS masked, control characters shown."""
+    from illume.secrets import scrub
+    from illume.terminal import shown
+
+    line = shown(" ".join(scrub(message, secrets).split("\n")))
+    try:
+        stderr.write(f"illume: {line}\n".encode("utf-8", "replace"))
+        stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def adds_text(names: Sequence[str], env: Mapping[str, str]) -> bool:
+    """Return whether the profiles NAMES add words to the system prompt (a job profile, a house style)."""
+    if not names:
+        return False
+    parsed = buf.parse("".join(f"!profile {name}\n" for name in names), buf.Sources(env))
+    return any(m.content.strip() for m in parsed.messages)

@@ -86,7 +86,7 @@ PARAGRAPHS = [
 
 @pytest.mark.parametrize("text, spans", PARAGRAPHS)
 def test_paragraphs(text, spans):
-    from illume.rewrite import paragraphs
+    from illume.parts import paragraphs
 
     assert paragraphs(text) == spans
 
