@@ -142,3 +142,71 @@ def test_rewrite_without_a_range_takes_the_whole_buffer_and_closing_the_view_dro
     assert after == "Title\nhelo\n"
     assert read(editor, "after.json") == [1, 0]
     assert server.requests[-1].json()["messages"][-1]["content"].count("helo") == 1
+
+
+# --- :IllumeReview, :IllumeApply ---------------------------------------------------------
+
+DOC = "Their is a problem here, a problem.\nWe was   going home.\nCafé au lait, s'il vous plait.\n"
+
+
+def suggesting(*items: dict) -> Reply:
+    """Return a reply that makes the suggestions ITEMS, one JSON object a line, in pieces."""
+    text = "".join(json.dumps(item) + "\n" for item in items)
+    return Reply(chat_events([text[i : i + 7] for i in range(0, len(text), 7)]))
+
+
+SUGGESTIONS = [
+    {"quote": "Their", "replacement": "There", "message": "wrong word"},
+    {"quote": "a problem", "replacement": "an issue", "message": "plainer"},
+    {"quote": "We was going", "replacement": "We were\ngoing", "message": "agreement"},  # white space differs
+    {"quote": "plait", "replacement": "plaît", "message": "accent"},  # after a non-ASCII character
+    {"quote": "an invented sentence", "replacement": "x", "message": "dropped by illume"},
+    {"quote": "lait", "replacement": "|call writefile(['pwned'], 'pwned')", "message": "text, never a command"},
+]
+
+
+def test_review_fills_the_quickfix_list_and_apply_takes_one_at_a_time(editor, server):
+    server.respond(suggesting(*SUGGESTIONS))
+    found = editor.tmp / "qf.json"
+    undone = editor.tmp / "undone.txt"
+    after = editor.run(DOC, f"""
+  {profile(editor, server.url)}
+  IllumeReview be "plain" | no command
+  call Wait()
+  call writefile([json_encode(map(getqflist(), '[v:val.lnum, v:val.col, v:val.text]')),
+        \\ json_encode([getqflist({{'title': 0}}).title, winnr('$')])], {vim_string(str(found))})
+  cfirst
+  IllumeApply
+  IllumeApply
+  call BreakUndo(bufnr('%'))
+  cnext
+  IllumeApply
+  write {undone}
+  undo
+  write {editor.tmp / "one-undo.txt"}
+  redo
+  cnext
+  IllumeApply
+  cnext
+  IllumeApply
+  cnext
+  IllumeApply
+  write
+""")
+    listed = [json.loads(line) for line in found.read_text().splitlines()]
+    # Vim's columns are bytes: "plait" is character 25 of its line, byte 26 (é takes two bytes).
+    assert listed[0] == [
+        [1, 1, '"Their" -> "There": wrong word'],
+        [1, 10, '"a problem" -> "an issue": plainer'],
+        [2, 1, '"We was   going" -> "We were\\ngoing": agreement'],  # the file's text, as illume found it
+        [3, 10, '"lait" -> "|call writefile([\'pwned\'], \'pwned\')": text, never a command'],
+        [3, 26, '"plait" -> "plaît": accent'],
+    ]
+    assert listed[1] == ['illume review: be "plain" | no command', 2]  # the quickfix window opened
+    assert not (editor.tmp / "pwned").exists()
+    messages = (editor.tmp / "messages.txt").read_text()
+    assert "applied already" in messages  # the second :IllumeApply of the first entry
+    assert undone.read_text() == DOC.replace("Their", "There").replace("a problem here", "an issue here", 1)
+    assert (editor.tmp / "one-undo.txt").read_text() == DOC.replace("Their", "There")
+    assert after == ("There is an issue here, a problem.\nWe were\ngoing home.\n"
+                     "Café au |call writefile(['pwned'], 'pwned'), s'il vous plaît.\n")
