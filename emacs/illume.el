@@ -833,14 +833,15 @@ STATUS is illume's exit status."
   "Return the suggestion of LINE, printed for SOURCE as NAME, or nil.
 A suggestion is a plist: :marker where its quote starts in SOURCE,
 :quote, :replacement, :applied."
-  (when (and (string-prefix-p (concat name ":") line)
-             (string-match (concat "\\`\\([0-9]+\\):\\([0-9]+\\): \\(" illume--json-string "\\) -> \\("
-                                   illume--json-string "\\)\\(?:: .*\\)?\\'")
-                           line (1+ (length name))))
-    (let ((line-number (string-to-number (match-string 1 line)))
-          (column (string-to-number (match-string 2 line)))
-          (quoted (ignore-errors (illume--json-read (match-string 3 line))))
-          (replacement (ignore-errors (illume--json-read (match-string 4 line)))))
+  (let ((rest (and (string-prefix-p (concat name ":") line) (substring line (1+ (length name))))))
+    (when (and rest
+               (string-match (concat "\\`\\([0-9]+\\):\\([0-9]+\\): \\(" illume--json-string "\\) -> \\("
+                                     illume--json-string "\\)\\(?:: .*\\)?\\'")
+                             rest))
+      (let ((line-number (string-to-number (match-string 1 rest)))
+            (column (string-to-number (match-string 2 rest)))
+            (quoted (ignore-errors (illume--json-read (match-string 3 rest))))
+            (replacement (ignore-errors (illume--json-read (match-string 4 rest)))))
       (when (and (stringp quoted) (stringp replacement) (not (string= quoted "")))
         (with-current-buffer source
           (save-restriction
@@ -850,7 +851,7 @@ A suggestion is a plist: :marker where its quote starts in SOURCE,
               (forward-line (1- line-number))
               ;; COL counts characters, as Emacs does.
               (forward-char (min (1- column) (- (line-end-position) (point))))
-              (list :marker (copy-marker (point)) :quote quoted :replacement replacement :applied nil))))))))
+              (list :marker (copy-marker (point)) :quote quoted :replacement replacement :applied nil)))))))))
 
 (defun illume--json-read (text)
   "Return the string in TEXT, a JSON string."
@@ -916,12 +917,11 @@ still is: at its place, else its occurrence on the same line
 nearest to it (a change before it on the line moved it).  The
 replacement goes in as text, one undo step."
   (interactive)
-  (let* ((review (if (derived-mode-p 'illume-review-mode) (current-buffer) (get-buffer "*illume-review*")))
+  (let* ((here (derived-mode-p 'illume-review-mode))
+         (review (if here (current-buffer) (get-buffer "*illume-review*")))
          (suggestion (and review (with-current-buffer review
                                    (save-excursion
-                                     (unless (derived-mode-p 'illume-review-mode)
-                                       (error "Not a review"))
-                                     (unless (eq review (window-buffer))
+                                     (unless here
                                        (goto-char (or illume--review-current
                                                       (user-error "Show a suggestion with M-g n first"))))
                                      (illume--review-at-point))))))

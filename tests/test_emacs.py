@@ -10,6 +10,7 @@ package-lint (Debian's elpa-package-lint) when installed.
 ./test.sh installs Emacs (Debian package `emacs-nox`) and package-lint.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -40,6 +41,20 @@ SCRIPT = {  # path -> the reply scripted for it; the ERT tests name the first fo
     "/fails/chat/completions": Reply(status=500, body="model exploded"),
     "/infill/infill": Reply(infill_events(["    re", "turn a", " + b\n"]), delay=0.2),
     "/runs-on/infill": Reply(infill_events(["    return a", " + b\nprint(add", "(1, 2))\nprint('more')\n"]), delay=0.1),
+    # illume-rewrite, illume-review: the replies the model gives to the real CLI's requests.
+    "/rewrite/chat/completions": Reply(chat_events(["Sure:\n\n```\nHello world.\nkeep", " me\nThis is fine.\n```\n"]),
+                                       delay=0.1),
+    "/rewrite-markers/chat/completions": Reply(chat_events(["A\n=======\n>>>>>>> x\nB\n"])),
+    "/rewrite-fails/chat/completions": Reply(status=500, body="model exploded"),
+    "/rewrite-cut/chat/completions": Reply(chat_events(["Hello world.\nkeep"], done=False)),
+    "/review/chat/completions": Reply(chat_events([json.dumps(item) + "\n" for item in [
+        {"quote": "Their", "replacement": "There", "message": "wrong word"},
+        {"quote": "a problem", "replacement": "an issue", "message": "plainer"},
+        {"quote": "We was going", "replacement": "We were\ngoing", "message": "agreement"},
+        {"quote": "plait", "replacement": "plaît", "message": "accent"},
+        {"quote": "an invented sentence", "replacement": "x", "message": "dropped by illume"},
+        {"quote": "lait", "replacement": '|(shell-command "touch pwned")', "message": "text, never a command"},
+    ]])),
 }
 
 
@@ -140,5 +155,6 @@ def test_autoloads_cover_the_commands(emacs):
     # What package.el would generate: every command and the mode are autoloaded.
     text = PACKAGE.read_text()
     autoloaded = re.findall(r"^;;;###autoload\n\((?:defun|define-minor-mode) ([\w-]+)", text, re.M)
-    assert autoloaded == ["illume", "illume-infill", "illume-stop", "illume-user", "illume-mode"]
+    assert autoloaded == ["illume", "illume-infill", "illume-stop", "illume-user", "illume-mode", "illume-rewrite",
+                          "illume-review"]
     assert text.startswith(";;; illume.el --- ") and "-*- lexical-binding: t; -*-" in text.splitlines()[0]
