@@ -23,6 +23,9 @@
 ;;   M-x illume-infill   fill in the middle at point's line             (f)
 ;;   M-x illume-stop     stop the reply; what arrived stays             (s)
 ;;   M-x illume-user     start a new `!user' message at the end         (u)
+;;   M-x illume-rewrite  rewrite the region's lines, hunks to take      (r)
+;;   M-x illume-rewrite-take / -drop  take or drop every hunk left   (t, d)
+;;   M-x illume-review   list grounded suggestions, each applicable     (v)
 ;;
 ;; One reply runs per buffer; a second request stops the first.  The whole
 ;; reply is one undo step.  Failures land in the buffer as the `!error'
