@@ -210,3 +210,73 @@ def test_review_fills_the_quickfix_list_and_apply_takes_one_at_a_time(editor, se
     assert (editor.tmp / "one-undo.txt").read_text() == DOC.replace("Their", "There")
     assert after == ("There is an issue here, a problem.\nWe were\ngoing home.\n"
                      "Café au |call writefile(['pwned'], 'pwned'), s'il vous plaît.\n")
+
+
+def test_a_failed_review_keeps_the_quickfix_list(editor, server):
+    server.respond(Reply(status=500, body="model exploded"))
+    found = editor.tmp / "qf.json"
+    after = editor.run(DOC, f"""
+  {profile(editor, server.url)}
+  call setqflist([{{'filename': 'mine.txt', 'lnum': 1, 'text': 'my own entry'}}])
+  IllumeReview
+  call Wait()
+  call writefile([json_encode(map(getqflist(), 'v:val.text'))], {vim_string(str(found))})
+""")
+    assert after == DOC
+    assert json.loads(found.read_text()) == ["my own entry"]
+    assert "buffer.txt: HTTP 500: model exploded" in (editor.tmp / "messages.txt").read_text()
+
+
+def test_apply_refuses_a_quote_that_changed_and_follows_lines_added_above(editor, server):
+    server.respond(suggesting(*SUGGESTIONS[:3]))
+    after = editor.run(DOC, f"""
+  {profile(editor, server.url)}
+  IllumeReview
+  call Wait()
+  call append(0, ['a line added above'])
+  call setline(2, substitute(getline(2), 'Their', 'Thier', ''))
+  cfirst
+  IllumeApply
+  cnext
+  IllumeApply
+  write
+""")
+    assert after == "a line added above\n" + DOC.replace("Their", "Thier").replace("a problem", "an issue", 1)
+    assert 'the text changed: line 2 no longer holds "Their"' in (editor.tmp / "messages.txt").read_text()
+
+
+def test_stop_a_rewrite_and_take_what_arrived_with_a_bang(editor, server):
+    # (Only the chat stalls: illume first asks /props for the context's size.)
+    server.respond(Reply(chat_events(["Hello world.\nkeep me\n"], done=False), hold=600), path="/chat/completions")
+    after = editor.run(OLD, f"""
+  {profile(editor, server.url)}
+  2,4IllumeRewrite fix it
+  call WaitUntil('getbufline(winbufnr(2), 2) ==# ["Hello world."]')
+  call win_execute(win_getid(2), 'IllumeStop')
+  call WaitUntil('!illume#running(winbufnr(2))')
+  IllumeTake
+  let g:refused = getline(1, '$')
+  IllumeTake!
+  write
+""")
+    assert after == "Title\nHello world.\nkeep me\nEnd\n"
+    assert "the rewrite did not finish (stopped)" in (editor.tmp / "messages.txt").read_text()
+
+
+def test_rewrite_with_the_real_llama_server_takes_what_the_cli_prints(editor, llama_server):
+    # The buffer gets, byte for byte, what `illume --rewrite` prints for the same lines without --stream.
+    from conftest import run_illume
+
+    path = editor.tmp / "model.profile"
+    path.write_text(f"!api {llama_server}\n!:max_tokens 40\n!:temperature 0\n!:seed 42\n")
+    lines = "the cat sit on the mat.\nit were happy.\n"
+    printed = run_illume(lines, "--rewrite", "-p", str(path), "--", "fix the grammar")
+    assert printed.returncode == 0, printed.stderr
+    after = editor.run("Title\n" + lines + "End\n", f"""
+  let g:illume_profile = {vim_string(str(path))}
+  2,3IllumeRewrite fix the grammar
+  call WaitUntil('!illume#running(winbufnr(2))')
+  IllumeTake
+  write
+""")
+    assert after == "Title\n" + printed.stdout.decode() + "End\n"
