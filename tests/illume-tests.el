@@ -539,6 +539,32 @@ With WHOLE, the whole buffer."
         (should (cl-find-if (lambda (m) (string-prefix-p "illume: the rewrite failed, your text is as it was: " m))
                             said))))))
 
+(ert-deftest illume-test-a-stopped-rewrite-keeps-the-old-text ()
+  (illume-test-with-buffer illume-test-old
+    (illume-test-with-profile "rewrite-stalls"
+      (apply #'illume-rewrite (append (illume-test-lines 2 4) (list "fix it")))
+      (let ((output (cl-find-if (lambda (b) (string-prefix-p "*illume-rewrite: " (buffer-name b))) (buffer-list))))
+        (with-current-buffer output
+          (illume-test-wait-until (lambda () (string-match-p "keep" (buffer-string))))
+          (illume-stop))
+        (illume-test-wait-until (lambda () (not (buffer-live-p output))))))
+    (should (equal (buffer-string) illume-test-old))
+    (should-not illume--rewrite)))
+
+(ert-deftest illume-test-rewrite-with-the-real-llama-server ()
+  ;; ILLUME_TEST_PROFILE points at the real llama-server at temperature 0;
+  ;; ILLUME_TEST_EXPECTED is what `illume --rewrite' prints for line 2.
+  (let ((profile (or (getenv "ILLUME_TEST_PROFILE") (ert-fail "ILLUME_TEST_PROFILE is not set")))
+        (expected (or (getenv "ILLUME_TEST_EXPECTED") (ert-fail "ILLUME_TEST_EXPECTED is not set"))))
+    (illume-test-with-buffer "Title\nhelo world, this are a test.\nEnd\n"
+      (let ((illume-profile profile))
+        (apply #'illume-rewrite (append (illume-test-lines 2 2) (list "fix the grammar")))
+        (illume-test-wait-until (lambda () (not (cl-find-if (lambda (b) (string-prefix-p "*illume-rewrite: " (buffer-name b)))
+                                                            (buffer-list))))))
+      (when illume--rewrite
+        (illume-rewrite-take))
+      (should (equal (buffer-string) (concat "Title\n" expected "End\n"))))))
+
 ;;; Review
 
 (defconst illume-test-doc "Their is a problem here, a problem.\nWe was   going home.\nCafé au lait, s'il vous plait.\n"

