@@ -18,7 +18,7 @@ pytestmark = pytest.mark.editor
 OLD = "Title\nhelo wrold.\nkeep me\nthis are fine.\nEnd\n"
 NEW_LINES = "Hello world.\nkeep me\nThis is fine.\n"
 # The model wraps its answer as models do; illume unwraps it.
-PIECES = ["Here is the corrected text:\n\n```\nHel", "lo world.\nkeep", " me\nThis is fine.\n", "```\n"]
+PIECES = ["Here is the corrected text:\n\n```\nHel", "lo world.\nkeep", " me\nThis is\nfine.\n", "```\n"]
 
 
 def profile(editor, url: str) -> str:
@@ -49,14 +49,17 @@ def test_rewrite_take_whole_and_undo_in_one_step(editor, server):
   2,4IllumeRewrite fix the "grammar" | not a command
   {state(editor, "during.json")}
   call WaitUntil('!illume#running(winbufnr(2))')
+  call append(0, ['a line of mine'])
+  call BreakUndo(bufnr('%'))
   IllumeTake
   {state(editor, "after.json")}
   write
+  call BreakUndo(bufnr('%'))
   undo
   write {undone}
 """)
-    assert after == "Title\n" + NEW_LINES + "End\n"
-    assert undone.read_text() == OLD
+    assert after == "a line of mine\nTitle\nHello world.\nkeep me\nThis is\nfine.\nEnd\n"
+    assert undone.read_text() == "a line of mine\n" + OLD
     assert read(editor, "during.json") == [2, 1]  # the scratch buffer beside, in diff mode
     assert read(editor, "after.json") == [1, 0]  # gone, diff mode off
     messages = server.requests[-1].json()["messages"]
