@@ -13,6 +13,9 @@ let s:count = 0       " rewrites so far, to name their scratch buffers
 " :[range]IllumeRewrite [instruction]
 function! illume#rewrite#start(first, last, instruction) abort
   let l:buf = bufnr('%')
+  if has_key(s:sessions, l:buf)
+    return s:error('this is the new text of a rewrite: :IllumeRewrite the buffer it came from')
+  endif
   call s:close(s:session_of(l:buf))
   let l:session = {'buf': l:buf, 'old': getline(a:first, a:last),
         \ 'before': getline(1, a:first - 1), 'after': getline(a:last + 1, '$'),
