@@ -23,6 +23,9 @@
 ;;   M-x illume-infill   fill in the middle at point's line             (f)
 ;;   M-x illume-stop     stop the reply; what arrived stays             (s)
 ;;   M-x illume-user     start a new `!user' message at the end         (u)
+;;   M-x illume-rewrite  rewrite the region's lines, hunks to take      (r)
+;;   M-x illume-rewrite-take / -drop  take or drop every hunk left   (t, d)
+;;   M-x illume-review   list grounded suggestions, each applicable     (v)
 ;;
 ;; One reply runs per buffer; a second request stops the first.  The whole
 ;; reply is one undo step.  Failures land in the buffer as the `!error'
@@ -109,6 +112,10 @@ killed), and EXIT-STATUS, illume's exit status (-1 when unknown)."
     (define-key map "f" #'illume-infill)
     (define-key map "s" #'illume-stop)
     (define-key map "u" #'illume-user)
+    (define-key map "r" #'illume-rewrite)
+    (define-key map "t" #'illume-rewrite-take)
+    (define-key map "d" #'illume-rewrite-drop)
+    (define-key map "v" #'illume-review)
     map)
   "Keymap of the illume commands, on `illume-keymap-prefix' in `illume-mode'.")
 (fset 'illume-command-map illume-command-map)
@@ -140,7 +147,9 @@ by the Emacs key binding conventions."
   process              ; the illume process
   stderr               ; the pipe process reading illume's standard error
   marker               ; where the next text goes
-  mode                 ; `chat' or `infill'
+  mode                 ; `chat', `infill', `rewrite' (text alone) or `review' (kept in OUT)
+  (out "")             ; the output of a review
+  on-done              ; nil, or a function of the reply and the exit status, called when it ends
   (head "")            ; text to insert before the first output
   replace              ; non-nil: the first output replaces the hole's line
   (newlines 0)         ; line breaks inserted so far
@@ -291,8 +300,9 @@ they do not hold; revisit it as UTF-8 first (C-x RET r utf-8 RET)"
     (widen)
     (buffer-substring-no-properties (point-min) (point-max))))
 
-(defun illume--argv (infill)
-  "Return the command line to run, with the infill options when INFILL is non-nil."
+(defun illume--argv (infill &optional extra tail)
+  "Return the command line to run, with the infill options when INFILL is non-nil.
+EXTRA goes after the profile, TAIL after `illume-args', last."
   (let ((argv (copy-sequence illume-command))
         (hint (and infill (illume--language-hint))))
     (unless argv
@@ -302,10 +312,12 @@ they do not hold; revisit it as UTF-8 first (C-x RET r utf-8 RET)"
     (append argv
             (and illume-profile (not (string= illume-profile ""))
                  (list "--profile" illume-profile))
+            extra
             (and infill illume-stop-rules (not (string= illume-stop-rules ""))
                  (list "--stop-rules" illume-stop-rules))
             (and hint (list "--file-name" hint))
-            illume-args)))
+            illume-args
+            tail)))
 
 (defun illume--language-hint ()
   "Return the buffer's language hint: its major mode, else its file name.
@@ -315,14 +327,16 @@ The major mode holds the user's own choice (a scratch buffer in
       buffer-file-name
     (symbol-name major-mode)))
 
-(defun illume--start (mode text position head replace argv)
+(defun illume--start (mode text position head replace argv &optional on-done)
   "Run ARGV on TEXT and stream its output to POSITION in the current buffer.
-MODE is `chat' or `infill'; HEAD goes before the first output;
-REPLACE non-nil makes the first output replace the rest of the
-line at POSITION."
+MODE is `chat', `infill', `rewrite' or `review' (whose output is
+kept, not inserted); HEAD goes before the first output; REPLACE
+non-nil makes the first output replace the rest of the line at
+POSITION.  ON-DONE, when non-nil, is called with the reply and
+its exit status when it ends, however it ends."
   (let* ((buffer (current-buffer))
          (reply (illume--reply-create :buffer buffer :mode mode :head head :replace replace
-                                      :marker (copy-marker position)))
+                                      :marker (copy-marker position) :on-done on-done))
          (program (car argv)))
     (unless (if (file-name-absolute-p program) (file-executable-p program) (executable-find program))
       (user-error "Cannot run %s: no such program (see `illume-command')" program))
@@ -391,12 +405,15 @@ line at POSITION."
   "Insert TEXT, output of REPLY's process, at the reply's place."
   (unless (illume--reply-done reply)
     (let ((seen (concat (illume--reply-tail reply) text)))
-      (when (string-match-p "\n!error\n" seen)
+      ;; A rewrite's output is text alone: its failure is its exit status.
+      (when (and (memq (illume--reply-mode reply) '(chat infill)) (string-match-p "\n!error\n" seen))
         (setf (illume--reply-failed reply) t))
       (setf (illume--reply-tail reply) (substring seen (max 0 (- (length seen) 8)))))
-    (let ((text (concat (illume--reply-head reply) text)))
-      (setf (illume--reply-head reply) "")
-      (illume--change reply (lambda () (illume--insert reply text))))))
+    (if (eq (illume--reply-mode reply) 'review)
+        (setf (illume--reply-out reply) (concat (illume--reply-out reply) text))
+      (let ((text (concat (illume--reply-head reply) text)))
+        (setf (illume--reply-head reply) "")
+        (illume--change reply (lambda () (illume--insert reply text)))))))
 
 (defun illume--on-err (reply text)
   "Keep the end of TEXT, standard error of REPLY's process."
@@ -422,7 +439,8 @@ line at POSITION."
           (stopped (illume--reply-stopped reply)))
       (when (buffer-live-p buffer)
         (with-current-buffer buffer
-          (when (and (/= status 0) (/= status -1) (not stopped) (not (illume--reply-failed reply)))
+          (when (and (/= status 0) (/= status -1) (not stopped) (not (illume--reply-failed reply))
+                     (memq (illume--reply-mode reply) '(chat infill)))
             ;; illume failed without saying so (it crashed, or it is not illume).
             (let ((why (and (string-match "\\([^\n]*[^\n \t]\\)[\n \t]*\\'" (illume--reply-err reply))
                             (match-string 1 (illume--reply-err reply)))))
@@ -446,6 +464,8 @@ line at POSITION."
             (remove-hook 'kill-buffer-hook #'illume--killed t))
           (set-marker (illume--reply-marker reply) nil)
           (force-mode-line-update)
+          (when (illume--reply-on-done reply)
+            (funcall (illume--reply-on-done reply) reply status))
           (run-hook-with-args 'illume-done-functions
                               (cond (stopped 'stopped)
                                     ((or (illume--reply-failed reply) (/= status 0)) 'error)
@@ -517,6 +537,443 @@ above the reply's last change."
       (if (and mine (eq list mine))
           (setq buffer-undo-list mine)
         (undo-boundary)))))
+
+;;; Rewrite
+
+(defcustom illume-rewrite-profile nil
+  "The job profile `illume-rewrite' adds, or nil for illume's own (`rewrite').
+For example \"proofread\", \"translate\" or a profile of your own
+that holds your house style.  Passed as a second `--profile'."
+  :type '(choice (const :tag "illume's rewrite" nil) string))
+
+(defvar-local illume--rewrite nil
+  "In a buffer being rewritten: the plist of the rewrite shown in it.
+:start and :end are markers around the changed part, :hunks a list
+of (START END BLOCK OLD NEW), :undo `buffer-undo-list' right after
+the blocks went in.")
+
+(defconst illume--rewrite-markers '("<<<<<<< old\n" "=======\n" ">>>>>>> illume\n")
+  "The lines around a hunk's old and new text, as `smerge-mode' reads them.
+Read as text only: each hunk's exact block is kept, so that a line
+of the text that looks like one of them never misleads
+`illume-rewrite-take' or `illume-rewrite-drop'.")
+
+;;;###autoload
+(defun illume-rewrite (start end instruction)
+  "Rewrite the lines from START to END by INSTRUCTION, to take or drop.
+Interactively, the lines of the region, or with no active region
+the whole buffer.  The lines go to `illume
+--rewrite --stream' (with `illume-profile', `illume-rewrite-profile'
+and `illume-args'); the new text streams into a buffer of its own
+beside.  When it is done, each changed hunk stands in the buffer as
+a conflict, old above, new below, in `smerge-mode':
+\\<smerge-mode-map>\\[smerge-keep-lower] keeps the new text of the hunk at point,
+\\[smerge-keep-upper] the old, \\[smerge-next] goes to the next.
+`illume-rewrite-take' takes every hunk left, `illume-rewrite-drop'
+drops them: either is one undo step with the hunks' going in, so
+that \\[undo] after `illume-rewrite-take' brings the old text back.  The buffer
+does not change before the rewrite is done: on any failure (the
+server down, an error, \\[illume-stop] in the new text's buffer)
+your text stays as it was and the echo area says why.  The new
+text is only ever inserted, never run."
+  (interactive
+   (let ((region (if (use-region-p) (list (region-beginning) (region-end)) (list (point-min) (point-max)))))
+     (append region (list (read-string "Rewrite instruction (RET for none): ")))))
+  (illume--check-buffer)
+  (when illume--rewrite
+    (user-error "A rewrite waits in this buffer: M-x illume-rewrite-take or illume-rewrite-drop first"))
+  (let* ((source (current-buffer))
+         (start (save-excursion (goto-char start) (line-beginning-position)))
+         (end (save-excursion (goto-char end)
+                              (if (and (bolp) (> end start)) (point) (min (point-max) (1+ (line-end-position))))))
+         (rewrite (list :source source :start (copy-marker start) :end (copy-marker end t)
+                        :old (buffer-substring-no-properties start end)))
+         (argv (illume--argv nil (append '("--rewrite" "--stream") (illume--job-profile illume-rewrite-profile))
+                             (if (string= instruction "") '("--") (list "--" instruction))))
+         (output (generate-new-buffer (format "*illume-rewrite: %s*" (buffer-name)))))
+    (with-current-buffer output
+      (setq buffer-undo-list t)
+      (setq-local illume--rewrite rewrite)
+      (condition-case err
+          (illume--start 'rewrite (plist-get rewrite :old) (point-min) "" nil argv #'illume--rewrite-done)
+        (error (kill-buffer output)
+               (signal (car err) (cdr err)))))
+    (display-buffer output)
+    (message "illume: rewriting (C-c ~ s in %s stops)" (buffer-name output))))
+
+(defun illume--job-profile (name)
+  "Return the arguments that add the job profile NAME, if it is not nil or empty."
+  (and name (not (string= name "")) (list "--profile" name)))
+
+(defun illume--last-words (reply status)
+  "Return why REPLY failed: the last line illume wrote on standard error.
+STATUS is its exit status, said when it wrote nothing."
+  (let ((err (illume--reply-err reply)))
+    (if (string-match "\\(?:illume: \\)?\\([^\n]*[^\n \t]\\)[\n \t]*\\'" err)
+        (match-string 1 err)
+      (format "illume exited with status %d" status))))
+
+(defun illume--rewrite-done (reply status)
+  "Show the rewrite whose REPLY ended with STATUS in its buffer, or say why not.
+Runs in the buffer the new text streamed into, which goes."
+  (let* ((output (current-buffer))
+         (rewrite illume--rewrite)
+         (source (plist-get rewrite :source))
+         (new (buffer-substring-no-properties (point-min) (point-max))))
+    (quit-windows-on output t)
+    (cond ((illume--reply-stopped reply)
+           (message "illume: the rewrite was stopped; your text is as it was"))
+          ((/= status 0)
+           (message "illume: the rewrite failed, your text is as it was: %s" (illume--last-words reply status)))
+          ((not (buffer-live-p source))
+           (message "illume: the rewrite is done, but its buffer is gone"))
+          (t (with-current-buffer source
+               (illume--rewrite-show (plist-get rewrite :start) (plist-get rewrite :end)
+                                     (plist-get rewrite :old) new))))))
+
+(defun illume--rewrite-show (start end old new)
+  "Put the hunks that turn OLD, the text from START to END, into NEW there."
+  (cond
+   ((not (equal (buffer-substring-no-properties start end) old))
+    (message "illume: the lines changed while the rewrite ran; it was not put in"))
+   ((equal old new)
+    (message "illume: the rewrite changes nothing"))
+   (t
+    (let ((hunks (illume--diff old new))
+          (inhibit-read-only nil)
+          records)
+      (undo-boundary)
+      (save-excursion
+        ;; From the last hunk up, so that the line numbers above stay right.
+        (dolist (hunk (reverse hunks))
+          (pcase-let* ((`(,old-from ,old-to ,new-from ,new-to) hunk)
+                       (old-text (illume--lines old old-from old-to))
+                       (new-text (illume--lines new new-from new-to))
+                       (block (concat (nth 0 illume--rewrite-markers) (illume--ended old-text)
+                                      (nth 1 illume--rewrite-markers) (illume--ended new-text)
+                                      (nth 2 illume--rewrite-markers))))
+            (goto-char start)
+            (forward-line old-from)
+            (let ((from (point)))
+              (delete-region from (progn (forward-line (- old-to old-from)) (point)))
+              (insert block)
+              (push (list (copy-marker from) (copy-marker (point)) block old-text new-text) records)))))
+      (setq illume--rewrite (list :start start :end end :hunks records :undo buffer-undo-list))
+      (require 'smerge-mode)
+      (smerge-mode 1)
+      (goto-char (car (car records)))
+      (message "illume: %d hunk%s: C-c ^ l keeps the new text, C-c ^ u the old; \
+M-x illume-rewrite-take or illume-rewrite-drop for all" (length records) (if (cdr records) "s" ""))))))
+
+(defun illume--ended (text)
+  "Return TEXT ending with a line break (a last line without one gets one)."
+  (if (or (string= text "") (string-suffix-p "\n" text)) text (concat text "\n")))
+
+(defun illume--lines (text from to)
+  "Return lines FROM (0-based) up to TO of TEXT, line breaks included."
+  (with-temp-buffer
+    (insert text)
+    (goto-char (point-min))
+    (forward-line from)
+    (buffer-substring-no-properties (point) (progn (forward-line (- to from)) (point)))))
+
+(defun illume--diff (old new)
+  "Return the hunks that turn OLD into NEW, a list of line ranges.
+Each is (OLD-FROM OLD-TO NEW-FROM NEW-TO), 0-based, ends excluded.
+The `diff' program finds them (`diff-command'); without it, the
+whole text is one hunk."
+  (let ((old-file (make-temp-file "illume-old"))
+        (new-file (make-temp-file "illume-new"))
+        (coding-system-for-write 'utf-8-unix)
+        (coding-system-for-read 'utf-8-unix)
+        hunks)
+    (unwind-protect
+        (progn
+          (write-region (illume--ended old) nil old-file nil 'silent)
+          (write-region (illume--ended new) nil new-file nil 'silent)
+          (with-temp-buffer
+            (if (not (memq (ignore-errors (call-process (if (boundp 'diff-command) diff-command "diff")
+                                                        nil t nil old-file new-file))
+                           '(0 1)))
+                (setq hunks nil)
+              (goto-char (point-min))
+              (while (re-search-forward "^\\([0-9]+\\)\\(?:,\\([0-9]+\\)\\)?\\([acd]\\)\\([0-9]+\\)\\(?:,\\([0-9]+\\)\\)?$"
+                                        nil t)
+                (let* ((a1 (string-to-number (match-string 1)))
+                       (a2 (if (match-string 2) (string-to-number (match-string 2)) a1))
+                       (b1 (string-to-number (match-string 4)))
+                       (b2 (if (match-string 5) (string-to-number (match-string 5)) b1))
+                       (kind (match-string 3)))
+                  ;; `a' adds after line A1, `d' deletes after line B1 of NEW: empty ranges there.
+                  (push (cond ((equal kind "a") (list a1 a1 (1- b1) b2))
+                              ((equal kind "d") (list (1- a1) a2 b1 b1))
+                              (t (list (1- a1) a2 (1- b1) b2)))
+                        hunks)))
+              (setq hunks (or (nreverse hunks) 'none)))))
+      (delete-file old-file)
+      (delete-file new-file))
+    (cond ((eq hunks 'none) nil)
+          (hunks hunks)
+          (t (list (list 0 (illume--count-lines old) 0 (illume--count-lines new)))))))
+
+(defun illume--count-lines (text)
+  "Return the number of lines in TEXT, a last line without a line break counted."
+  (+ (cl-count ?\n text) (if (or (string= text "") (string-suffix-p "\n" text)) 0 1)))
+
+(defun illume-rewrite-take ()
+  "Take the new text of every hunk of the rewrite still undecided.
+It is one undo step with the hunks' going in, when nothing else
+changed the buffer meanwhile: \\[undo] brings the old text back."
+  (interactive)
+  (illume--rewrite-resolve 4))
+
+(defun illume-rewrite-drop ()
+  "Keep the old text of every hunk of the rewrite still undecided.
+What you took with `smerge-mode' stays."
+  (interactive)
+  (illume--rewrite-resolve 3))
+
+(defun illume--rewrite-resolve (which)
+  "Put text WHICH of each undecided hunk in its place; end the rewrite.
+WHICH is 3 for the old text, 4 for the new."
+  (unless illume--rewrite
+    (user-error "No rewrite waits in this buffer"))
+  (let ((hunks (plist-get illume--rewrite :hunks))
+        (mine (plist-get illume--rewrite :undo)))
+    (unless (eq buffer-undo-list t)
+      ;; Join the step of the hunks' going in when only boundaries came since.
+      (let ((list buffer-undo-list))
+        (while (and list (null (car list)) (not (eq list mine)))
+          (setq list (cdr list)))
+        (when (eq list mine)
+          (setq buffer-undo-list mine))))
+    (save-excursion
+      (dolist (hunk hunks)
+        (pcase-let ((`(,from ,to ,block . ,_) hunk))
+          ;; A hunk decided already (smerge) or edited is left as it is.
+          (when (equal (buffer-substring-no-properties from to) block)
+            (goto-char from)
+            (delete-region from to)
+            (insert (nth which hunk))))
+        (set-marker (nth 0 hunk) nil)
+        (set-marker (nth 1 hunk) nil)))
+    (setq illume--rewrite nil)
+    (when (bound-and-true-p smerge-mode)
+      (save-excursion
+        (goto-char (point-min))
+        (unless (re-search-forward "^<<<<<<< " nil t)
+          (smerge-mode -1))))))
+
+;;; Review
+
+(defcustom illume-review-profile nil
+  "The job profile `illume-review' adds, or nil to choose by the major mode.
+nil: `review-code' in a mode derived from `prog-mode', else
+`review' (prose: grammar, passive voice, clarity)."
+  :type '(choice (const :tag "By the major mode" nil) string))
+
+(defconst illume--json-string "\"\\(?:[^\"\\\\]\\|\\\\.\\)*\""
+  "A JSON string, as illume prints the quote and the replacement.")
+
+(defvar-local illume--review-current nil
+  "In an `illume-review-mode' buffer: where the suggestion last visited is.")
+
+;;;###autoload
+(defun illume-review (instruction)
+  "Ask illume for suggestions on the buffer by INSTRUCTION, and list them.
+The whole buffer goes to `illume --review' (see `illume-review-profile').
+Each suggestion names the exact text it would change, found in the
+buffer, and its replacement; illume drops those whose text is not
+there.  They are listed in the buffer *illume-review*, one a line
+as compilers print them (FILE:LINE:COL: \"QUOTE\" -> \"REPLACEMENT\":
+MESSAGE); there \\<illume-review-mode-map>\\[illume-review-goto] shows one in the buffer,
+\\[illume-review-apply] applies it, and \\[next-error] and \\[previous-error] go from one
+to the next in the buffer.
+`illume-review-apply' puts the replacement in place of the quote,
+one undo step, only where the quote still is."
+  (interactive (list (read-string "Review instruction (RET for none): ")))
+  (illume--stop-and-wait (current-buffer))
+  (let ((name (or buffer-file-name (buffer-name)))
+        (profile (or illume-review-profile (if (derived-mode-p 'prog-mode) "review-code" "review"))))
+    (illume--start 'review (illume--buffer-text) (point-max) "" nil
+                   (illume--argv nil (append (list "--review" "--file-name" name) (illume--job-profile profile))
+                                 ;; An instruction that starts with `-' is no option for illume.
+                                 (append (and (not (string= instruction ""))
+                                              (list (if (string-prefix-p "-" instruction)
+                                                        (concat " " instruction)
+                                                      instruction)))
+                                         '("--")))
+                   (lambda (reply status) (illume--review-done reply status name)))
+    (message "illume: reviewing %s" name)))
+
+(defun illume--review-done (reply status name)
+  "List the suggestions of REPLY, the review of the current buffer as NAME.
+STATUS is illume's exit status."
+  (cond
+   ((illume--reply-stopped reply) (message "illume: the review was stopped"))
+   ((/= status 0) (message "illume: the review failed: %s" (illume--last-words reply status)))
+   (t
+    (let ((source (current-buffer))
+          (output (get-buffer-create "*illume-review*"))
+          (count 0))
+      (with-current-buffer output
+        (let ((inhibit-read-only t))
+          (erase-buffer)
+          (illume-review-mode)
+          (dolist (line (split-string (illume--reply-out reply) "\n" t))
+            (let ((suggestion (illume--review-parse source name line)))
+              (when suggestion
+                (setq count (1+ count))
+                (insert (propertize line 'illume-suggestion suggestion 'mouse-face 'highlight) "\n"))))
+          (goto-char (point-min))))
+      (setq next-error-last-buffer output)
+      (display-buffer output)
+      (let ((said (string-trim (illume--reply-err reply))))
+        (message "illume: %d suggestion%s in *illume-review*%s" count (if (= count 1) "" "s")
+                 (if (string= said "") "" (concat "; " said))))))))
+
+(defun illume--review-parse (source name line)
+  "Return the suggestion of LINE, printed for SOURCE as NAME, or nil.
+A suggestion is a plist: :marker where its quote starts in SOURCE,
+:quote, :replacement, :applied."
+  (let ((rest (and (string-prefix-p (concat name ":") line) (substring line (1+ (length name))))))
+    (when (and rest
+               (string-match (concat "\\`\\([0-9]+\\):\\([0-9]+\\): \\(" illume--json-string "\\) -> \\("
+                                     illume--json-string "\\)\\(?:: .*\\)?\\'")
+                             rest))
+      (let ((line-number (string-to-number (match-string 1 rest)))
+            (column (string-to-number (match-string 2 rest)))
+            (quoted (ignore-errors (illume--json-read (match-string 3 rest))))
+            (replacement (ignore-errors (illume--json-read (match-string 4 rest)))))
+      (when (and (stringp quoted) (stringp replacement) (not (string= quoted "")))
+        (with-current-buffer source
+          (save-restriction
+            (widen)
+            (save-excursion
+              (goto-char (point-min))
+              (forward-line (1- line-number))
+              ;; COL counts characters, as Emacs does.
+              (forward-char (min (1- column) (- (line-end-position) (point))))
+              (list :marker (copy-marker (point)) :quote quoted :replacement replacement :applied nil)))))))))
+
+(defun illume--json-read (text)
+  "Return the string in TEXT, a JSON string."
+  (if (fboundp 'json-parse-string)
+      (json-parse-string text)
+    (require 'json)
+    (with-no-warnings (json-read-from-string text))))
+
+(defvar illume-review-mode-map
+  (let ((map (make-sparse-keymap)))
+    (define-key map (kbd "RET") #'illume-review-goto)
+    (define-key map "a" #'illume-review-apply)
+    (define-key map "n" #'next-error-no-select)
+    (define-key map "p" #'previous-error-no-select)
+    (define-key map [mouse-2] #'illume-review-goto)
+    map)
+  "Keymap of `illume-review-mode'.")
+
+(define-derived-mode illume-review-mode special-mode "illume-review"
+  "The suggestions of `illume-review', one a line.
+\\{illume-review-mode-map}"
+  (setq-local next-error-function #'illume--review-next-error)
+  (setq truncate-lines t))
+
+(defun illume--review-next-error (&optional n reset)
+  "Show a suggestion in its buffer, for `next-error': N after the current one.
+With RESET, count N from the first."
+  (let ((n (or n 1)))
+    (when reset
+      (goto-char (point-min))
+      (setq illume--review-current nil)
+      (setq n (max 0 (1- n))))
+    (when illume--review-current
+      (goto-char illume--review-current))
+    (unless (or reset illume--review-current (< n 1))
+      (setq n (1- n)))
+    (let ((line (forward-line n)))
+      (unless (and (= line 0) (get-text-property (point) 'illume-suggestion))
+        (user-error "No more suggestions")))
+    (illume-review-goto)))
+
+(defun illume--review-at-point ()
+  "Return the suggestion on the line at point, or signal an error."
+  (or (get-text-property (line-beginning-position) 'illume-suggestion)
+      (user-error "No suggestion on this line")))
+
+(defun illume-review-goto ()
+  "Show the suggestion on this line where its quote is in the buffer reviewed."
+  (interactive)
+  (let* ((suggestion (illume--review-at-point))
+         (marker (plist-get suggestion :marker)))
+    (setq illume--review-current (line-beginning-position))
+    (unless (marker-buffer marker)
+      (user-error "Its buffer is gone"))
+    (pop-to-buffer (marker-buffer marker))
+    (goto-char marker)))
+
+(defun illume-review-apply ()
+  "Put the replacement of a suggestion of `illume-review' in place of its quote.
+In *illume-review*, the suggestion on this line; elsewhere, the one
+last shown with \\[next-error] or \\[illume-review-goto].  Only where the quote
+still is: at its place, else its occurrence on the same line
+nearest to it (a change before it on the line moved it).  The
+replacement goes in as text, one undo step."
+  (interactive)
+  (let* ((here (derived-mode-p 'illume-review-mode))
+         (review (if here (current-buffer) (get-buffer "*illume-review*")))
+         (suggestion (and review (with-current-buffer review
+                                   (save-excursion
+                                     (unless here
+                                       (goto-char (or illume--review-current
+                                                      (user-error "Show a suggestion with M-g n first"))))
+                                     (illume--review-at-point))))))
+    (unless suggestion
+      (user-error "No review: M-x illume-review first"))
+    (when (plist-get suggestion :applied)
+      (user-error "That suggestion is applied already"))
+    (let* ((marker (plist-get suggestion :marker))
+           (quoted (plist-get suggestion :quote))
+           (buffer (or (marker-buffer marker) (user-error "Its buffer is gone"))))
+      (with-current-buffer buffer
+        (barf-if-buffer-read-only)
+        (save-restriction
+          (widen)
+          (let ((at (illume--review-find marker quoted)))
+            (unless at
+              (user-error "The text changed: %s is no longer there" (prin1-to-string quoted)))
+            (save-excursion
+              (goto-char at)
+              (delete-region at (+ at (length quoted)))
+              (insert (plist-get suggestion :replacement))))))
+      (plist-put suggestion :applied t)
+      (with-current-buffer review
+        (let ((inhibit-read-only t))
+          (save-excursion
+            (goto-char (point-min))
+            (while (and (not (eq (get-text-property (point) 'illume-suggestion) suggestion))
+                        (= (forward-line 1) 0)))
+            (unless (eobp)
+              (put-text-property (line-beginning-position) (line-end-position) 'face 'shadow)))))
+      (message "illume: applied"))))
+
+(defun illume--review-find (marker quoted)
+  "Return the start of QUOTED: at MARKER, else nearest to it on its line, or nil."
+  (let ((at (marker-position marker)))
+    (if (equal (buffer-substring-no-properties at (min (point-max) (+ at (length quoted)))) quoted)
+        at
+      (save-excursion
+        (goto-char at)
+        (let ((bol (line-beginning-position))
+              (eol (line-end-position))
+              best)
+          (goto-char bol)
+          (while (and (search-forward quoted nil t) (<= (match-beginning 0) eol))
+            (let ((found (match-beginning 0)))
+              (when (or (not best) (< (abs (- found at)) (abs (- best at))))
+                (setq best found))
+              (goto-char (1+ found))))
+          best)))))
 
 ;;; The mode line
 

@@ -457,6 +457,179 @@ BREAK-UNDO as for `illume-test-wait-until'."
     (illume-mode -1)
     (should-not (key-binding (kbd "C-c ~ a")))))
 
+;;; Rewrite
+
+(defconst illume-test-old "Title\nhelo wrold.\nkeep me\nthis are fine.\nEnd\n"
+  "The buffer a rewrite test rewrites, lines 2 to 4.")
+
+(defmacro illume-test-with-profile (name &rest body)
+  "Run BODY with `illume-profile' a profile file for the replies scripted under NAME."
+  (declare (indent 1))
+  `(let ((file (make-temp-file "illume-test" nil ".profile" (format "!api %s\n" (illume-test-url ,name)))))
+     (unwind-protect
+         (let ((illume-profile file))
+           ,@body)
+       (delete-file file))))
+
+(defun illume-test-lines (from to)
+  "Return the positions of the start of line FROM and of the line after TO."
+  (save-excursion
+    (goto-char (point-min))
+    (forward-line (1- from))
+    (list (point) (progn (forward-line (1+ (- to from))) (point)))))
+
+(defun illume-test-rewrite (name instruction &optional whole)
+  "Rewrite lines 2 to 4 by INSTRUCTION with the reply scripted under NAME, and wait until it ends.
+With WHOLE, the whole buffer."
+  (illume-test-with-profile name
+    (let ((output nil))
+      (apply #'illume-rewrite (append (if whole (list (point-min) (point-max)) (illume-test-lines 2 4))
+                                      (list instruction)))
+      (setq output (cl-find-if (lambda (b) (string-prefix-p "*illume-rewrite: " (buffer-name b))) (buffer-list)))
+      (should output)
+      (illume-test-wait-until (lambda () (not (buffer-live-p output)))))))
+
+(defconst illume-test-conflicts
+  (concat "Title\n<<<<<<< old\nhelo wrold.\n=======\nHello world.\n>>>>>>> illume\nkeep me\n"
+          "<<<<<<< old\nthis are fine.\n=======\nThis is fine.\n>>>>>>> illume\nEnd\n")
+  "The buffer once the rewrite is in: a conflict for each changed hunk.")
+
+(ert-deftest illume-test-rewrite-take-all-is-one-undo-step ()
+  (illume-test-with-buffer illume-test-old
+    (illume-test-rewrite "rewrite" "fix \"it\" | $(touch pwned)")
+    (should (equal (buffer-string) illume-test-conflicts))
+    (should smerge-mode)
+    (undo-boundary)
+    (illume-rewrite-take)
+    (should (equal (buffer-string) "Title\nHello world.\nkeep me\nThis is fine.\nEnd\n"))
+    (should-not illume--rewrite)
+    (should-not smerge-mode)
+    (illume-test-undo)
+    (should (equal (buffer-string) illume-test-old))
+    (should-not (file-exists-p "pwned"))))
+
+(ert-deftest illume-test-rewrite-hunk-by-hunk-then-drop ()
+  (illume-test-with-buffer illume-test-old
+    (illume-test-rewrite "rewrite" "fix it")
+    (goto-char (point-max))
+    (smerge-prev)
+    (smerge-keep-lower)
+    (illume-rewrite-drop)
+    (should (equal (buffer-string) "Title\nhelo wrold.\nkeep me\nThis is fine.\nEnd\n"))
+    (should-not illume--rewrite)))
+
+(ert-deftest illume-test-rewrite-blocks-hold-marker-lines-as-text ()
+  ;; A hunk whose text holds a line smerge takes for a marker: take and drop use the blocks they made.
+  (illume-test-with-buffer "a\n=======\nb\n"
+    (illume-test-rewrite "rewrite-markers" "upper case" t)
+    (should (equal (buffer-string) "<<<<<<< old\na\n=======\nA\n>>>>>>> illume\n=======\n<<<<<<< old\nb\n=======\n>>>>>>> x\nB\n>>>>>>> illume\n"))
+    (illume-rewrite-take)
+    (should (equal (buffer-string) "A\n=======\n>>>>>>> x\nB\n"))
+    (illume-test-undo)
+    (should (equal (buffer-string) "a\n=======\nb\n"))))
+
+(ert-deftest illume-test-a-failed-rewrite-keeps-the-old-text ()
+  (dolist (name '("rewrite-fails" "rewrite-cut"))
+    (illume-test-with-buffer illume-test-old
+      (let ((said nil))
+        (cl-letf (((symbol-function 'message) (lambda (&rest args) (push (apply #'format args) said))))
+          (illume-test-rewrite name "fix it"))
+        (should (equal (buffer-string) illume-test-old))
+        (should-not illume--rewrite)
+        (should (cl-find-if (lambda (m) (string-prefix-p "illume: the rewrite failed, your text is as it was: " m))
+                            said))))))
+
+(ert-deftest illume-test-a-stopped-rewrite-keeps-the-old-text ()
+  (illume-test-with-buffer illume-test-old
+    (illume-test-with-profile "rewrite-stalls"
+      (apply #'illume-rewrite (append (illume-test-lines 2 4) (list "fix it")))
+      (let ((output (cl-find-if (lambda (b) (string-prefix-p "*illume-rewrite: " (buffer-name b))) (buffer-list))))
+        (with-current-buffer output
+          (illume-test-wait-until (lambda () (string-match-p "keep" (buffer-string))))
+          (illume-stop))
+        (illume-test-wait-until (lambda () (not (buffer-live-p output))))))
+    (should (equal (buffer-string) illume-test-old))
+    (should-not illume--rewrite)))
+
+(ert-deftest illume-test-rewrite-with-the-real-llama-server ()
+  ;; ILLUME_TEST_PROFILE points at the real llama-server at temperature 0;
+  ;; ILLUME_TEST_EXPECTED is what `illume --rewrite' prints for line 2.
+  (let ((profile (or (getenv "ILLUME_TEST_PROFILE") (ert-fail "ILLUME_TEST_PROFILE is not set")))
+        (expected (or (getenv "ILLUME_TEST_EXPECTED") (ert-fail "ILLUME_TEST_EXPECTED is not set"))))
+    (illume-test-with-buffer "Title\nhelo world, this are a test.\nEnd\n"
+      (let ((illume-profile profile))
+        (apply #'illume-rewrite (append (illume-test-lines 2 2) (list "fix the grammar")))
+        (illume-test-wait-until (lambda () (not (cl-find-if (lambda (b) (string-prefix-p "*illume-rewrite: " (buffer-name b)))
+                                                            (buffer-list))))))
+      (when illume--rewrite
+        (illume-rewrite-take))
+      (should (equal (buffer-string) (concat "Title\n" expected "End\n"))))))
+
+;;; Review
+
+(defconst illume-test-doc "Their is a problem here, a problem.\nWe was   going home.\nCafé au lait, s'il vous plait.\n"
+  "The buffer a review test reviews (test_emacs.py scripts the suggestions).")
+
+(ert-deftest illume-test-review-lists-and-applies-suggestions ()
+  (illume-test-with-buffer illume-test-doc
+    (illume-test-with-profile "review"
+      (illume-review "be \"plain\"")
+      (illume-test-wait))
+    (let ((source (current-buffer))
+          (review (get-buffer "*illume-review*")))
+      (should review)
+      (with-current-buffer review
+        (should (derived-mode-p 'illume-review-mode))
+        (should (= (count-lines (point-min) (point-max)) 5))
+        (goto-char (point-min))
+        (illume-review-apply)
+        (should-error (illume-review-apply) :type 'user-error)) ; applied already
+      (should (equal (buffer-string) (replace-regexp-in-string "Their" "There" illume-test-doc)))
+      (undo-boundary)
+      ;; From the buffer reviewed: next-error shows the next one, illume-review-apply takes it.
+      (with-current-buffer review (goto-char (point-min)))
+      (let ((next-error-last-buffer review))
+        (next-error 2))
+      (should (eq (current-buffer) source))
+      (should (looking-at-p "a problem here"))
+      (illume-review-apply)
+      (should (equal (buffer-string)
+                     "There is an issue here, a problem.\nWe was   going home.\nCafé au lait, s'il vous plait.\n"))
+      (illume-test-undo)
+      (should (equal (buffer-string) (replace-regexp-in-string "Their" "There" illume-test-doc)))
+      (with-current-buffer review
+        (dolist (line '(3 4 5))
+          (goto-char (point-min))
+          (forward-line (1- line))
+          (illume-review-apply)))
+      (should (equal (buffer-string)
+                     (concat "There is a problem here, a problem.\nWe were\ngoing home.\n"
+                             "Café au |(shell-command \"touch pwned\"), s'il vous plaît.\n")))
+      (should-not (file-exists-p "pwned"))
+      ;; A suggestion whose quote is gone is refused, and nothing changes.
+      (with-current-buffer review
+        (goto-char (point-min))
+        (forward-line 1)
+        (let ((before (with-current-buffer source (buffer-string))))
+          (with-current-buffer source
+            (goto-char (point-min))
+            (search-forward "a problem here")
+            (replace-match "one problem here"))
+          (let ((changed (with-current-buffer source (buffer-string))))
+            (should-error (illume-review-apply) :type 'user-error)
+            (should (equal (with-current-buffer source (buffer-string)) changed))
+            (should-not (equal before changed)))))
+      (kill-buffer review))))
+
+(ert-deftest illume-test-a-failed-review-lists-nothing ()
+  (illume-test-with-buffer illume-test-doc
+    (when (get-buffer "*illume-review*") (kill-buffer "*illume-review*"))
+    (illume-test-with-profile "rewrite-fails"
+      (illume-review "")
+      (illume-test-wait))
+    (should-not (get-buffer "*illume-review*"))
+    (should (equal (buffer-string) illume-test-doc))))
+
 ;;; The real server
 
 (ert-deftest illume-test-chat-with-the-real-llama-server ()

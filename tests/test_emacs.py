@@ -10,6 +10,7 @@ package-lint (Debian's elpa-package-lint) when installed.
 ./test.sh installs Emacs (Debian package `emacs-nox`) and package-lint.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ask_llama_server, missing, require_program
+from conftest import ask_llama_server, missing, require_program, run_illume
 from scripted import Reply, ScriptedServer, chat_events, infill_events
 
 pytestmark = pytest.mark.editor
@@ -40,6 +41,21 @@ SCRIPT = {  # path -> the reply scripted for it; the ERT tests name the first fo
     "/fails/chat/completions": Reply(status=500, body="model exploded"),
     "/infill/infill": Reply(infill_events(["    re", "turn a", " + b\n"]), delay=0.2),
     "/runs-on/infill": Reply(infill_events(["    return a", " + b\nprint(add", "(1, 2))\nprint('more')\n"]), delay=0.1),
+    # illume-rewrite, illume-review: the replies the model gives to the real CLI's requests.
+    "/rewrite/chat/completions": Reply(chat_events(["Sure:\n\n```\nHello world.\nkeep", " me\nThis is fine.\n```\n"]),
+                                       delay=0.1),
+    "/rewrite-markers/chat/completions": Reply(chat_events(["A\n=======\n>>>>>>> x\nB\n"])),
+    "/rewrite-fails/chat/completions": Reply(status=500, body="model exploded"),
+    "/rewrite-cut/chat/completions": Reply(chat_events(["Hello world.\nkeep"], done=False)),
+    "/rewrite-stalls/chat/completions": Reply(chat_events(["Hello world.\nkeep me\n"], done=False), hold=600),
+    "/review/chat/completions": Reply(chat_events([json.dumps(item) + "\n" for item in [
+        {"quote": "Their", "replacement": "There", "message": "wrong word"},
+        {"quote": "a problem", "replacement": "an issue", "message": "plainer"},
+        {"quote": "We was going", "replacement": "We were\ngoing", "message": "agreement"},
+        {"quote": "plait", "replacement": "plaît", "message": "accent"},
+        {"quote": "an invented sentence", "replacement": "x", "message": "dropped by illume"},
+        {"quote": "lait", "replacement": '|(shell-command "touch pwned")', "message": "text, never a command"},
+    ]])),
 }
 
 
@@ -78,7 +94,10 @@ def run_ert(emacs: str, name: str, env: dict) -> None:
         and "skipped" not in output, output[-4000:]
 
 
-@pytest.mark.parametrize("name", [n for n in ert_tests() if n != "illume-test-chat-with-the-real-llama-server"])
+REAL = ("illume-test-chat-with-the-real-llama-server", "illume-test-rewrite-with-the-real-llama-server")
+
+
+@pytest.mark.parametrize("name", [n for n in ert_tests() if n not in REAL])
 def test_ert(emacs, server, name):
     server.requests.clear()
     run_ert(emacs, name, {"ILLUME_TEST_URL": server.url})
@@ -104,6 +123,18 @@ def test_ert_with_the_real_llama_server(emacs, llama_server):
     assert answer.text.strip() and answer.limit, answer.whole
     run_ert(emacs, "illume-test-chat-with-the-real-llama-server",
             {"ILLUME_TEST_BUFFER": buffer, "ILLUME_TEST_REPLY": answer.printed("\n\n!assistant\n\n").decode()})
+
+
+def test_ert_rewrite_with_the_real_llama_server(emacs, llama_server, tmp_path):
+    # The buffer gets, byte for byte, what `illume --rewrite` prints for the same lines without --stream
+    # (the lines themselves when that fails: the small model may run into the token limit).
+    profile = tmp_path / "model.profile"
+    profile.write_text(f"!api {llama_server}\n!:temperature 0\n!:seed 42\n!:max_tokens 64\n!:cache_prompt false\n")
+    lines = "helo world, this are a test.\n"
+    printed = run_illume(lines, "--rewrite", "-p", str(profile), "--", "fix the grammar")
+    assert printed.returncode == 0 or printed.stdout.decode() == lines, printed.stderr
+    run_ert(emacs, "illume-test-rewrite-with-the-real-llama-server",
+            {"ILLUME_TEST_PROFILE": str(profile), "ILLUME_TEST_EXPECTED": printed.stdout.decode()})
 
 
 def test_every_ert_test_runs_here():
@@ -140,5 +171,6 @@ def test_autoloads_cover_the_commands(emacs):
     # What package.el would generate: every command and the mode are autoloaded.
     text = PACKAGE.read_text()
     autoloaded = re.findall(r"^;;;###autoload\n\((?:defun|define-minor-mode) ([\w-]+)", text, re.M)
-    assert autoloaded == ["illume", "illume-infill", "illume-stop", "illume-user", "illume-mode"]
+    assert autoloaded == ["illume", "illume-infill", "illume-stop", "illume-user", "illume-mode", "illume-rewrite",
+                          "illume-review"]
     assert text.startswith(";;; illume.el --- ") and "-*- lexical-binding: t; -*-" in text.splitlines()[0]

@@ -4,7 +4,7 @@
 " buffer (`lines_after` lines below it), so edits above it while it streams
 " never misplace it. Text above the insertion line is never changed.
 
-let s:replies = {}   " bufnr -> the running reply of that buffer
+let s:replies = {}   " bufnr -> the running reply of that buffer (chat, infill, rewrite or review)
 let s:stop_wait_s = 3.0
 " A modeline's mark as Vim finds it (:help modeline): vi: vim: Vim: ex:, after white space or
 " (vim:) at the start of a line, with an optional version (vim600:, vim>700:).
@@ -24,7 +24,7 @@ function! illume#chat() abort
   endif
   let l:buf = bufnr('%')
   call s:stop_and_wait(l:buf)
-  call s:start(l:buf, 'chat', getline(1, '$'), 0, '', 0, [])
+  call s:start(l:buf, 'chat', getline(1, '$'), s:command([]), {})
 endfunction
 
 function! illume#infill(lnum) abort
@@ -44,7 +44,8 @@ function! illume#infill(lnum) abort
     call insert(l:sent, '!infill', a:lnum)
     let [l:head, l:replace] = ["\n", 0]
   endif
-  call s:start(l:buf, 'infill', l:sent, len(l:lines) - a:lnum, l:head, l:replace, s:infill_args())
+  call s:start(l:buf, 'infill', l:sent, s:command(s:infill_args()),
+        \ {'lines_after': len(l:lines) - a:lnum, 'head': l:head, 'replace': l:replace})
 endfunction
 
 " Returns 1, saying why, when the buffer was read from its file in an encoding
@@ -86,8 +87,7 @@ function! illume#stop(...) abort
     echo 'illume: no reply is running in this buffer'
     return
   endif
-  let l:reply.stopped = 1
-  call illume#job#stop(l:reply.job)
+  call s:stop(l:reply)
 endfunction
 
 function! illume#user() abort
@@ -113,8 +113,9 @@ endfunction
 
 " The job ------------------------------------------------------------------
 
-" Returns the command line: g:illume_command, the profile, EXTRA, g:illume_args.
-function! s:command(extra) abort
+" Returns the command line: g:illume_command, the profile, EXTRA, g:illume_args
+" and then TAIL (the arguments that must come last, after a `--`).
+function! s:command(extra, ...) abort
   let l:command = get(b:, 'illume_command', get(g:, 'illume_command', ['illume']))
   let l:argv = type(l:command) == v:t_list ? copy(l:command) : split(l:command)
   if get(l:argv, 0, '') =~# '^[~$]'
@@ -124,7 +125,7 @@ function! s:command(extra) abort
   if !empty(l:profile)
     call extend(l:argv, ['--profile', l:profile])
   endif
-  return l:argv + a:extra + get(b:, 'illume_args', get(g:, 'illume_args', []))
+  return l:argv + a:extra + get(b:, 'illume_args', get(g:, 'illume_args', [])) + get(a:, 1, [])
 endfunction
 
 " Returns WORD with a leading ~ and each $NAME or ${NAME} replaced, and
@@ -138,12 +139,18 @@ function! s:getenv(name) abort
   return exists('$' . a:name) ? eval('$' . a:name) : ''
 endfunction
 
-function! s:start(buf, mode, lines, lines_after, head, replace, extra) abort
-  let l:reply = {'buf': a:buf, 'mode': a:mode, 'lines_after': a:lines_after,
-        \ 'head': a:head, 'replace': a:replace, 'tick': -1, 'newlines': 0,
-        \ 'tail': '', 'failed': 0, 'err': '', 'stopped': 0, 'detached': 0, 'modeline': 0}
+" Starts ARGV on LINES and returns the reply, or {} when it cannot start. MODE
+" is 'chat', 'infill', 'rewrite' (the output streams into BUF too, but it is
+" text alone: no !error section is added) or 'review' (the output is kept in
+" reply.out). OPTS: lines_after, head, replace (where the output goes, see the
+" top of this file) and Done, a Funcref(reply, status) called once when the
+" reply ends, however it ends (STATUS -1 when unknown).
+function! s:start(buf, mode, lines, argv, opts) abort
+  let l:reply = extend({'buf': a:buf, 'mode': a:mode, 'lines_after': 0, 'head': '', 'replace': 0,
+        \ 'tick': -1, 'newlines': 0, 'out': '', 'tail': '', 'failed': 0, 'err': '', 'stopped': 0,
+        \ 'detached': 0, 'modeline': 0}, a:opts)
   try
-    let l:reply.job = illume#job#start(s:command(a:extra), {
+    let l:reply.job = illume#job#start(a:argv, {
           \ 'input': a:lines,
           \ 'on_out': function('s:on_out', [l:reply]),
           \ 'on_err': function('s:on_err', [l:reply]),
@@ -153,28 +160,60 @@ function! s:start(buf, mode, lines, lines_after, head, replace, extra) abort
     echohl ErrorMsg
     echomsg 'illume: ' . substitute(v:exception, '^illume#job: ', '', '') . ' (see :help g:illume_command)'
     echohl None
-    return
+    return {}
   endtry
   let s:replies[a:buf] = l:reply
   augroup illume
     execute 'autocmd! * <buffer=' . a:buf . '>'
     execute 'autocmd BufUnload <buffer=' . a:buf . '> call illume#_unloaded(' . a:buf . ')'
   augroup END
+  return l:reply
+endfunction
+
+" For the other commands of the plugin (illume#rewrite, illume#review):
+" stops the reply running in BUF, then starts illume with EXTRA and TAIL
+" (s:command) on LINES as s:start does; returns the reply, or {}.
+function! illume#_start(buf, mode, lines, extra, tail, opts) abort
+  call s:stop_and_wait(a:buf)
+  return s:start(a:buf, a:mode, a:lines, s:command(a:extra, a:tail), a:opts)
+endfunction
+
+" Stops the reply running in BUF, if any, and ends it at once.
+function! illume#_stop_now(buf) abort
+  let l:reply = get(s:replies, a:buf, {})
+  if !empty(l:reply)
+    call s:stop(l:reply, 0)
+  endif
+endfunction
+
+" Returns 1 when TEXT holds a line Vim could read as a modeline.
+function! illume#_has_modeline(text) abort
+  return a:text =~# s:modeline
 endfunction
 
 function! s:stop_and_wait(buf) abort
   " A second request stops the first; its last words (the !note) land first.
   let l:reply = get(s:replies, a:buf, {})
-  if empty(l:reply)
+  if !empty(l:reply)
+    call s:stop(l:reply, s:stop_wait_s)
+  endif
+endfunction
+
+" Stops REPLY: the one way a reply ends early. Its job is asked to end. With
+" no WAIT_S the reply ends when the job does, its last words (the `!note
+" interrupted` line) landing as they come; with WAIT_S it ends here, after
+" waiting up to WAIT_S seconds for them (0: at once, nothing more lands).
+function! s:stop(reply, ...) abort
+  let a:reply.stopped = 1
+  call illume#job#stop(a:reply.job)
+  if !a:0
     return
   endif
-  let l:reply.stopped = 1
-  call illume#job#stop(l:reply.job)
   let l:start = reltime()
-  while illume#job#running(l:reply.job) && reltimefloat(reltime(l:start)) < s:stop_wait_s
+  while illume#job#running(a:reply.job) && reltimefloat(reltime(l:start)) < a:1
     sleep 10m
   endwhile
-  call s:detach(l:reply, -1)
+  call s:detach(a:reply, -1)
 endfunction
 
 " Ends the reply: from here on the job's output goes nowhere (it is being
@@ -186,13 +225,16 @@ function! s:detach(reply, status) abort
     if bufexists(a:reply.buf)
       execute 'autocmd! illume * <buffer=' . a:reply.buf . '>'
     endif
+    if has_key(a:reply, 'Done')
+      call a:reply.Done(a:reply, a:status)
+    endif
     call s:announce(a:reply, a:status)
   endif
 endfunction
 
 " Fires User IllumeDone with g:illume_done saying how the reply ended.
 function! s:announce(reply, status) abort
-  let g:illume_done = {'buffer': a:reply.buf, 'exit_status': a:status,
+  let g:illume_done = {'buffer': a:reply.buf, 'command': a:reply.mode, 'exit_status': a:status,
         \ 'result': a:reply.stopped ? 'stopped' : (a:reply.failed || a:status != 0) ? 'error' : 'ok'}
   if exists('#User#IllumeDone')
     doautocmd <nomodeline> User IllumeDone
@@ -202,19 +244,21 @@ endfunction
 function! illume#_unloaded(buf) abort
   let l:reply = get(s:replies, a:buf, {})
   if !empty(l:reply)
-    let l:reply.stopped = 1
-    call illume#job#stop(l:reply.job)
-    call s:detach(l:reply, -1)
+    call s:stop(l:reply, 0)
   endif
 endfunction
 
 function! s:on_out(reply, id, text) abort
   if a:reply.detached
     return
+  elseif a:reply.mode ==# 'review'
+    let a:reply.out .= a:text
+    return
   endif
   " Remember whether illume reported a failure itself (the chunk may cut it).
   let l:seen = a:reply.tail . a:text
-  let a:reply.failed = a:reply.failed || l:seen =~# '\n!error\n'
+  " (A rewrite's output is text alone: its failure is its exit status.)
+  let a:reply.failed = a:reply.failed || (a:reply.mode !=# 'rewrite' && l:seen =~# '\n!error\n')
   let a:reply.modeline = a:reply.modeline || (a:reply.mode ==# 'infill' && l:seen =~# s:modeline)
   let a:reply.tail = strpart(l:seen, len(l:seen) - 8)
   let l:text = a:reply.head . a:text
@@ -231,13 +275,13 @@ function! s:on_exit(reply, id, status) abort
   if a:reply.detached
     return
   endif
-  if a:status != 0 && !a:reply.stopped && !a:reply.failed
+  if a:status != 0 && !a:reply.stopped && !a:reply.failed && a:reply.mode =~# '^\%(chat\|infill\)$'
     " illume itself failed to report (it crashed, or is not illume).
     let l:why = matchstr(a:reply.err, '\S[^\n]*\ze\n*$')
     call s:on_out(a:reply, a:id, "\n\n!error\n\nillume exited with status " . a:status
           \ . (empty(l:why) ? '' : ': ' . l:why) . "\n")
   endif
-  if a:reply.mode ==# 'infill' && a:reply.newlines > 0
+  if a:reply.mode =~# '^\%(infill\|rewrite\)$' && a:reply.newlines > 0
     " The line below the hole already starts the suffix.
     call s:change(a:reply, function('s:drop_empty_last', [a:reply]))
   endif
@@ -254,7 +298,7 @@ endfunction
 " Changing the buffer ---------------------------------------------------------
 
 function! s:line_count(buf) abort
-  return has('nvim') ? nvim_buf_line_count(a:buf) : getbufinfo(a:buf)[0].linecount
+  return getbufinfo(a:buf)[0].linecount
 endfunction
 
 function! s:insertion_line(reply) abort
@@ -301,9 +345,7 @@ function! s:change(reply, Fn) abort
       call a:Fn()
     endif
   catch
-    let a:reply.stopped = 1
-    call illume#job#stop(a:reply.job)
-    call s:detach(a:reply, -1)
+    call s:stop(a:reply, 0)
     echohl ErrorMsg
     echomsg 'illume: reply stopped, cannot change buffer ' . l:buf . ': ' . v:exception
     echohl None

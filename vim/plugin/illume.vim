@@ -1,5 +1,5 @@
 " illume: talk to a language model from the buffer (see :help illume).
-if exists('g:loaded_illume') || &compatible || !(has('nvim') || has('job') && has('timers'))
+if exists('g:loaded_illume') || &compatible || !illume#job#supported()
   finish
 endif
 let g:loaded_illume = 1
@@ -30,6 +30,12 @@ command! -bar Illume call illume#chat()
 command! -bar -range IllumeInfill call illume#infill(<line1>)
 command! -bar IllumeStop call illume#stop()
 command! -bar IllumeUser call illume#user()
+" Free text follows: no -bar, so that | and " belong to the instruction.
+command! -range=% -nargs=* IllumeRewrite call illume#rewrite#start(<line1>, <line2>, <q-args>)
+command! -bar -bang IllumeTake call illume#rewrite#take(<bang>0)
+command! -bar IllumeDrop call illume#rewrite#drop()
+command! -nargs=* IllumeReview call illume#review#start(<q-args>)
+command! -bar IllumeApply call illume#review#apply()
 
 nnoremap <silent> <Plug>(illume) :<C-U>Illume<CR>
 nnoremap <silent> <Plug>(illume-infill) :<C-U>IllumeInfill<CR>

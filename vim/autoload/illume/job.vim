@@ -26,6 +26,9 @@
 "   has not. on_exit still follows. Unknown or ended ids are ignored.
 "
 " illume#job#running(id) -> 1 until on_exit has been called, else 0.
+"
+" illume#job#supported() -> 1 when this editor can run jobs: Vim with +job
+"   and +timers, or Neovim.
 
 let s:jobs = {}      " id -> {'job': Vim job or Neovim job id, 'opts': opts, ...}
 let s:next_id = 1
@@ -68,6 +71,10 @@ endfunction
 
 function! illume#job#running(id) abort
   return has_key(s:jobs, a:id) && !s:jobs[a:id].done
+endfunction
+
+function! illume#job#supported() abort
+  return has('nvim') || has('job') && has('timers')
 endfunction
 
 " --- Neovim -----------------------------------------------------------------
