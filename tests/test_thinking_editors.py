@@ -12,7 +12,7 @@ import pytest
 
 from scripted import Reply
 from test_emacs import PACKAGE, emacs, run_emacs  # noqa: F401 (fixtures)
-from test_vim import chat_buffer, editor, neovim  # noqa: F401 (fixtures)
+from test_vim import chat_buffer
 
 pytestmark = pytest.mark.editor
 
@@ -28,7 +28,7 @@ NEXT_TURN = [{"role": "user", "content": "Say hello."}, {"role": "assistant", "c
              {"role": "user", "content": "More"}]
 
 
-def test_vim_and_neovim(editor, server):  # noqa: F811 (the fixture imported above)
+def test_vim_and_neovim(editor, server):
     server.respond(Reply(THINKING, delay=DELAYS))
     buffer = chat_buffer(server.url)
     seen = editor.tmp / "seen.txt"

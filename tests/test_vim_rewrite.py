@@ -11,7 +11,7 @@ import json
 import pytest
 
 from scripted import Reply, chat_events
-from test_vim import editor, neovim, vim_string  # noqa: F401 (fixtures)
+from vim_harness import vim_string
 
 pytestmark = pytest.mark.editor
 
