@@ -98,7 +98,7 @@ def test_stats_reports_real_token_counts():
     buffer = SETTINGS + "!completion\nOne, two,"
     answer = ask_llama_cpp(buffer)
     assert answer.limit, answer.whole
-    result = run_illume("!stats\n" + buffer)
+    result = run_illume("!stats usage\n" + buffer)
     assert result.returncode == 0
     match = re.search(r"\n\n!note ([0-9.e+]+) tok/s, (\d+) toks, [0-9.]+(ns|µs|ms|s)"
                       r", \d+ of \d+ prompt tokens from the cache\n\n!note used [^\n]+$", result.stdout.decode())

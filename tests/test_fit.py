@@ -138,7 +138,7 @@ def test_fit_leaves_out_the_oldest_messages(small_server):
     # What is sent is what was counted, and fits with room for the reply.
     assert total(dry.stdout) == server_count(small_server, body) <= 512 - 32
 
-    result = run_illume(buffer + "!stats\n")
+    result = run_illume(buffer + "!stats usage\n")
     assert result.returncode == 0, result.stdout
     assert result.stdout.startswith(b"\n\n!assistant\n\n")
     reply, notes = result.stdout.split(b"\n\n!note left out", 1)

@@ -79,7 +79,7 @@ def test_stats_and_token_limit_notes(llama_server):
               "!user\nCount to twenty.\n")
     answer = ask_llama_server(buffer)
     assert answer.limit, answer.whole
-    result = run_illume("!stats\n" + buffer)
+    result = run_illume("!stats usage\n" + buffer)
     assert result.returncode == 0, result.stdout
     stats = STATS.search(result.stdout.decode())
     assert stats, result.stdout
@@ -92,7 +92,7 @@ def test_stats_agree_with_the_servers_timings(llama_server):
     answer = ask_llama_server(buffer)
     timings = answer.whole["timings"]
     assert timings["predicted_n"] == 48, timings
-    result = run_illume("!stats\n" + buffer)
+    result = run_illume("!stats usage\n" + buffer)
     assert result.returncode == 0, result.stdout
     stats = STATS.search(result.stdout.decode())
     assert stats, result.stdout
