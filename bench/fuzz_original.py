@@ -590,6 +590,8 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
         return "a non-string {key} in !api is its compact JSON"
     if any(line.rstrip("\r") == "!error" for line in lines):
         return "an !error section is not sent"
+    if any(line.split(" ", 1)[0].rstrip("\r") in ("!summary", "!summarize") for line in lines):
+        return "!summary and !summarize are directives of illume's own"
     return None
 
 

@@ -25,13 +25,15 @@ class Options:
     """The command-line options that shape one run."""
 
     def __init__(self, profile: str | None = None, debug: bool = False, filter: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT, stop_rules: str | None = None, file_name: str | None = None):
+                 timeout: float = DEFAULT_TIMEOUT, stop_rules: str | None = None, file_name: str | None = None,
+                 summarize: bool = False):
         self.profile = profile
         self.debug = debug
         self.filter = filter
         self.timeout = timeout
         self.stop_rules = stop_rules  # infill stopping rules when the buffer sets none (!stop-rules wins)
         self.file_name = file_name  # the name the buffer is edited under: a hint for the language, never opened
+        self.summarize = summarize  # --summarize: as a `!summarize` at the buffer's end
 
 
 class Question:
@@ -63,6 +65,7 @@ def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
     parsed = buf.parse(text, buf.Sources(env), default_profile=options.profile)
     if options.debug:
         parsed.debug = True
+    parsed.summarize = parsed.summarize or options.summarize
     request = req.build(parsed, env)
     if parsed.branches > 1:
         from illume import branches
@@ -80,6 +83,10 @@ def answer(question: Question, out: Output) -> Exit:
     from illume import buffer as buf
 
     parsed, request, options = question.parsed, question.request, question.options
+    if parsed.summarize:
+        from illume import summaries
+
+        return summaries.answer(question, out)
     fitted = None
     if parsed.fit and not request.url.startswith(buf.INVALID_URL):
         from illume import counting
@@ -94,6 +101,10 @@ def answer(question: Question, out: Output) -> Exit:
             # After the request, so that what the original prints comes first, byte for byte.
             out.notes(counting.debug_notes(fitted.parsed if fitted else parsed, request, question.env,
                                            options.timeout, fitted))
+        if parsed.summaries:
+            from illume import summaries
+
+            out.notes(summaries.stale_notes(parsed, dry=True))
         return Exit.OK
     if request.url.startswith(buf.INVALID_URL):
         raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
@@ -130,6 +141,10 @@ def answer(question: Question, out: Output) -> Exit:
                                  options.timeout) from None
     if fitted:
         out.notes(fitted.note)
+    if parsed.summaries:
+        from illume import summaries
+
+        out.notes(summaries.stale_notes(parsed))
     if parsed.stats:
         from illume.stats import cache_note
 

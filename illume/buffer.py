@@ -28,7 +28,7 @@ CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 DIRECTIVES = frozenset({
     "!user", "!assistant", "!completion", "!infill", "!api", "!profile", "!context", "!reddit", "!reddit!",
     "!github", "!note", "!begin", "!end", "!exclude", "!prepend", "!stats", "!debug", "!gpt-oss",
-    "!branches", "!stop-rules", "!language", "!error", "!fit",
+    "!branches", "!stop-rules", "!language", "!error", "!fit", "!summary", "!summarize",
 })
 SETTERS = ("!>", "!:")
 
@@ -49,12 +49,13 @@ def directive(line: str) -> str | None:
 class Message:
     """One message of the conversation."""
 
-    __slots__ = ("role", "content", "files")
+    __slots__ = ("role", "content", "files", "line")
 
-    def __init__(self, role: str, content: str, files: tuple[dict, ...] = ()):
+    def __init__(self, role: str, content: str, files: tuple[dict, ...] = (), line: int | None = None):
         self.role = role
         self.content = content
         self.files = files  # the !context files inside it ({filename, text}), for token counts (illume.tokens)
+        self.line = line  # the buffer's line that began it (its role line), for summaries; None in a profile
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Message) and (self.role, self.content) == (other.role, other.content)
@@ -85,6 +86,10 @@ class Buffer:
     stop_rules: str | None = None  # argument of !stop-rules (illume.stopping); None: the default rules
     language: str | None = None  # !language NAME: the infill's language, for its stopping rules
     branches: int = 1  # !branches N: how many alternative replies (illume.branches)
+    fit_summarize: bool = False  # `!fit summarize`: summarise what must go rather than leave it out
+    summarize: bool = False  # `!summarize` is the buffer's last directive: write a summary (illume.summaries)
+    summarize_with: str = ""  # the argument of the last `!summarize` (profile or buffer): its instruction
+    summaries: list = []  # the `!summary` blocks, covered text and all (illume.summaries); [] when none
     profile: str | None = None  # the last profile loaded
 
     def __init__(self):
@@ -158,6 +163,7 @@ class _Reader:
         self.message_files: list[dict] = []  # the !context files of the message being built
         self.split = False  # the bare !infill has been seen
         self.files_before_hole: list[dict] = []
+        self.started = None  # the line of the role line that began the message being built
 
     def close_message(self, next_role: str) -> None:
         content = _trimmed_join(self.parts)
@@ -166,7 +172,7 @@ class _Reader:
             if self.out.infill_suffix is None and content:
                 self.out.infill_suffix = content
         elif content:
-            self.messages.append(Message(self.role or "system", content, tuple(self.message_files)))
+            self.messages.append(Message(self.role or "system", content, tuple(self.message_files), self.started))
         self.role = next_role
         self.parts = []
         self.file_parts = set()
@@ -250,6 +256,11 @@ class _Reader:
                 out.debug_tokens = True
         elif command == "!fit":
             out.fit = True
+            out.fit_summarize = out.fit_summarize or args.split() == ["summarize"]
+        elif command in ("!summary", "!summarize"):
+            from illume import summaries
+
+            summaries.directive(self, command, args, depth)
         elif command == "!stats":
             out.stats = True
         elif command == "!gpt-oss":
@@ -286,6 +297,8 @@ class _Reader:
         elif command in ("!user", "!assistant"):
             self.in_error = False
             self.close_message(command[1:])
+            self.started = self.line_number if depth == 0 else None
+            out.summarize = False
         elif command == "!infill":
             if args:
                 _check_inline_template(args)
@@ -489,6 +502,10 @@ def parse(text: str, sources: Sources, default_profile: str | None = None) -> Bu
                 messages.insert(0, Message("system", system))
 
     out.messages = messages
+    if any(m.role == "summary" for m in messages):
+        from illume import summaries
+
+        summaries.stand_in(out)
     if out.mode == INFILL and not reader.template_at_split:
         out.fim_template = None  # stored after the hole: llama.cpp's /infill, as the original
     if out.mode == INFILL and not split:

@@ -71,6 +71,8 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
               help="Infill stopping rules when the buffer sets none (as !stop-rules: all, none, echo,scope,...).")
 @click.option("--file-name", metavar="NAME",
               help="The name of the file the buffer is edited as: tells infill its language (never opened).")
+@click.option("--summarize", is_flag=True,
+              help="Write a !summary block of the buffer since its last summary instead of a reply (as !summarize).")
 @click.option("--batch", is_flag=True,
               help="Answer each FILE on its own, several at once, appending each reply to its file.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
@@ -79,7 +81,8 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
               help="With --batch: write each reply to DIR/NAME instead of appending it to NAME.")
 @click.option("--skip-done", is_flag=True, help="With --batch: skip the buffers that already end with a reply.")
 @click.version_option(__version__, "-V", "--version", prog_name="illume")
-def command(files, profile, debug, filter_, timeout, stop_rules, file_name, batch, jobs, output_dir, skip_done):
+def command(files, profile, debug, filter_, timeout, stop_rules, file_name, summarize, batch, jobs, output_dir,
+            skip_done):
     """Send a buffer (FILE or standard input) to a language model and stream its reply to standard output.
 
     Lines such as !user, !assistant, !completion, !infill, !api URL, !:KEY JSON
@@ -90,7 +93,7 @@ def command(files, profile, debug, filter_, timeout, stop_rules, file_name, batc
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout,
-                      stop_rules=stop_rules, file_name=file_name)
+                      stop_rules=stop_rules, file_name=file_name, summarize=summarize)
     if batch:
         from illume import batch as batches
 

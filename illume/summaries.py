@@ -1,0 +1,251 @@
+"""Summaries that live in the buffer: `!summary` blocks, `!summarize`, `!fit summarize` (docs/buffer.md, "Summaries").
+
+A `!summary` block, with its text below it up to the next role line,
+stands in, in the request, for what it covers: the messages above it back
+to the previous summary (`!summary all`: everything above it, the earlier
+summaries too). The system prompt stays; the summaries that no later one
+covers go at its end, in order, so that they are a stable prefix of every
+request that follows (a prompt cache keeps hitting after them). The
+covered text stays in the buffer, untouched.
+
+illume writes a summary on request (`!summarize`, `--summarize`) or when a
+turn would not fit (`!fit summarize`), and puts on its `!summary` line a
+short checksum of the text it covers (`!summary #1a2b3c4d`): when that text
+is edited later, a `!note` says the summary is stale. A summary written by
+hand, without a checksum, is trusted as it is.
+"""
+
+import hashlib
+import re
+
+from illume.errors import BufferError, IllumeError
+
+CHECKSUM = re.compile(r"#[0-9a-f]{8}")
+
+# What the model is asked, by `!summarize story`, `!summarize chat` or by
+# default; any other argument of `!summarize` is the instruction itself.
+INSTRUCTIONS = {
+    "story": (
+        "You summarize a story for the writer who will continue it without the text. "
+        "Write a summary of the part of the story below: what happens, in order; every named character, "
+        "who they are and what they want; the places, objects and promises that matter later; and where "
+        "the part ends. Plain prose, past tense, at most 200 words. Write nothing but the summary."),
+    "chat": (
+        "You summarize a conversation so that it can go on without its text. "
+        "Write a summary of the conversation below: what was asked, the answers and decisions reached, "
+        "the facts, names, numbers and code identifiers that matter, and what is still open. "
+        "At most 200 words. Write nothing but the summary."),
+}
+DEFAULT = "chat"
+
+
+class Summary:
+    """One `!summary` block: its text, where it is, what it covers, the checksum it was written with."""
+
+    def __init__(self, text: str, line: int, whole: bool, checksum: str | None, covered: list):
+        self.text = text
+        self.line = line
+        self.whole = whole  # `!summary all`: covers the earlier summaries too
+        self.checksum = checksum  # "#1a2b3c4d", or None for a summary written by hand
+        self.covered = covered  # the Messages and Summaries it stands in for, in order
+        self.live = True  # no later summary covers it: it is sent
+
+    @property
+    def role(self) -> str:
+        return "summary"
+
+    @property
+    def content(self) -> str:
+        return self.text
+
+    def stale(self) -> bool:
+        """Return whether the text it covers changed after illume wrote it."""
+        return self.checksum is not None and self.checksum != checksum(self.covered)
+
+    def lines(self) -> str:
+        """Return the buffer lines it covers, as `lines 3-40`."""
+        first = self.first_line()
+        return f"lines {first}-{self.line - 1}" if first is not None else "nothing"
+
+    def first_line(self) -> int | None:
+        """Return the first buffer line it stands in for, through the summaries it covers."""
+        for part in self.covered:
+            first = part.first_line() if isinstance(part, Summary) else part.line
+            if first is not None:
+                return first
+        return None
+
+
+def checksum(covered) -> str:
+    """Return the checksum of COVERED (messages and summaries) that illume writes on a `!summary` line."""
+    digest = hashlib.sha256()
+    for part in covered:
+        digest.update(f"{part.role}\n{part.content}\0".encode("utf-8", "surrogateescape"))
+    return "#" + digest.hexdigest()[:8]
+
+
+# --- parsing -------------------------------------------------------------
+
+def directive(reader, command: str, args: str, depth: int) -> None:
+    """Carry out a `!summary` or `!summarize` line for READER (illume.buffer's _Reader)."""
+    out = reader.out
+    if command == "!summarize":
+        if args.strip():
+            out.summarize_with = args.strip()
+        out.summarize = depth == 0 or out.summarize
+        return
+    if depth > 0:
+        raise BufferError("!summary: a summary belongs in the buffer, not in a profile")
+    whole, found = _heading(args)
+    reader.close_message("summary")
+    reader.started = reader.line_number
+    out.summarize = False
+    if not hasattr(out, "headings"):
+        out.headings = {}
+    out.headings[reader.line_number] = (whole, found)
+
+
+def _heading(args: str) -> tuple[bool, str | None]:
+    """Return what a `!summary` line says: whether it covers all above, and its checksum (or None)."""
+    whole, found = False, None
+    for word in args.split():
+        if word == "all" and not whole:
+            whole = True
+        elif CHECKSUM.fullmatch(word) and found is None:
+            found = word
+        else:
+            raise BufferError(f"!summary: unexpected {word!r} (the line takes `all` and a checksum such as "
+                              "#1a2b3c4d, both optional)")
+    return whole, found
+
+
+def stand_in(out) -> None:
+    """Replace OUT's messages by what is sent: the system prompt, the live summaries at its end, the rest."""
+    from illume.buffer import CHAT, Message
+
+    messages, headings = out.messages, getattr(out, "headings", {})
+    system = messages[0] if messages and messages[0].role == "system" else None
+    pending, summaries = [], []
+    for message in messages[1 if system else 0 :]:
+        if message.role != "summary":
+            pending.append(message)
+            continue
+        whole, found = headings[message.line]
+        if out.mode != CHAT:
+            raise BufferError("!summary: summaries stand in for messages of a chat; "
+                              "a completion or an infill sends its text whole", "<stdin>", message.line)
+        live = [s for s in summaries if s.live]
+        covered = (live + pending) if whole else pending
+        if whole:
+            for earlier in live:
+                earlier.live = False
+        summaries.append(Summary(message.content, message.line, whole, found, covered))
+        pending = []
+    live = [s.text for s in summaries if s.live]
+    if system is None:
+        head = Message("system", "\n\n".join(live))
+    else:
+        head = Message("system", "\n\n".join([system.content, *live]), system.files, system.line)
+    out.messages = [head, *pending]
+    out.summaries = summaries
+
+
+def stale_notes(parsed, dry: bool = False) -> str:
+    """Return the `!note` lines about PARSED's stale summaries ("" when none is): after a reply, or DRY after `!debug`."""
+    from illume.output import note_line
+
+    notes = [note_line(f"the summary at line {s.line} is stale: the text it covers ({s.lines()}) changed after "
+                       f"it was written; write it again (!summarize), or edit it and delete its {s.checksum}")
+             for s in parsed.summaries if s.stale()]
+    if not notes:
+        return ""
+    return "\n".join(notes) + "\n" if dry else "\n\n" + "\n".join(notes)
+
+
+# --- writing a summary ---------------------------------------------------
+
+def instruction(given: str) -> tuple[bool, str, str]:
+    """Return from a `!summarize` argument: whether it asks for `all`, the preset's name (or ""), the instruction."""
+    whole = given == "all" or given.startswith("all ")
+    rest = given[3:].strip() if whole else given
+    name = rest or DEFAULT
+    if name in INSTRUCTIONS:
+        return whole, name, INSTRUCTIONS[name]
+    return whole, "", rest
+
+
+def covered_now(parsed, whole: bool) -> list:
+    """Return what a summary written at the buffer's end covers: the messages since the last summary (WHOLE: all)."""
+    live = [s for s in parsed.summaries if s.live]
+    # With summaries, the first message is always the system one: it holds them.
+    system = parsed.summaries or parsed.messages and parsed.messages[0].role == "system"
+    pending = parsed.messages[1:] if system else parsed.messages
+    return (live + pending) if whole else pending
+
+
+def material(covered, preset: str) -> str:
+    """Return the text the model summarises: COVERED, a chat's messages each under its speaker's name."""
+    if preset == "story":
+        return "\n\n".join(part.content for part in covered)
+    names = {"user": "User", "assistant": "Assistant", "summary": "Summary of what came before"}
+    return "\n\n".join(f"{names.get(part.role, part.role)}: {part.content}" for part in covered)
+
+
+def summary_request(parsed, request, covered, whole: bool, given: str):
+    """Return the request that asks for a summary of COVERED, under the buffer's API, headers and keys."""
+    from illume import jsonwire
+    from illume.request import Request
+
+    _, preset, asked = instruction(given)
+    if not whole:
+        earlier = [s for s in parsed.summaries if s.live]
+        if earlier:
+            asked += ("\n\nFor reference only, a summary of what came before the part to summarize:\n\n"
+                      + "\n\n".join(s.text for s in earlier))
+    body = {key: value for key, value in request.body.items() if key not in ("messages", "stream")}
+    body["messages"] = [jsonwire.Ordered(role="system", content=asked),
+                        jsonwire.Ordered(role="user", content=material(covered, preset or "chat"))]
+    body["stream"] = True
+    return Request(url=request.url, body=body, headers=request.headers, mode=request.mode)
+
+
+def heading(covered, whole: bool) -> str:
+    """Return the `!summary` line illume writes for a summary of COVERED."""
+    return f"!summary {'all ' if whole else ''}{checksum(covered)}"
+
+
+def answer(question, out) -> int:
+    """Write on OUT the `!summary` block for what QUESTION's buffer holds since its last summary; return the status."""
+    from illume import buffer as buf
+    from illume.errors import Exit
+
+    parsed, request = question.parsed, question.request
+    if request.mode != buf.CHAT:
+        raise IllumeError("!summarize: summaries are for chats; a completion or an infill sends its text whole")
+    whole, _, _ = instruction(parsed.summarize_with)
+    covered = covered_now(parsed, whole)
+    if not [part for part in covered if part.role != "summary"] and not (whole and len(covered) > 1):
+        raise IllumeError("!summarize: nothing to summarise since the last summary")
+    asked = summary_request(parsed, request, covered, whole, parsed.summarize_with)
+    if parsed.debug:
+        out.write(asked.debug_text())
+        out.notes(stale_notes(parsed, dry=True))
+        return Exit.OK
+    if request.url.startswith(buf.INVALID_URL):
+        raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
+    stream(asked, out, question, "\n\n" + heading(covered, whole) + "\n\n")
+    out.notes(stale_notes(parsed))
+    return Exit.OK
+
+
+def stream(asked, out, question, header: str) -> None:
+    """Stream the reply to ASKED onto OUT after HEADER, as a reply is written (escaped: it never acts as a directive)."""
+    from illume.backends import for_request
+    from illume.escape import first_lines
+    from illume.output import Times, write_reply
+    from illume.reply import Reply
+
+    backend = for_request(asked, question.env, question.options.timeout)
+    reply = Reply()
+    write_reply(backend.stream(asked, reply), reply, out, Times(), header,
+                lines=first_lines(header, question.ending, question.options.filter))
