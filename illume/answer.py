@@ -72,7 +72,9 @@ def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
 
         request = branches.first_request(parsed, request)
     ending = text[text.rfind("\n", 0, len(text) - 1) + 1 :]
-    return Question(parsed, request, env, options, request.secrets() + proxy_secrets(env), ending)
+    question = Question(parsed, request, env, options, request.secrets() + proxy_secrets(env), ending)
+    question.text = text if parsed.fit_summarize else None  # where `!fit summarize` inserts summaries
+    return question
 
 
 def answer(question: Question, out: Output) -> Exit:
@@ -90,6 +92,12 @@ def answer(question: Question, out: Output) -> Exit:
     fitted = None
     if parsed.fit and not request.url.startswith(buf.INVALID_URL):
         from illume import counting
+
+        if parsed.fit_summarize and not parsed.debug:
+            from illume import summaries
+
+            question = summaries.fit(question, out, question.text)
+            parsed, request = question.parsed, question.request
 
         fitted = counting.fit(parsed, request, question.env, options.timeout)
         request = fitted.request

@@ -32,8 +32,10 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
     out = Output(stdout)  # no secrets known before the buffer is read
     try:
         if options.filter:
-            stdout.write(raw)
-            stdout.flush()
+            from illume.summaries import echo
+
+            stdout = echo(stdout, raw)  # held back while `!fit summarize` may insert a summary
+            out = Output(stdout)
         # Invalid UTF-8 is kept as surrogate escapes, to go out as Go sends it (jsonwire).
         text = raw.decode("utf-8", "surrogateescape")
         del raw  # a big buffer's bytes need not stay for the whole reply
