@@ -112,6 +112,8 @@ def answer(question: Question, out: Output) -> Exit:
         if parsed.summaries:
             from illume import summaries
 
+            if parsed.debug_tokens:
+                out.notes(summaries.token_notes(parsed, request, question.env, options.timeout))
             out.notes(summaries.stale_notes(parsed, dry=True))
         return Exit.OK
     if request.url.startswith(buf.INVALID_URL):

@@ -424,3 +424,32 @@ class _Placed:
 
     def __init__(self, question):
         self.env, self.options, self.ending = question.env, question.options, None
+
+
+def token_notes(parsed, request, env, timeout: float) -> str:
+    """Return the `!note` lines of `!debug tokens` on each summary: what it covers, its tokens, the tokens it saves.
+
+    Counted with the model's own tokenizer, each text on its own (the chat
+    template's tokens around a covered message are not in its figure).
+    "" without counts: the breakdown above already says why.
+    """
+    from illume import counting, tokens
+    from illume.output import note_line
+
+    try:
+        counter = counting.counter_for(request, env, timeout)
+    except tokens.Uncountable:
+        return ""
+    try:
+        notes = []
+        for summary in parsed.summaries:
+            own = len(counter.pieces(summary.text, special=False))
+            covered = sum(len(counter.pieces(part.content, special=False)) for part in summary.covered)
+            state = "sent" if summary.live else "within a later summary"
+            notes.append(note_line(f"the summary at line {summary.line} ({state}) covers {summary.lines()}: "
+                                   f"{covered:,} tokens as written, {own:,} as summarised, {covered - own:,} saved"))
+    except tokens.Uncountable:
+        return ""
+    finally:
+        counter.close()
+    return "".join(note + "\n" for note in notes)

@@ -215,3 +215,31 @@ def test_a_summary_is_written_after_the_buffer_in_filter_mode(llama_server):
     done = run_illume(buffer, "--filter", "--summarize")
     assert done.returncode == 0, done.stdout
     assert done.stdout == buffer.encode() + f"\n\n!summary {written(STORY)}\n\n".encode() + expected.printed()
+
+
+@pytest.mark.embedded
+def test_debug_tokens_shows_what_each_summary_covers_and_saves():
+    from conftest import embedded_model
+
+    buffer = (f"!profile embedded\n!:model {embedded_model()}\n!:n_ctx 1024\nSys.\n!user\nTell me about the fox.\n"
+              "!assistant\nThe fox ran far across the field, and the hound followed it all day long.\n"
+              "!summary\nFox chased.\n!user\nMore.\n!assistant\nIt hid.\n!summary all\nAll of it.\n!user\nAnd?\n")
+    done = run_illume(buffer + "!debug tokens\n")
+    assert done.returncode == 0, done.stdout
+    import llama_cpp
+
+    model = llama_cpp.Llama(model_path=str(embedded_model()), vocab_only=True, verbose=False)
+
+    def tokens(text):
+        return len(model.tokenize(text.encode(), add_bos=False, special=False))
+
+    first = tokens("Tell me about the fox.") + tokens("The fox ran far across the field, and the hound followed it "
+                                                       "all day long.")
+    second = tokens("Fox chased.") + tokens("More.") + tokens("It hid.")
+    notes = [line for line in done.stdout.decode().split("\n") if line.startswith("!note the summary")]
+    assert notes == [
+        f"!note the summary at line 9 (within a later summary) covers lines 5-8: {first} tokens as written, "
+        f"{tokens('Fox chased.')} as summarised, {first - tokens('Fox chased.')} saved",
+        f"!note the summary at line 15 (sent) covers lines 5-14: {second} tokens as written, "
+        f"{tokens('All of it.')} as summarised, {second - tokens('All of it.')} saved",
+    ]

@@ -30,6 +30,7 @@ command! -bar Illume call illume#chat()
 command! -bar -range IllumeInfill call illume#infill(<line1>)
 command! -bar IllumeStop call illume#stop()
 command! -bar IllumeUser call illume#user()
+command! -bar IllumeSummarize call illume#summarize()
 
 nnoremap <silent> <Plug>(illume) :<C-U>Illume<CR>
 nnoremap <silent> <Plug>(illume-infill) :<C-U>IllumeInfill<CR>
