@@ -243,3 +243,12 @@ def test_debug_tokens_shows_what_each_summary_covers_and_saves():
         f"!note the summary at line 15 (sent) covers lines 5-14: {second} tokens as written, "
         f"{tokens('All of it.')} as summarised, {second - tokens('All of it.')} saved",
     ]
+
+
+@pytest.mark.parametrize("tail", ["!user\nHi.\n", "!user\nHi.\n!summary bad\nS.\n"], ids=["unreachable", "bad-line"])
+def test_fit_summarize_in_filter_mode_never_loses_the_buffer(tail):
+    # The echo waits for a summary that may go into it; an error (no server there, a bad line) still follows it.
+    buffer = "!api http://127.0.0.1:9/\n!fit summarize\n" + tail
+    done = run_illume(buffer, "--filter")
+    assert done.returncode == 1
+    assert done.stdout.startswith(buffer.encode() + b"\n\n!error\n\n"), done.stdout
