@@ -591,6 +591,8 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
         return "an !error section is not sent"
     if any(line.partition(" ")[0] in ("!thinking", "!prices") for line in lines):
         return "`!thinking` and `!prices` are directives of illume's own"
+    if any(line.split(" ", 1)[0].rstrip("\r") in ("!summary", "!summarize") for line in lines):
+        return "!summary and !summarize are directives of illume's own"
     return None
 
 

@@ -32,13 +32,15 @@ class Options:
     """The command-line options that shape one run."""
 
     def __init__(self, profile: str | None = None, debug: bool = False, filter: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT, stop_rules: str | None = None, file_name: str | None = None):
+                 timeout: float = DEFAULT_TIMEOUT, stop_rules: str | None = None, file_name: str | None = None,
+                 summarize: bool = False):
         self.profile = profile
         self.debug = debug
         self.filter = filter
         self.timeout = timeout
         self.stop_rules = stop_rules  # infill stopping rules when the buffer sets none (!stop-rules wins)
         self.file_name = file_name  # the name the buffer is edited under: a hint for the language, never opened
+        self.summarize = summarize  # --summarize: as a `!summarize` at the buffer's end
 
 
 class Question:
@@ -53,6 +55,7 @@ class Question:
         self.secrets = secrets  # values to mask in anything printed about a failure
         self.ending = ending  # the buffer's last two lines: where a completion goes on (illume.escape)
         self.usage = None  # what the reply used, once answered with `!stats` (illume.usage)
+        self.text: str | None = None  # the buffer, kept where `!fit summarize` may insert summaries
 
     @property
     def concurrent(self) -> bool:
@@ -67,13 +70,16 @@ def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
     parsed = buf.parse(text, buf.Sources(env), default_profile=options.profile)
     if options.debug:
         parsed.debug = True
+    parsed.summarize = parsed.summarize or options.summarize
     request = req.build(parsed, env)
     if parsed.branches > 1:
         from illume import branches
 
         request = branches.first_request(parsed, request)
     ending = text[text.rfind("\n", 0, len(text) - 1) + 1 :]
-    return Question(parsed, request, env, options, request.secrets() + proxy_secrets(env), ending)
+    question = Question(parsed, request, env, options, request.secrets() + proxy_secrets(env), ending)
+    question.text = text if parsed.fit_summarize else None  # where `!fit summarize` inserts summaries
+    return question
 
 
 def answer(question: Question, out: Output) -> Exit:
@@ -82,9 +88,20 @@ def answer(question: Question, out: Output) -> Exit:
     Raises IllumeError when there is no reply, or only part of one.
     """
     parsed, request, options = question.parsed, question.request, question.options
+    if parsed.summarize:
+        from illume import summaries
+
+        return summaries.answer(question, out)
     fitted = None
     if parsed.fit and not request.url.startswith(buf.INVALID_URL):
         from illume import counting
+
+        if parsed.fit_summarize and not parsed.debug:
+            from illume import summary_fit
+
+            env, options = question.env, question.options
+            question = summary_fit.fit(question, out, question.text, lambda text: prepare(text, env, options))
+            parsed, request = question.parsed, question.request
 
         fitted = counting.fit(parsed, request, question.env, options.timeout)
         request = fitted.request
@@ -96,6 +113,12 @@ def answer(question: Question, out: Output) -> Exit:
             # After the request, so that what the original prints comes first, byte for byte.
             out.notes(counting.debug_notes(fitted.parsed if fitted else parsed, request, question.env,
                                            options.timeout, fitted))
+        if parsed.summaries:
+            from illume import summaries
+
+            if parsed.debug_tokens:
+                out.notes(summaries.token_notes(parsed, request, question.env, options.timeout))
+            out.notes(summaries.stale_notes(parsed, dry=True))
         return Exit.OK
     if request.url.startswith(buf.INVALID_URL):
         raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
@@ -133,6 +156,10 @@ def answer(question: Question, out: Output) -> Exit:
         raise _explained(e, question, request, fitted) from None
     if fitted:
         out.notes(fitted.note)
+    if parsed.summaries:
+        from illume import summaries
+
+        out.notes(summaries.stale_notes(parsed))
     if parsed.stats:
         from illume import usage
         from illume.stats import stats_note

@@ -9,7 +9,7 @@ replace.
 
 from collections.abc import Mapping
 
-from illume import documents, profiles
+from illume import documents, profiles, summary_blocks
 from illume.errors import DirectiveError, IllumeError
 from illume.gotext import fields, trim_space
 from illume.headers import Headers, expand
@@ -28,7 +28,7 @@ CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 DIRECTIVES = frozenset({
     "!user", "!assistant", "!completion", "!infill", "!api", "!profile", "!context", "!reddit", "!reddit!",
     "!github", "!note", "!begin", "!end", "!exclude", "!prepend", "!stats", "!debug", "!gpt-oss",
-    "!branches", "!stop-rules", "!language", "!error", "!fit", "!thinking", "!prices",
+    "!branches", "!stop-rules", "!language", "!error", "!fit", "!thinking", "!prices", "!summary", "!summarize",
 })
 SETTERS = ("!>", "!:")
 
@@ -49,12 +49,13 @@ def directive(line: str) -> str | None:
 class Message:
     """One message of the conversation."""
 
-    __slots__ = ("role", "content", "files")
+    __slots__ = ("role", "content", "files", "line")
 
-    def __init__(self, role: str, content: str, files: tuple[dict, ...] = ()):
+    def __init__(self, role: str, content: str, files: tuple[dict, ...] = (), line: int | None = None):
         self.role = role
         self.content = content
         self.files = files  # the !context files inside it ({filename, text}), for token counts (illume.tokens)
+        self.line = line  # the buffer's line that began it (its role line), for summaries; None in a profile
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Message) and (self.role, self.content) == (other.role, other.content)
@@ -86,6 +87,10 @@ class Buffer:
     stop_rules: str | None = None  # argument of !stop-rules (illume.stopping); None: the default rules
     language: str | None = None  # !language NAME: the infill's language, for its stopping rules
     branches: int = 1  # !branches N: how many alternative replies (illume.branches)
+    fit_summarize: bool = False  # `!fit summarize`: summarise what must go rather than leave it out
+    summarize: bool = False  # `!summarize` is the buffer's last directive: write a summary (illume.summaries)
+    summarize_with: str = ""  # the argument of the last `!summarize` (profile or buffer): its instruction
+    summaries: list = []  # the `!summary` blocks, covered text and all (illume.summaries); [] when none
     profile: str | None = None  # the last profile loaded
     exclude: str = ""  # the !exclude tag in effect at the buffer's end, where the reply goes (illume.thinking)
     hide_thinking: bool = False  # `!thinking hide`: the reply's <think> block is not shown (illume.thinking)
@@ -151,6 +156,7 @@ class _Reader:
         # original picks the endpoint there, so a template stored later (a
         # profile below the hole, the default profile) does not switch to it.
         self.template_at_split: bool | None = None
+        self.summary_headings: dict[int, tuple[bool, str | None]] = {}  # by line: what each `!summary` said
         self._new_builder()
 
     # --- messages -------------------------------------------------------
@@ -162,6 +168,7 @@ class _Reader:
         self.message_files: list[dict] = []  # the !context files of the message being built
         self.split = False  # the bare !infill has been seen
         self.files_before_hole: list[dict] = []
+        self.started = None  # the line of the role line that began the message being built
 
     def close_message(self, next_role: str) -> None:
         content = _trimmed_join(self.parts)
@@ -170,7 +177,7 @@ class _Reader:
             if self.out.infill_suffix is None and content:
                 self.out.infill_suffix = content
         elif content:
-            self.messages.append(Message(self.role or "system", content, tuple(self.message_files)))
+            self.messages.append(Message(self.role or "system", content, tuple(self.message_files), self.started))
         self.role = next_role
         self.parts = []
         self.file_parts = set()
@@ -254,6 +261,18 @@ class _Reader:
                 out.debug_tokens = True
         elif command == "!fit":
             out.fit = True
+            out.fit_summarize = out.fit_summarize or args.split() == ["summarize"]
+        elif command == "!summarize":
+            if args.strip():
+                out.summarize_with = args.strip()
+            out.summarize = depth == 0 or out.summarize  # a profile's line gives the instruction alone
+        elif command == "!summary":
+            if depth > 0:
+                raise DirectiveError("!summary: a summary belongs in the buffer, not in a profile")
+            self.summary_headings[self.line_number] = summary_blocks.heading(args)
+            self.close_message("summary")
+            self.started = self.line_number
+            out.summarize = False
         elif command == "!stats":
             out.stats = True
             # The original ignores an argument; `!stats usage` adds what the reply used, as `!prices` does.
@@ -293,6 +312,8 @@ class _Reader:
         elif command in ("!user", "!assistant"):
             self.in_error = False
             self.close_message(command[1:])
+            self.started = self.line_number if depth == 0 else None
+            out.summarize = False
         elif command == "!infill":
             if args:
                 _check_inline_template(args)
@@ -487,6 +508,21 @@ def _prepend(args: str) -> str:
     return args
 
 
+def _stood_in(out: Buffer, headings: dict[int, tuple[bool, str | None]]) -> list[Message]:
+    """Return OUT's messages as sent: the system prompt with the live summaries at its end, then the rest."""
+    messages = out.messages
+    if out.mode != CHAT:
+        line = next(m.line for m in messages if m.role == "summary")
+        raise DirectiveError("!summary: summaries stand in for messages of a chat; "
+                             "a completion or an infill sends its text whole", "<stdin>", line)
+    system = messages[0] if messages[0].role == "system" else None
+    out.summaries, rest = summary_blocks.stand_in(messages[1 if system else 0 :], headings)
+    live = [s.text for s in out.summaries if s.live]
+    if system is None:
+        return [Message("system", "\n\n".join(live)), *rest]
+    return [Message("system", "\n\n".join([system.content, *live]), system.files, system.line), *rest]
+
+
 def parse(text: str, sources: Sources, default_profile: str | None = None) -> Buffer:
     """Return the request that the buffer TEXT describes.
 
@@ -517,6 +553,8 @@ def parse(text: str, sources: Sources, default_profile: str | None = None) -> Bu
                 messages.insert(0, Message("system", system))
 
     out.messages = messages
+    if any(m.role == "summary" for m in messages):
+        out.messages = _stood_in(out, reader.summary_headings)
     if out.mode == INFILL and not reader.template_at_split:
         out.fim_template = None  # stored after the hole: llama.cpp's /infill, as the original
     if out.mode == INFILL and not split:

@@ -35,8 +35,10 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
     out = Output(stdout)  # no secrets known before the buffer is read
     try:
         if options.filter:
-            stdout.write(raw)
-            stdout.flush()
+            from illume.summary_fit import echo
+
+            stdout = echo(stdout, raw)  # held back while `!fit summarize` may insert a summary
+            out = Output(stdout)
         # Invalid UTF-8 is kept as surrogate escapes, to go out as Go sends it (jsonwire).
         text = raw.decode("utf-8", "surrogateescape")
         del raw  # a big buffer's bytes need not stay for the whole reply
@@ -77,6 +79,8 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
               help="Infill stopping rules when the buffer sets none (as !stop-rules: all, none, echo,scope,...).")
 @click.option("--file-name", metavar="NAME",
               help="The name of the file the buffer is edited as: tells infill its language (never opened).")
+@click.option("--summarize", is_flag=True,
+              help="Write a !summary block of the buffer since its last summary instead of a reply (as !summarize).")
 @click.option("--batch", is_flag=True,
               help="Answer each FILE on its own, several at once, appending each reply to its file.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
@@ -97,8 +101,8 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
 @click.option("--stream", is_flag=True,
               help="With --rewrite: print the new text as it comes; on failure print nothing more (for editors).")
 @click.version_option(__version__, "-V", "--version", prog_name="illume")
-def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, batch, jobs, output_dir, skip_done,
-            rewrite, review, apply_, stream):
+def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, summarize, batch, jobs, output_dir,
+            skip_done, rewrite, review, apply_, stream):
     """Send a buffer (FILE or standard input) to a language model and stream its reply to standard output.
 
     Lines such as !user, !assistant, !completion, !infill, !api URL, !:KEY JSON
@@ -124,13 +128,13 @@ def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, bat
                                debug=debug, timeout=timeout, file_name=file_name,
                                others={"--filter": filter_, "--batch": batch, "--jobs": jobs,
                                        "--output-dir": output_dir, "--skip-done": skip_done,
-                                       "--stop-rules": stop_rules}))
+                                       "--stop-rules": stop_rules, "--summarize": summarize}))
     context = click.get_current_context()
     param = next(p for p in context.command.params if p.name == "files")
     files = tuple(_PATH.convert(name, param, context) for name in files)
     profile = profiles[-1] if profiles else None  # given twice, the last one, as click takes a single value
     options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout,
-                      stop_rules=stop_rules, file_name=file_name)
+                      stop_rules=stop_rules, file_name=file_name, summarize=summarize)
     if batch:
         from illume import batch as batches
 

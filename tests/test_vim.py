@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import ask_llama_server
+from conftest import ask_llama_server, run_illume
 from scripted import Reply, chat_events, infill_events
 from vim_harness import PLUGIN, vim_string
 
@@ -347,3 +347,18 @@ def test_help_has_a_tag_for_every_command_mapping_and_option(editor):
     editor.run("", f"  execute 'helptags' fnameescape({vim_string(str(doc))})")
     tags = {line.split("\t")[0] for line in (doc / "tags").read_text().splitlines()}
     assert wanted <= tags, sorted(wanted - tags)
+
+
+def test_summarize_streams_a_summary_block_at_the_end(editor, llama_server):
+    # The block is what `illume --summarize` prints for the buffer (tests/test_summaries.py checks that against
+    # llama-server's own answer), landed at the end as a reply does.
+    buffer = f"!api {llama_server}\n!:max_tokens 24\n!:temperature 0\n!:seed 42\n!user\nTell me about the sea.\n" \
+             "!assistant\nThe sea is wide and salty.\n"
+    piped = run_illume(buffer, "--summarize")
+    assert piped.returncode == 0 and re.match(rb"\n\n!summary #[0-9a-f]{8}\n\n\S", piped.stdout), piped.stdout
+    after = editor.run(buffer, """
+  IllumeSummarize
+  call Wait()
+  write
+""")
+    assert after == buffer[:-1] + piped.stdout.decode() + "\n"

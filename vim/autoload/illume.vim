@@ -27,6 +27,17 @@ function! illume#chat() abort
   call s:start(l:buf, 'chat', getline(1, '$'), s:command([]), {})
 endfunction
 
+" Streams a !summary block of the buffer since its last summary at its end
+" (`illume --summarize`), where a reply would go.
+function! illume#summarize() abort
+  if s:misread()
+    return
+  endif
+  let l:buf = bufnr('%')
+  call s:stop_and_wait(l:buf)
+  call s:start(l:buf, 'chat', getline(1, '$'), 0, '', 0, ['--summarize'])
+endfunction
+
 function! illume#infill(lnum) abort
   if s:misread()
     return

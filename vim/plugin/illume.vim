@@ -36,6 +36,7 @@ command! -bar -bang IllumeTake call illume#rewrite#take(<bang>0)
 command! -bar IllumeDrop call illume#rewrite#drop()
 command! -nargs=* IllumeReview call illume#review#start(<q-args>)
 command! -bar IllumeApply call illume#review#apply()
+command! -bar IllumeSummarize call illume#summarize()
 
 nnoremap <silent> <Plug>(illume) :<C-U>Illume<CR>
 nnoremap <silent> <Plug>(illume-infill) :<C-U>IllumeInfill<CR>

@@ -1,0 +1,148 @@
+"""Writing summaries: `!summarize`, `--summarize`, and what `!debug` says of summaries (docs/buffer.md, "Summaries").
+
+The `!summary` blocks themselves, and what each stands in for, are the
+parser's (illume.summary_blocks); `!fit summarize` is illume.summary_fit's.
+The model is asked with the buffer's API, headers and keys, under an
+instruction from the profile or the buffer (`!summarize story`), and its
+summary is written as a reply is: escaped, it never acts as a directive.
+"""
+
+from illume import buffer as buf
+from illume import jsonwire
+from illume.backends import counter_for, for_request
+from illume.errors import Exit, IllumeError
+from illume.escape import first_lines
+from illume.output import Times, note_line, write_reply
+from illume.reply import Reply
+from illume.request import Request
+from illume.summary_blocks import checksum
+from illume.tokens import Uncountable
+
+# What the model is asked, by `!summarize story`, `!summarize chat` or by
+# default; any other argument of `!summarize` is the instruction itself.
+INSTRUCTIONS = {
+    "story": (
+        "You summarize a story for the writer who will continue it without the text. "
+        "Write a summary of the part of the story below: what happens, in order; every named character, "
+        "who they are and what they want; the places, objects and promises that matter later; and where "
+        "the part ends. Plain prose, past tense, at most 200 words. Write nothing but the summary."),
+    "chat": (
+        "You summarize a conversation so that it can go on without its text. "
+        "Write a summary of the conversation below: what was asked, the answers and decisions reached, "
+        "the facts, names, numbers and code identifiers that matter, and what is still open. "
+        "At most 200 words. Write nothing but the summary."),
+}
+DEFAULT = "chat"
+
+
+def instruction(given: str) -> tuple[bool, str, str]:
+    """Return from a `!summarize` argument: whether it asks for `all`, the preset's name (or ""), the instruction."""
+    whole = given == "all" or given.startswith("all ")
+    rest = given[3:].strip() if whole else given
+    name = rest or DEFAULT
+    if name in INSTRUCTIONS:
+        return whole, name, INSTRUCTIONS[name]
+    return whole, "", rest
+
+
+def covered_now(parsed, whole: bool) -> list:
+    """Return what a summary written at the buffer's end covers: the messages since the last summary (WHOLE: all)."""
+    live = [s for s in parsed.summaries if s.live]
+    # With summaries, the first message is always the system one: it holds them.
+    system = parsed.summaries or parsed.messages and parsed.messages[0].role == "system"
+    pending = parsed.messages[1:] if system else parsed.messages
+    return (live + pending) if whole else pending
+
+
+def material(covered, preset: str) -> str:
+    """Return the text the model summarises: COVERED, a chat's messages each under its speaker's name."""
+    if preset == "story":
+        return "\n\n".join(part.content for part in covered)
+    names = {"user": "User", "assistant": "Assistant", "summary": "Summary of what came before"}
+    return "\n\n".join(f"{names.get(part.role, part.role)}: {part.content}" for part in covered)
+
+
+def summary_request(parsed, request, covered, whole: bool, given: str):
+    """Return the request that asks for a summary of COVERED, under the buffer's API, headers and keys."""
+    _, preset, asked = instruction(given)
+    if not whole:
+        earlier = [s for s in parsed.summaries if s.live]
+        if earlier:
+            asked += ("\n\nFor reference only, a summary of what came before the part to summarize:\n\n"
+                      + "\n\n".join(s.text for s in earlier))
+    body = {key: value for key, value in request.body.items() if key not in ("messages", "stream")}
+    body["messages"] = [jsonwire.Ordered(role="system", content=asked),
+                        jsonwire.Ordered(role="user", content=material(covered, preset or "chat"))]
+    body["stream"] = True
+    return Request(url=request.url, body=body, headers=request.headers, mode=request.mode)
+
+
+def heading(covered, whole: bool) -> str:
+    """Return the `!summary` line illume writes for a summary of COVERED."""
+    return f"!summary {'all ' if whole else ''}{checksum(covered)}"
+
+
+def answer(question, out) -> Exit:
+    """Write on OUT the `!summary` block for what QUESTION's buffer holds since its last summary; return the status."""
+    parsed, request = question.parsed, question.request
+    if request.mode != buf.CHAT:
+        raise IllumeError("!summarize: summaries are for chats; a completion or an infill sends its text whole")
+    whole, _, _ = instruction(parsed.summarize_with)
+    covered = covered_now(parsed, whole)
+    if not [part for part in covered if part.role != "summary"] and not (whole and len(covered) > 1):
+        raise IllumeError("!summarize: nothing to summarise since the last summary")
+    asked = summary_request(parsed, request, covered, whole, parsed.summarize_with)
+    if parsed.debug:
+        out.write(asked.debug_text())
+        out.notes(stale_notes(parsed, dry=True))
+        return Exit.OK
+    if request.url.startswith(buf.INVALID_URL):
+        raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
+    stream(asked, out, question, "\n\n" + heading(covered, whole) + "\n\n")
+    out.notes(stale_notes(parsed))
+    return Exit.OK
+
+
+def stream(asked, out, question, header: str) -> None:
+    """Stream the reply to ASKED onto OUT after HEADER, as a reply is written (escaped: it never acts as a directive)."""
+    backend = for_request(asked, question.env, question.options.timeout)
+    reply = Reply()
+    lines = first_lines(header) if question.ending is None else \
+        first_lines(header, question.ending, question.options.filter)
+    write_reply(backend.stream(asked, reply), reply, out, Times(), header, lines=lines)
+
+
+def stale_notes(parsed, dry: bool = False) -> str:
+    """Return the `!note` lines about PARSED's stale summaries ("" when none is): after a reply, or DRY after `!debug`."""
+    notes = [note_line(f"the summary at line {s.line} is stale: the text it covers ({s.lines()}) changed after "
+                       f"it was written; write it again (!summarize), or edit it and delete its {s.checksum}")
+             for s in parsed.summaries if s.stale()]
+    if not notes:
+        return ""
+    return "\n".join(notes) + "\n" if dry else "\n\n" + "\n".join(notes)
+
+
+def token_notes(parsed, request, env, timeout: float) -> str:
+    """Return the `!note` lines of `!debug tokens` on each summary: what it covers, its tokens, the tokens it saves.
+
+    Counted with the model's own tokenizer, each text on its own (the chat
+    template's tokens around a covered message are not in its figure).
+    "" without counts: the breakdown above already says why.
+    """
+    try:
+        counter = counter_for(request, env, timeout)
+    except Uncountable:
+        return ""
+    try:
+        notes = []
+        for summary in parsed.summaries:
+            own = len(counter.pieces(summary.text, special=False))
+            covered = sum(len(counter.pieces(part.content, special=False)) for part in summary.covered)
+            state = "sent" if summary.live else "within a later summary"
+            notes.append(note_line(f"the summary at line {summary.line} ({state}) covers {summary.lines()}: "
+                                   f"{covered:,} tokens as written, {own:,} as summarised, {covered - own:,} saved"))
+    except Uncountable:
+        return ""
+    finally:
+        counter.close()
+    return "".join(note + "\n" for note in notes)

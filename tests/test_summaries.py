@@ -1,0 +1,253 @@
+"""Summaries in the buffer (`!summary`, `!summarize`, `--summarize`): the exact request, through the CLI.
+
+Each test runs the real CLI as a subprocess and reads the dry run (`--debug`)
+or what a real llama-server on SmolLM2 made of the buffer; the expected
+messages are written out whole.
+"""
+
+import json
+
+import pytest
+
+from conftest import ask_llama_server, run_illume
+
+HEAD = "!api http://127.0.0.1:9/\n"
+
+
+def sent(buffer: str, *args: str) -> tuple[list, bytes]:
+    """Return the messages of BUFFER's dry run and what it printed after the request."""
+    done = run_illume(HEAD + buffer, "--debug", *args)
+    assert done.returncode == 0, done.stdout
+    _, _, body, rest = done.stdout.decode().split("\n\n", 3)
+    return json.loads(body)["messages"], rest.encode()
+
+
+def roles(*pairs):
+    return [{"role": role, "content": content} for role, content in pairs]
+
+
+STORY = """You tell stories.
+!user
+Chapter one.
+!assistant
+Anna found a key in the snow.
+!summary
+Anna found a key.
+!user
+Chapter two.
+!assistant
+The key opened the old mill.
+"""
+
+
+def test_one_summary_stands_in_for_the_messages_above_it():
+    messages, rest = sent(STORY + "!user\nChapter three.\n")
+    assert messages == roles(("system", "You tell stories.\n\nAnna found a key."), ("user", "Chapter two."),
+                             ("assistant", "The key opened the old mill."), ("user", "Chapter three."))
+    assert rest == b""
+
+
+def test_several_summaries_each_cover_back_to_the_previous_one():
+    buffer = STORY + "!summary\nThe key opened the mill.\n!user\nChapter three.\n"
+    messages, _ = sent(buffer)
+    assert messages == roles(("system", "You tell stories.\n\nAnna found a key.\n\nThe key opened the mill."),
+                             ("user", "Chapter three."))
+
+
+def test_a_summary_of_summaries_covers_the_summaries_above_it():
+    buffer = STORY + "!summary\nThe key opened the mill.\n!user\nChapter three.\n!assistant\nThe mill burned.\n" \
+        "!summary all\nAnna's key opened a mill that burned.\n!user\nChapter four.\n"
+    messages, _ = sent(buffer)
+    assert messages == roles(("system", "You tell stories.\n\nAnna's key opened a mill that burned."),
+                             ("user", "Chapter four."))
+
+
+def test_without_a_system_prompt_the_summaries_make_one():
+    messages, _ = sent("!profile embedded\n!api http://127.0.0.1:9/\n!user\nHi.\n!assistant\nHello.\n"
+                       "!summary\nThey greeted.\n!user\nHow are you?\n")
+    assert messages == roles(("system", "They greeted."), ("user", "How are you?"))
+
+
+def test_the_default_profiles_system_prompt_stays_above_the_summaries():
+    done = run_illume("!user\nHi.\n!assistant\nHello.\n!summary\nThey greeted.\n!user\nAnd?\n", "--debug",
+                      env={"ILLUME_PROFILE": "qwen3"})
+    body = json.loads(done.stdout.decode().split("\n\n", 3)[2])
+    assert body["messages"] == roles(("system", "/no_think\n\nThey greeted."), ("user", "And?"))
+
+
+def test_the_same_buffer_gives_the_same_request():
+    first = run_illume(HEAD + STORY, "--debug").stdout
+    assert run_illume(HEAD + STORY, "--debug").stdout == first
+
+
+def test_excluded_lines_and_begin_work_with_summaries():
+    buffer = "!exclude think\nOld.\n!user\nGone.\n!summary\nGone too.\n!begin\nSystem.\n!user\nOne.\n" \
+             "!assistant\n<think>\nhidden\n</think>\nTwo.\n!summary\nOne, two.\n!user\nThree.\n"
+    messages, _ = sent(buffer)
+    assert messages == roles(("system", "System.\n\nOne, two."), ("user", "Three."))
+
+
+def test_an_empty_summary_covers_nothing():
+    messages, _ = sent("!user\nOne.\n!summary\n\n!user\nTwo.\n")
+    assert [m["content"] for m in messages[-2:]] == ["One.", "Two."]
+
+
+# --- checksums and stale summaries --------------------------------------
+
+def written(covered_buffer: str) -> str:
+    """Return the checksum illume writes for a summary at the end of COVERED_BUFFER (its own dry run)."""
+    from illume.buffer import Message
+    from illume.summary_blocks import checksum
+
+    # The covered messages as the dry run of `!summarize` sends them, one "Role: text" paragraph each.
+    done = run_illume(HEAD + covered_buffer + "!summarize\n", "--debug")
+    material = json.loads(done.stdout.decode().split("\n\n", 3)[2])["messages"][1]["content"]
+    parts = [p.split(": ", 1) for p in material.split("\n\n")]
+    return checksum([Message(role.lower(), text) for role, text in parts])
+
+
+def test_a_summary_whose_covered_text_changed_gets_a_note():
+    covered = "System.\n!user\nOne.\n!assistant\nTwo.\n"
+    mark = written(covered)
+    fresh = covered + f"!summary {mark}\nOne, two.\n!user\nThree.\n"
+    messages, rest = sent(fresh)
+    assert rest == b""  # fresh: no note
+    assert messages[0]["content"] == "System.\n\nOne, two."
+    _, rest = sent(fresh.replace("Two.", "Twenty."))
+    assert rest == (f"!note the summary at line 7 is stale: the text it covers (lines 3-6) changed after it "
+                    f"was written; write it again (!summarize), or edit it and delete its {mark}\n").encode()
+
+
+def test_a_hand_written_summary_is_trusted_as_it_is():
+    _, rest = sent("!user\nOne.\n!summary\nNot what it says.\n!user\nTwo.\n")
+    assert b"!note" not in rest
+
+
+def test_a_summary_of_summaries_goes_stale_when_a_summary_it_covers_changes():
+    buffer = "!user\nOne.\n!summary\nS1.\n!user\nTwo.\n"
+    from illume.buffer import Message
+    from illume.summary_blocks import Summary, checksum
+
+    mark = checksum([Summary("S1.", 4, False, None, []), Message("user", "Two.")])
+    _, rest = sent(buffer + f"!summary all {mark}\nAll.\n!user\nThree.\n")
+    assert b"!note" not in rest
+    _, rest = sent(buffer.replace("S1.", "S1, edited.") + f"!summary all {mark}\nAll.\n!user\nThree.\n")
+    assert b"!note the summary at line 8 is stale: the text it covers (lines 2-7)" in rest
+
+
+@pytest.mark.parametrize("line, message", [
+    ("!summary nonsense", "<stdin>:4: !summary: unexpected 'nonsense'"),
+    ("!summary #xyz", "<stdin>:4: !summary: unexpected '#xyz'"),
+])
+def test_a_summary_line_with_other_words_is_an_error(line, message):
+    done = run_illume(HEAD + f"!user\nOne.\n{line}\nS.\n", "--debug")
+    assert done.returncode == 1
+    assert message.encode() in done.stdout
+
+
+def test_a_summary_in_completion_mode_is_an_error():
+    done = run_illume(HEAD + "!completion\nOnce.\n!summary\nS.\n", "--debug")
+    assert done.returncode == 1
+    assert b"<stdin>:4: !summary: summaries stand in for messages of a chat" in done.stdout
+
+
+# --- asking for a summary -----------------------------------------------
+
+CHAT_INSTRUCTION = (
+    "You summarize a conversation so that it can go on without its text. Write a summary of the conversation "
+    "below: what was asked, the answers and decisions reached, the facts, names, numbers and code identifiers "
+    "that matter, and what is still open. At most 200 words. Write nothing but the summary.")
+
+
+def test_summarize_asks_for_a_summary_of_what_lies_above_since_the_last_summary():
+    messages, rest = sent(STORY + "!summarize\n")
+    assert messages == roles(("system", CHAT_INSTRUCTION + "\n\nFor reference only, a summary of what came before "
+                                        "the part to summarize:\n\nAnna found a key."),
+                             ("user", "User: Chapter two.\n\nAssistant: The key opened the old mill."))
+    assert rest == b""
+    assert sent(STORY, "--summarize") == (messages, rest)
+
+
+def test_summarize_story_sends_the_text_alone_and_all_takes_in_the_summaries():
+    messages, _ = sent(STORY + "!summarize all story\n")
+    assert messages[0]["content"].startswith("You summarize a story for the writer")
+    assert messages[1] == {"role": "user", "content": "Anna found a key.\n\nChapter two.\n\nThe key opened the old mill."}
+
+
+def test_the_instruction_comes_from_the_last_summarize_line_a_profile_included(tmp_path):
+    profile = tmp_path / "mine.profile"
+    profile.write_text("!api http://127.0.0.1:9/\n!summarize Say it in one line.\n")
+    messages, _ = sent(f"!profile {profile}\n!user\nHi.\n!assistant\nHello.\n!summarize\n")
+    assert messages[0] == {"role": "system", "content": "Say it in one line."}
+
+
+def test_summarize_is_a_request_only_as_the_last_directive():
+    messages, _ = sent("!user\nHi.\n!summarize\n!user\nAnd?\n")
+    assert messages[-1] == {"role": "user", "content": "And?"}
+
+
+def test_nothing_to_summarize_is_an_error():
+    done = run_illume(HEAD + STORY + "!summary\nS.\n!summarize\n", "--debug")
+    assert done.returncode == 1
+    assert b"!summarize: nothing to summarise since the last summary" in done.stdout
+
+
+def test_a_summary_is_written_in_a_pipe_as_the_model_wrote_it(llama_server):
+    buffer = f"!api {llama_server}\n!:temperature 0\n!:seed 1\n!:max_tokens 40\n" + STORY
+    expected = ask_llama_server(buffer + "!summarize\n")
+    mark = written(STORY)
+    done = run_illume(buffer + "!summarize\n")
+    assert done.returncode == 0, done.stdout
+    assert done.stdout == f"\n\n!summary {mark}\n\n".encode() + expected.printed()
+    # The block, appended, stands in for chapter two, and is fresh.
+    after = buffer + "!summarize\n" + done.stdout.decode() + "\n!user\nChapter three.\n"
+    dry = run_illume(after, "--debug")
+    body = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
+    assert body["messages"][0]["content"].startswith("You tell stories.\n\nAnna found a key.\n\n")
+    assert body["messages"][1:] == roles(("user", "Chapter three."))
+    assert b"!note" not in dry.stdout.split(b"\n\n", 3)[3]
+
+
+def test_a_summary_is_written_after_the_buffer_in_filter_mode(llama_server):
+    buffer = f"!api {llama_server}\n!:temperature 0\n!:seed 1\n!:max_tokens 40\n" + STORY
+    expected = ask_llama_server(buffer + "!summarize\n")
+    done = run_illume(buffer, "--filter", "--summarize")
+    assert done.returncode == 0, done.stdout
+    assert done.stdout == buffer.encode() + f"\n\n!summary {written(STORY)}\n\n".encode() + expected.printed()
+
+
+@pytest.mark.embedded
+def test_debug_tokens_shows_what_each_summary_covers_and_saves():
+    from conftest import embedded_model
+
+    buffer = (f"!profile embedded\n!:model {embedded_model()}\n!:n_ctx 1024\nSys.\n!user\nTell me about the fox.\n"
+              "!assistant\nThe fox ran far across the field, and the hound followed it all day long.\n"
+              "!summary\nFox chased.\n!user\nMore.\n!assistant\nIt hid.\n!summary all\nAll of it.\n!user\nAnd?\n")
+    done = run_illume(buffer + "!debug tokens\n")
+    assert done.returncode == 0, done.stdout
+    import llama_cpp
+
+    model = llama_cpp.Llama(model_path=str(embedded_model()), vocab_only=True, verbose=False)
+
+    def tokens(text):
+        return len(model.tokenize(text.encode(), add_bos=False, special=False))
+
+    first = tokens("Tell me about the fox.") + tokens("The fox ran far across the field, and the hound followed it "
+                                                       "all day long.")
+    second = tokens("Fox chased.") + tokens("More.") + tokens("It hid.")
+    notes = [line for line in done.stdout.decode().split("\n") if line.startswith("!note the summary")]
+    assert notes == [
+        f"!note the summary at line 9 (within a later summary) covers lines 5-8: {first} tokens as written, "
+        f"{tokens('Fox chased.')} as summarised, {first - tokens('Fox chased.')} saved",
+        f"!note the summary at line 15 (sent) covers lines 5-14: {second} tokens as written, "
+        f"{tokens('All of it.')} as summarised, {second - tokens('All of it.')} saved",
+    ]
+
+
+@pytest.mark.parametrize("tail", ["!user\nHi.\n", "!user\nHi.\n!summary bad\nS.\n"], ids=["unreachable", "bad-line"])
+def test_fit_summarize_in_filter_mode_never_loses_the_buffer(tail):
+    # The echo waits for a summary that may go into it; an error (no server there, a bad line) still follows it.
+    buffer = "!api http://127.0.0.1:9/\n!fit summarize\n" + tail
+    done = run_illume(buffer, "--filter")
+    assert done.returncode == 1
+    assert done.stdout.startswith(buffer.encode() + b"\n\n!error\n\n"), done.stdout
