@@ -112,6 +112,7 @@ killed), and EXIT-STATUS, illume's exit status (-1 when unknown)."
     (define-key map "f" #'illume-infill)
     (define-key map "s" #'illume-stop)
     (define-key map "u" #'illume-user)
+    (define-key map "m" #'illume-summarize)
     (define-key map "r" #'illume-rewrite)
     (define-key map "t" #'illume-rewrite-take)
     (define-key map "d" #'illume-rewrite-drop)
@@ -193,12 +194,27 @@ bytes read as directives they do not hold (UTF-7, UTF-16, ISO-2022,
 EBCDIC...; a `coding:' cookie may have asked for it) is not sent:
 revisit the file as UTF-8 first, as illume reads it."
   (interactive)
+  (illume--chat nil))
+
+;;;###autoload
+(defun illume-summarize ()
+  "Have the model summarise the buffer since its last `!summary'.
+The `!summary' block streams at the end of the buffer, where a
+reply would go (see `illume'), as `illume --summarize' prints it;
+the instruction is the buffer's or profile's `!summarize' line
+\(`!summarize story').  In the requests that follow, the summary
+stands in for the text it covers, which stays in the buffer."
+  (interactive)
+  (illume--chat '("--summarize")))
+
+(defun illume--chat (extra)
+  "Send the buffer to illume with options EXTRA; stream its output at the end."
   (illume--check-buffer)
   (illume--check-coding)
   (illume--stop-and-wait (current-buffer))
   (let* ((text (illume--buffer-text))
          (end (- (1+ (buffer-size)) (if (string-suffix-p "\n" text) 1 0))))
-    (illume--start 'chat text end "" nil (illume--argv nil))))
+    (illume--start 'chat text end "" nil (illume--argv nil extra))))
 
 ;;;###autoload
 (defun illume-infill ()

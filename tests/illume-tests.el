@@ -440,6 +440,25 @@ BREAK-UNDO as for `illume-test-wait-until'."
       (should (equal (buffer-string)
                      (concat (substring text 0 -1) "\n\n!assistant\n\n" illume-test-reply "\n\n!user\nAnd now?\n"))))))
 
+;;; Summaries
+
+(ert-deftest illume-test-summarize-streams-a-summary-block-at-the-end ()
+  ;; What reached the server (the instruction and the chat to summarise), test_emacs.py checks.
+  (let ((text (concat "!api " (illume-test-url "summarize") "\n!user\nTell me about the sea.\n"
+                      "!assistant\nThe sea is wide and salty.\n")))
+    (illume-test-with-buffer text
+      (illume-summarize)
+      (should (illume-running-p))
+      (illume-test-wait nil t)
+      ;; The checksum of the text covered, as illume writes it: the first 8 hex digits of its SHA-256.
+      (let ((sum (substring (secure-hash 'sha256 (concat "user\nTell me about the sea.\0"
+                                                         "assistant\nThe sea is wide and salty.\0"))
+                            0 8)))
+        (should (equal (buffer-string)
+                       (illume-test-after text (concat "\n\n!summary #" sum "\n\nThey talked about the sea.\n")))))
+      (illume-test-undo)
+      (should (equal (buffer-string) text)))))
+
 ;;; The mode
 
 (ert-deftest illume-test-mode-puts-the-commands-on-the-prefix ()
@@ -449,6 +468,7 @@ BREAK-UNDO as for `illume-test-wait-until'."
     (should (eq (key-binding (kbd "C-c ~ f")) #'illume-infill))
     (should (eq (key-binding (kbd "C-c ~ s")) #'illume-stop))
     (should (eq (key-binding (kbd "C-c ~ u")) #'illume-user))
+    (should (eq (key-binding (kbd "C-c ~ m")) #'illume-summarize))
     (customize-set-variable 'illume-keymap-prefix "C-c !")
     (unwind-protect
         (progn (should (eq (key-binding (kbd "C-c ! a")) #'illume))

@@ -39,6 +39,7 @@ SCRIPT = {  # path -> the reply scripted for it; the ERT tests name the first fo
     "/second/slow/chat/completions": Reply(chat_events(["Once upon", " a time"], done=False), hold=600),
     "/second/fast/chat/completions": Reply(chat_events(["The end."]), delay=0.1),
     "/fails/chat/completions": Reply(status=500, body="model exploded"),
+    "/summarize/chat/completions": Reply(chat_events(["They talked", " about the sea.\n"]), delay=0.1),
     "/infill/infill": Reply(infill_events(["    re", "turn a", " + b\n"]), delay=0.2),
     "/runs-on/infill": Reply(infill_events(["    return a", " + b\nprint(add", "(1, 2))\nprint('more')\n"]), delay=0.1),
     # illume-rewrite, illume-review: the replies the model gives to the real CLI's requests.
@@ -109,6 +110,13 @@ def test_ert(emacs, server, name):
     elif name == "illume-test-a-second-request-stops-the-first":
         assert [r.path for r in server.requests] == ["/second/slow/chat/completions", "/second/fast/chat/completions"]
         assert server.requests[-1].json()["messages"][-1] == {"role": "assistant", "content": "Once upon a time"}
+    elif name == "illume-test-summarize-streams-a-summary-block-at-the-end":
+        (request,) = server.requests
+        assert request.path == "/summarize/chat/completions"
+        system, user = request.json()["messages"]
+        assert system["role"] == "system" and system["content"].startswith("You summarize a conversation")
+        assert user == {"role": "user",
+                        "content": "User: Tell me about the sea.\n\nAssistant: The sea is wide and salty."}
     elif name.startswith("illume-test-infill-at") or name.startswith("illume-test-infill-below"):
         (request,) = server.requests
         assert request.path == "/infill/infill"
@@ -171,6 +179,6 @@ def test_autoloads_cover_the_commands(emacs):
     # What package.el would generate: every command and the mode are autoloaded.
     text = PACKAGE.read_text()
     autoloaded = re.findall(r"^;;;###autoload\n\((?:defun|define-minor-mode) ([\w-]+)", text, re.M)
-    assert autoloaded == ["illume", "illume-infill", "illume-stop", "illume-user", "illume-mode", "illume-rewrite",
-                          "illume-review"]
+    assert autoloaded == ["illume", "illume-summarize", "illume-infill", "illume-stop", "illume-user", "illume-mode",
+                          "illume-rewrite", "illume-review"]
     assert text.startswith(";;; illume.el --- ") and "-*- lexical-binding: t; -*-" in text.splitlines()[0]

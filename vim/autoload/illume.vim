@@ -35,7 +35,7 @@ function! illume#summarize() abort
   endif
   let l:buf = bufnr('%')
   call s:stop_and_wait(l:buf)
-  call s:start(l:buf, 'chat', getline(1, '$'), 0, '', 0, ['--summarize'])
+  call s:start(l:buf, 'chat', getline(1, '$'), s:command(['--summarize']), {})
 endfunction
 
 function! illume#infill(lnum) abort
