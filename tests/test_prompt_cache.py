@@ -762,3 +762,25 @@ def test_the_note_on_an_untrusted_folder_comes_once_a_run(model, tmp_path):
     outputs = [(tmp_path / "out" / name).read_text() for name in "ab"]
     assert sorted(out.count(note) for out in outputs) == [0, 1]
     assert ask(CHAT, home)[0].endswith(note)
+
+
+@pytest.mark.embedded
+def test_summaries_are_a_prefix_the_cache_keeps_hitting(model, tmp_path):
+    # The live summaries end the system prompt: the turn after a reply reuses the whole last prompt, and a new
+    # summary reuses everything up to where it goes (the system prompt and the summaries before it).
+    story = ("!profile embedded\n!:temperature 0\n!:seed 5\n!:max_tokens 12\n!stats\n"
+             f"You tell stories. Facts:\n{CONTEXT}\n!user\nChapter one.\n!assistant\nAnna found a key in the snow.\n"
+             "!summary\nAnna found a key.\n!user\nChapter two.\n")
+    first, _, total = ask(story, tmp_path)
+    second = next_turn(story, first, "Chapter three.")
+    out, cached, total2 = ask(second, tmp_path)
+    assert cached == min(total, total2 - EXACT_BATCH)
+    third = next_turn(second, out, "Chapter four.").replace("!user\nChapter four.",
+                                                          "!summary\nThe key opened a mill.\n!user\nChapter four.")
+    expected = pc.common_prefix(_prompt_tokens(second), _prompt_tokens(third))
+    # The system prompt with the first summary at its end, as a buffer without summaries sends it.
+    header = pc.common_prefix(_prompt_tokens(story.split("!user")[0] + "\nAnna found a key.\n!user\nX\n"),
+                              _prompt_tokens(third))
+    assert expected >= header > 500, (expected, header)
+    _, cached3, _ = ask(third, tmp_path)
+    assert cached3 == expected, (cached3, expected, cached, total, total2)

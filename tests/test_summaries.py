@@ -251,3 +251,52 @@ def test_fit_summarize_in_filter_mode_never_loses_the_buffer(tail):
     done = run_illume(buffer, "--filter")
     assert done.returncode == 1
     assert done.stdout.startswith(buffer.encode() + b"\n\n!error\n\n"), done.stdout
+
+
+# --- with branches and batch runs ---
+
+SERVER_STORY = "!:temperature 0\n!:seed 1\n!:max_tokens 24\n" + STORY
+
+
+@pytest.mark.server
+def test_every_branch_is_asked_with_the_summaries(llama_server):
+    buffer = f"!api {llama_server}\n" + SERVER_STORY + "!user\nChapter three.\n"
+    answer = ask_llama_server(buffer)
+    assert answer.text.strip(), answer.whole
+    branched = buffer.replace("!user\nChapter three.", "!branches 2\n!user\nChapter three.")
+    dry = run_illume(branched, "--debug")
+    body = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
+    assert body["n"] == 2
+    assert body["messages"][0]["content"] == "You tell stories.\n\nAnna found a key."
+    assert body["messages"][1:] == roles(("user", "Chapter two."), ("assistant", "The key opened the old mill."),
+                                         ("user", "Chapter three."))
+    done = run_illume(branched)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout == b"".join(f"\n\n!note branch {k} of 2".encode() + answer.printed("\n\n!assistant\n\n")
+                                   for k in (1, 2))
+
+
+@pytest.mark.server
+def test_a_batch_run_answers_and_summarises_summarised_stories(llama_server, tmp_path):
+    # Each file gets what the plain filter would append: the model's own answer to its summarised request.
+    stories = {f"story{i}.txt": f"!api {llama_server}\n" + SERVER_STORY.replace("Chapter two.", f"Chapter {i}.")
+               for i in (2, 3)}
+    for name, text in stories.items():
+        (tmp_path / name).write_text(text + "!user\nGo on.\n")
+    done = run_illume(b"", "--batch", *(str(tmp_path / name) for name in stories), timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name, text in stories.items():
+        answer = ask_llama_server(text + "!user\nGo on.\n")
+        assert answer.text.strip(), answer.whole
+        assert (tmp_path / name).read_bytes() == (text + "!user\nGo on.\n").encode() \
+            + answer.printed("\n\n!assistant\n\n")
+    # `--batch --summarize`: a !summary block appended to each, of the chapter since its summary.
+    for name, text in stories.items():
+        (tmp_path / name).write_text(text)
+    done = run_illume(b"", "--batch", "--summarize", *(str(tmp_path / name) for name in stories), timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name, text in stories.items():
+        answer = ask_llama_server(text + "!summarize\n")
+        assert answer.text.strip(), answer.whole
+        assert (tmp_path / name).read_bytes() == text.encode() \
+            + f"\n\n!summary {written(text)}\n\n".encode() + answer.printed()
