@@ -19,6 +19,7 @@ Nothing leaves the loopback interface.
 """
 
 import argparse
+import ast
 import json
 import os
 import random
@@ -522,6 +523,16 @@ def go_context_name(directory: str, path: str) -> str:
     return path[cut:]
 
 
+# A name illume printed as a Python string literal because it holds \r or \n (illume/names.py).
+QUOTED_NAME = re.compile(rb"'(?:[^'\\\n]|\\.)*\\[rn](?:[^'\\\n]|\\.)*'")
+
+
+def _names_read_back(out: bytes) -> bytes:
+    """Return OUT with each quoted name illume printed read back to the bytes the original prints as they are."""
+    return QUOTED_NAME.sub(lambda m: ast.literal_eval(m.group().decode("utf-8", "surrogateescape"))
+                           .encode("utf-8", "surrogateescape"), out)
+
+
 def documented(case: Case, go, py, problems: list[str]) -> str | None:
     """Return the README's name for the deliberate difference that explains PROBLEMS, or None."""
     (g_status, g_out, g_err, g_reqs), (p_status, p_out, _, p_reqs) = go, py
@@ -549,6 +560,8 @@ def documented(case: Case, go, py, problems: list[str]) -> str | None:
         return "the default profile's text goes at the top as the system prompt"  # none in these modes: left out
     if g_status == 2 and b"panic:" in g_err:
         return "the original crashes (Go panic): illume does not"
+    if g_status == p_status and _names_read_back(p_out) == g_out:
+        return "a name that holds a line break is printed as a Python string literal"
     if p_status == 1 and re.search(rb"!error\n\n<stdin>:\d+: !>.*: (a header value cannot hold|not a valid header name)|"
                                    rb"!error\n\n[^\n]*:\d+: !>.*: (a header value cannot hold|not a valid header name)",
                                    p_out):
