@@ -2,8 +2,8 @@
 
 Usage: .venv/bin/python bench/summaries.py [TURNS] [CONTEXT] [REPEATS]
 
-The text: Newton's Opticks (1730, public domain), as Go ships it in its
-test data; each proposition is a chapter, cut to some 300 tokens. On the
+The text: Newton's Opticks (1730, public domain; tests/data/opticks.txt,
+from Project Gutenberg); each proposition is a chapter, cut to some 300 tokens. On the
 embedded backend (SmolLM2-135M, an n_ctx of CONTEXT, default 1024), each
 of TURNS turns (default 10) pastes the next chapter as a user message and
 runs `illume --filter` with `!fit summarize` and `!stats`, one process a
@@ -31,13 +31,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 SETTINGS = "!:temperature 0\n!:seed 1\n!:max_tokens 16\n!summarize story\nYou continue a treatise on light.\n"
-
-
-def chapters(turns: int) -> list[str]:
-    root = subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True).stdout.strip()
-    text = (Path(root) / "src" / "testdata" / "Isaac.Newton-Opticks.txt").read_text()
-    parts = re.split(r"\n(?=_PROP\._ )", text)[1 : turns + 1]
-    return [re.sub(r"\n{3,}", "\n\n", part.strip())[:1200].rstrip() for part in parts]
 
 
 def illume(buffer: str, *args: str, env=None) -> tuple[str, float]:
@@ -71,12 +64,13 @@ def main() -> None:
     context = int(sys.argv[2]) if len(sys.argv) > 2 else 1024
     repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     from realserver import smollm2_path
+    from texts import opticks
 
     env = dict(os.environ, XDG_CACHE_HOME=tempfile.mkdtemp(prefix="bench-summaries-"))
     head = f"!profile embedded\n!:model {smollm2_path()}\n!:n_ctx {context}\n"
     buffer = head + SETTINGS
     rows, sent_buffers = [], []
-    for number, chapter in enumerate(chapters(turns), 1):
+    for number, chapter in enumerate(opticks(turns), 1):
         before = buffer + f"!user\n{chapter}\n"
         out, seconds = illume("!fit summarize\n!stats\n" + before, "--filter", env=env)
         out = out[len("!fit summarize\n!stats\n"):]

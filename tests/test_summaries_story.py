@@ -2,7 +2,7 @@
 llama-server (SmolLM2, a 512-token slot) and on the embedded model.
 
 The text nobody here wrote: Newton's Opticks (1730, public domain, from
-Project Gutenberg), which Go ships as test data; each proposition is a
+Project Gutenberg; tests/data/opticks.txt); each proposition is a
 chapter, cut to some 200 tokens so that the suite stays short. Each turn
 pastes the next chapter as a user message and runs `illume --filter`: the
 buffer comes back with the summaries illume inserted, then the reply.
@@ -15,30 +15,17 @@ and that the reply is the model's own answer to it.
 
 import json
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import ask_llama_cpp, ask_llama_server, require_program, run_illume, start_llama_server, stop
+from conftest import ask_llama_cpp, ask_llama_server, run_illume, start_llama_server, stop
+from texts import opticks
 
 CONTEXT = 512
 TURNS = 6
 SETTINGS = "!:temperature 0\n!:seed 1\n!:max_tokens 16\n!fit summarize\n!summarize story\n" \
            "You continue a treatise on light.\n"
 ROLE = re.compile(r"^!(user|assistant|summary)\b.*$", re.MULTILINE)
-
-
-def chapters() -> list[str]:
-    """Return the chapters of Newton's Opticks, as Go's own test data holds it."""
-    go = require_program("go", "apt-get install golang")
-    root = subprocess.run([go, "env", "GOROOT"], capture_output=True, text=True).stdout.strip()
-    path = Path(root) / "src" / "testdata" / "Isaac.Newton-Opticks.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is missing")  # Go without its test data
-    text = path.read_text()
-    parts = re.split(r"\n(?=_PROP\._ )", text)[1 : TURNS + 1]
-    return [re.sub(r"\n{3,}", "\n\n", part.strip())[:800].rstrip() for part in parts]
 
 
 def without_summaries(text: str) -> str:
@@ -65,7 +52,7 @@ def summaries_of(text: str) -> list[tuple[str, str]]:
 def continue_story(head: str, count, ask) -> str:
     """Run the turns on the buffer that starts with HEAD; COUNT(body, dry output) is the prompt's tokens."""
     buffer = head + SETTINGS
-    for number, chapter in enumerate(chapters(), 1):
+    for number, chapter in enumerate(opticks(TURNS, 800), 1):
         buffer += f"!user\n{chapter}\n"
         done = run_illume(buffer, "--filter", timeout=600)
         assert done.returncode == 0, done.stdout[-2000:]
@@ -129,7 +116,8 @@ def test_a_long_text_goes_on_with_summaries_on_the_embedded_model():
 
 @pytest.mark.server
 def test_in_a_plain_pipe_the_error_says_what_to_run(small_server):
-    buffer = f"!api {small_server}\n" + SETTINGS + "".join(f"!user\n{c}\n!assistant\nYes.\n" for c in chapters()) \
+    buffer = f"!api {small_server}\n" + SETTINGS \
+        + "".join(f"!user\n{c}\n!assistant\nYes.\n" for c in opticks(TURNS, 800)) \
         + "!user\nGo on.\n"
     done = run_illume(buffer)
     assert done.returncode == 1
