@@ -15,28 +15,35 @@ from illume.escape import first_lines
 from illume.output import Times, note_line, write_reply
 from illume.reply import Reply
 from illume.request import Request
-from illume.summary_blocks import checksum
+from illume.summary_blocks import Summary, checksum
 from illume.tokens import Uncountable
 
 # What the model is asked, by `!summarize story`, `!summarize chat` or by
-# default; any other argument of `!summarize` is the instruction itself.
+# default, as the last user message of the chat it summarises; {scope}
+# says which part. Any other argument of `!summarize` is the instruction
+# itself, sent as it is.
 INSTRUCTIONS = {
     "story": (
-        "You summarize a story for the writer who will continue it without the text. "
-        "Write a summary of the part of the story below: what happens, in order; every named character, "
-        "who they are and what they want; the places, objects and promises that matter later; and where "
-        "the part ends. Plain prose, past tense, at most 200 words. Write nothing but the summary."),
+        "Pause the story here. Write a summary of the story{scope}, for the writer who will continue it "
+        "without the text: what happens, in order; every named character, who they are and what they want; "
+        "the places, objects and promises that matter later; and where it stops. Plain prose, past tense, "
+        "at most 200 words. Write nothing but the summary."),
     "chat": (
-        "You summarize a conversation so that it can go on without its text. "
-        "Write a summary of the conversation below: what was asked, the answers and decisions reached, "
-        "the facts, names, numbers and code identifiers that matter, and what is still open. "
-        "At most 200 words. Write nothing but the summary."),
+        "Pause the conversation here. Write a summary of the conversation{scope}, so that it can go on "
+        "without its text: what was asked, the answers and decisions reached, the facts, names, numbers and "
+        "code identifiers that matter, and what is still open. At most 200 words. Write nothing but the summary."),
 }
 DEFAULT = "chat"
+# {scope}: all of it, since the summaries already in the system prompt, or all of it with them.
+SCOPES = {"all": " so far", "since": " since the summaries in the system prompt (they cover what came before: "
+          "do not repeat them)", "with": " so far, the summaries in the system prompt included"}
 
 
 def instruction(given: str) -> tuple[bool, str, str]:
-    """Return from a `!summarize` argument: whether it asks for `all`, the preset's name (or ""), the instruction."""
+    """Return from a `!summarize` argument: whether it asks for `all`, the preset's name (or ""), the instruction.
+
+    A preset's instruction still holds its {scope}.
+    """
     whole = given == "all" or given.startswith("all ")
     rest = given[3:].strip() if whole else given
     name = rest or DEFAULT
@@ -54,25 +61,29 @@ def covered_now(parsed, whole: bool) -> list:
     return (live + pending) if whole else pending
 
 
-def material(covered, preset: str) -> str:
-    """Return the text the model summarises: COVERED, a chat's messages each under its speaker's name."""
-    if preset == "story":
-        return "\n\n".join(part.content for part in covered)
-    names = {"user": "User", "assistant": "Assistant", "summary": "Summary of what came before"}
-    return "\n\n".join(f"{names.get(part.role, part.role)}: {part.content}" for part in covered)
+def summary_request(parsed, request, covered, whole: bool, given: str) -> Request:
+    """Return the request that asks for a summary of COVERED, under the buffer's API, headers and keys.
 
-
-def summary_request(parsed, request, covered, whole: bool, given: str):
-    """Return the request that asks for a summary of COVERED, under the buffer's API, headers and keys."""
+    It is the chat itself up to the end of what is covered (the system
+    prompt, with the summaries at its end, then the covered messages, as
+    the turn before sent them), then the instruction as a user message: a
+    prompt cache that holds the turn before evaluates little more than
+    the instruction. After a user message the instruction joins it, as
+    chat templates that want the roles to alternate (Gemma's) require.
+    """
     _, preset, asked = instruction(given)
-    if not whole:
-        earlier = [s for s in parsed.summaries if s.live]
-        if earlier:
-            asked += ("\n\nFor reference only, a summary of what came before the part to summarize:\n\n"
-                      + "\n\n".join(s.text for s in earlier))
+    if preset:
+        earlier = any(s.live for s in parsed.summaries)
+        asked = asked.format(scope=SCOPES["with" if whole and earlier else "since" if earlier else "all"])
+    chat = request.body["messages"]
+    system = 1 if chat and chat[0]["role"] == "system" else 0
+    messages = list(chat[: system + sum(1 for part in covered if not isinstance(part, Summary))])
+    if messages and messages[-1]["role"] == "user":
+        messages[-1] = jsonwire.Ordered(role="user", content=f"{messages[-1]['content']}\n\n{asked}")
+    else:
+        messages.append(jsonwire.Ordered(role="user", content=asked))
     body = {key: value for key, value in request.body.items() if key not in ("messages", "stream")}
-    body["messages"] = [jsonwire.Ordered(role="system", content=asked),
-                        jsonwire.Ordered(role="user", content=material(covered, preset or "chat"))]
+    body["messages"] = messages
     body["stream"] = True
     return Request(url=request.url, body=body, headers=request.headers, mode=request.mode)
 

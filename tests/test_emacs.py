@@ -113,10 +113,10 @@ def test_ert(emacs, server, name):
     elif name == "illume-test-summarize-streams-a-summary-block-at-the-end":
         (request,) = server.requests
         assert request.path == "/summarize/chat/completions"
-        system, user = request.json()["messages"]
-        assert system["role"] == "system" and system["content"].startswith("You summarize a conversation")
-        assert user == {"role": "user",
-                        "content": "User: Tell me about the sea.\n\nAssistant: The sea is wide and salty."}
+        *chat, asked = request.json()["messages"]
+        assert chat == [{"role": "user", "content": "Tell me about the sea."},
+                        {"role": "assistant", "content": "The sea is wide and salty."}]
+        assert asked["role"] == "user" and asked["content"].startswith("Pause the conversation here. Write a summary")
     elif name.startswith("illume-test-infill-at") or name.startswith("illume-test-infill-below"):
         (request,) = server.requests
         assert request.path == "/infill/infill"

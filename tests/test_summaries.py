@@ -92,6 +92,11 @@ def test_an_empty_summary_covers_nothing():
     assert [m["content"] for m in messages[-2:]] == ["One.", "Two."]
 
 
+# The real server's settings: its prompt cache off, as a prompt evaluated partly from the cache may give
+# llama-server other logits, so another reply at temperature 0, than the oracle's own request evaluated whole.
+SETTINGS = "!:temperature 0\n!:seed 1\n!:cache_prompt false\n"
+
+
 # --- checksums and stale summaries --------------------------------------
 
 def written(covered_buffer: str) -> str:
@@ -99,11 +104,14 @@ def written(covered_buffer: str) -> str:
     from illume.buffer import Message
     from illume.summary_blocks import checksum
 
-    # The covered messages as the dry run of `!summarize` sends them, one "Role: text" paragraph each.
+    # The covered messages as the dry run of `!summarize` sends them: those after the system prompt, the last
+    # one less the instruction (a preset's, one paragraph) that ends it or follows it.
     done = run_illume(HEAD + covered_buffer + "!summarize\n", "--debug")
-    material = json.loads(done.stdout.decode().split("\n\n", 3)[2])["messages"][1]["content"]
-    parts = [p.split(": ", 1) for p in material.split("\n\n")]
-    return checksum([Message(role.lower(), text) for role, text in parts])
+    messages = json.loads(done.stdout.decode().split("\n\n", 3)[2])["messages"]
+    covered = [Message(m["role"], m["content"]) for m in messages if m["role"] != "system"]
+    text, joined, _ = covered[-1].content.rpartition("\n\n")
+    covered[-1:] = [Message("user", text)] if joined else []
+    return checksum(covered)
 
 
 def test_a_summary_whose_covered_text_changed_gets_a_note():
@@ -153,32 +161,50 @@ def test_a_summary_in_completion_mode_is_an_error():
 
 # --- asking for a summary -----------------------------------------------
 
-CHAT_INSTRUCTION = (
-    "You summarize a conversation so that it can go on without its text. Write a summary of the conversation "
-    "below: what was asked, the answers and decisions reached, the facts, names, numbers and code identifiers "
-    "that matter, and what is still open. At most 200 words. Write nothing but the summary.")
+def instruction(kind: str, scope: str) -> str:
+    """Return a preset's instruction, KIND "story" or "chat", for a summary of SCOPE, written out whole."""
+    if kind == "chat":
+        return (f"Pause the conversation here. Write a summary of the conversation{scope}, so that it can go on "
+                "without its text: what was asked, the answers and decisions reached, the facts, names, numbers "
+                "and code identifiers that matter, and what is still open. At most 200 words. Write nothing but "
+                "the summary.")
+    return (f"Pause the story here. Write a summary of the story{scope}, for the writer who will continue it without "
+            "the text: what happens, in order; every named character, who they are and what they want; the places, "
+            "objects and promises that matter later; and where it stops. Plain prose, past tense, at most 200 "
+            "words. Write nothing but the summary.")
 
 
-def test_summarize_asks_for_a_summary_of_what_lies_above_since_the_last_summary():
+SINCE = " since the summaries in the system prompt (they cover what came before: do not repeat them)"
+
+
+def test_summarize_asks_the_chat_itself_then_the_instruction():
+    # The turn before's own messages come first, so that a prompt cache holding that turn keeps hitting.
     messages, rest = sent(STORY + "!summarize\n")
-    assert messages == roles(("system", CHAT_INSTRUCTION + "\n\nFor reference only, a summary of what came before "
-                                        "the part to summarize:\n\nAnna found a key."),
-                             ("user", "User: Chapter two.\n\nAssistant: The key opened the old mill."))
+    assert messages == roles(("system", "You tell stories.\n\nAnna found a key."), ("user", "Chapter two."),
+                             ("assistant", "The key opened the old mill."), ("user", instruction("chat", SINCE)))
+    assert messages[:-1] == sent(STORY)[0]
     assert rest == b""
     assert sent(STORY, "--summarize") == (messages, rest)
 
 
-def test_summarize_story_sends_the_text_alone_and_all_takes_in_the_summaries():
+def test_after_a_user_message_the_instruction_joins_it():
+    # Two user messages in a row: chat templates that want the roles to alternate (Gemma's) refuse them.
+    messages, _ = sent("!user\nChapter one.\n!summarize story\n")
+    assert messages == roles(("user", "Chapter one.\n\n" + instruction("story", " so far")))
+
+
+def test_summarize_all_takes_in_the_summaries():
     messages, _ = sent(STORY + "!summarize all story\n")
-    assert messages[0]["content"].startswith("You summarize a story for the writer")
-    assert messages[1] == {"role": "user", "content": "Anna found a key.\n\nChapter two.\n\nThe key opened the old mill."}
+    assert messages[:-1] == sent(STORY)[0]
+    assert messages[-1] == {"role": "user",
+                            "content": instruction("story", " so far, the summaries in the system prompt included")}
 
 
 def test_the_instruction_comes_from_the_last_summarize_line_a_profile_included(tmp_path):
     profile = tmp_path / "mine.profile"
     profile.write_text("!api http://127.0.0.1:9/\n!summarize Say it in one line.\n")
     messages, _ = sent(f"!profile {profile}\n!user\nHi.\n!assistant\nHello.\n!summarize\n")
-    assert messages[0] == {"role": "system", "content": "Say it in one line."}
+    assert messages == roles(("user", "Hi."), ("assistant", "Hello."), ("user", "Say it in one line."))
 
 
 def test_summarize_is_a_request_only_as_the_last_directive():
@@ -193,7 +219,7 @@ def test_nothing_to_summarize_is_an_error():
 
 
 def test_a_summary_is_written_in_a_pipe_as_the_model_wrote_it(llama_server):
-    buffer = f"!api {llama_server}\n!:temperature 0\n!:seed 1\n!:max_tokens 40\n" + STORY
+    buffer = f"!api {llama_server}\n{SETTINGS}!:max_tokens 40\n" + STORY
     expected = ask_llama_server(buffer + "!summarize\n")
     mark = written(STORY)
     done = run_illume(buffer + "!summarize\n")
@@ -209,7 +235,7 @@ def test_a_summary_is_written_in_a_pipe_as_the_model_wrote_it(llama_server):
 
 
 def test_a_summary_is_written_after_the_buffer_in_filter_mode(llama_server):
-    buffer = f"!api {llama_server}\n!:temperature 0\n!:seed 1\n!:max_tokens 40\n" + STORY
+    buffer = f"!api {llama_server}\n{SETTINGS}!:max_tokens 40\n" + STORY
     expected = ask_llama_server(buffer + "!summarize\n")
     done = run_illume(buffer, "--filter", "--summarize")
     assert done.returncode == 0, done.stdout
@@ -255,7 +281,7 @@ def test_fit_summarize_in_filter_mode_never_loses_the_buffer(tail):
 
 # --- with branches and batch runs ---
 
-SERVER_STORY = "!:temperature 0\n!:seed 1\n!:max_tokens 24\n" + STORY
+SERVER_STORY = SETTINGS + "!:max_tokens 24\n" + STORY
 
 
 @pytest.mark.server
