@@ -13,9 +13,12 @@ model's own tokenizer (`!debug tokens`), the prompt that turn sent with
 summaries, the prompt `!fit` alone would send for the same text (the same
 chapters and replies, without the summaries), and the whole prompt.
 `!stats` gives the prompt tokens the prompt cache spared on each turn.
-Last, the last turn is timed REPEATS times (default 3) each way on the
-same buffer: warm (its cache primed by the turn before, as in use) and
-with `!:cache_prompt false`.
+Last, on the summarised story as the last turn left it (reply and all),
+the next turn ("Go on.") and a summary (`--summarize`) are each timed
+REPEATS times (default 3) warm (right after the last turn ran again in a
+fresh cache folder: its prompt and reply cached, as in use) and with
+`!:cache_prompt false`; then `!stats` says what each warm one took from
+the cache.
 """
 
 import os
@@ -90,17 +93,26 @@ def main() -> None:
     for number, summarised, dropped, whole, written, cached, seconds in rows:
         print(f"| {number} | {summarised:,} | {dropped:,} | {whole:,} | {written} | {cached} | {seconds:.1f} |")
 
-    # The last turn, warm (cache primed by the turn before) against cache_prompt false, on the same buffer.
-    last, previous = sent_buffers[-1], sent_buffers[-2]
-    warm, cold = [], []
+    # Warm against cold on the summarised story: the next turn, and a summary written with --summarize, each
+    # right after the last turn ran (its prompt and reply in the cache, as in use) and with cache_prompt false.
+    turn, answered = sent_buffers[-1], buffer
+    after = answered + "!user\nGo on.\n"
+    timed: dict[str, list[float]] = {}
     for _ in range(repeats):
-        fresh = dict(env, XDG_CACHE_HOME=tempfile.mkdtemp(prefix="bench-summaries-"))
-        illume(previous, env=fresh)  # the turn before, as in use
-        warm.append(illume(last, env=fresh)[1])
-        cold.append(illume("!:cache_prompt false\n" + last, env=fresh)[1])
-    for name, times in (("warm (prefix cache)", warm), ("cache_prompt false", cold)):
+        for name, text, args in (("next turn", after, ()), ("--summarize", answered, ("--summarize",))):
+            fresh = dict(env, XDG_CACHE_HOME=tempfile.mkdtemp(prefix="bench-summaries-"))
+            illume(turn, env=fresh)  # the last turn again: its prompt and reply go into the cache
+            timed.setdefault(f"{name}, warm", []).append(illume("!stats\n" + text, *args, env=fresh)[1])
+            timed.setdefault(f"{name}, cache_prompt false", []).append(
+                illume("!:cache_prompt false\n" + text, *args, env=fresh)[1])
+    for name, times in timed.items():
         spread = f"{min(times):.2f}-{max(times):.2f}"
-        print(f"last turn, {name}: median {statistics.median(times):.2f} s ({spread}, n={repeats})")
+        print(f"{name}: median {statistics.median(times):.2f} s ({spread}, n={repeats})")
+    for text, args in ((after, ()), (answered, ("--summarize",))):
+        fresh = dict(env, XDG_CACHE_HOME=tempfile.mkdtemp(prefix="bench-summaries-"))
+        illume(turn, env=fresh)
+        out, _ = illume("!stats\n" + text, *args, env=fresh)
+        print(" ".join(args) or "next turn", "warm:", re.findall(r"\d+ of \d+ prompt tokens from the cache", out))
 
 
 if __name__ == "__main__":

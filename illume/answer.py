@@ -162,12 +162,11 @@ def answer(question: Question, out: Output) -> Exit:
         out.notes(summaries.stale_notes(parsed))
     if parsed.stats:
         from illume import usage
-        from illume.stats import stats_note
+        from illume.stats import reply_notes
 
-        out.notes(stats_note(times, [reply]))
+        for note in reply_notes(parsed, times, reply):
+            out.notes(note)
         question.usage = usage.of_reply(reply)  # a batch run adds them up
-        if parsed.stats_usage or parsed.prices:  # a plain `!stats` prints only what the original prints
-            out.notes(usage.note(reply, parsed.prices))
     return Exit.OK
 
 

@@ -7,6 +7,8 @@ what illume adds to it (the prompt tokens the embedded model's cache spared).
 
 import math
 
+from illume import usage
+
 
 def go_duration(seconds: float) -> str:
     """Return SECONDS as Go's time.Duration prints it: 350.2µs, 1.5ms, 2.25s, 1m3s."""
@@ -72,3 +74,11 @@ def cache_note(replies) -> str:
     cached = sum(reply.cached_tokens for reply in counted)
     prompt = sum(reply.prompt_tokens for reply in counted)
     return f", {cached} of {prompt} prompt tokens from the cache"
+
+
+def reply_notes(parsed, times, reply) -> list[str]:
+    """Return the notes a buffer with `!stats` gets after REPLY: the original's line, then what it used if asked."""
+    notes = [stats_note(times, [reply])]
+    if parsed.stats_usage or parsed.prices:  # a plain `!stats` prints only what the original prints
+        notes.append(usage.note(reply, parsed.prices))
+    return notes

@@ -8,13 +8,14 @@ summary is written as a reply is: escaped, it never acts as a directive.
 """
 
 from illume import buffer as buf
-from illume import jsonwire
+from illume import jsonwire, usage
 from illume.backends import counter_for, for_request
 from illume.errors import Exit, IllumeError
 from illume.escape import first_lines
 from illume.output import Times, note_line, write_reply
 from illume.reply import Reply
 from illume.request import Request
+from illume.stats import reply_notes
 from illume.summary_blocks import Summary, checksum
 from illume.tokens import Uncountable
 
@@ -109,18 +110,26 @@ def answer(question, out) -> Exit:
         return Exit.OK
     if request.url.startswith(buf.INVALID_URL):
         raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
-    stream(asked, out, question, "\n\n" + heading(covered, whole) + "\n\n")
+    reply, times = stream(asked, out, question, "\n\n" + heading(covered, whole) + "\n\n")
     out.notes(stale_notes(parsed))
+    if parsed.stats:
+        for note in reply_notes(parsed, times, reply):
+            out.notes(note)
+        question.usage = usage.of_reply(reply)  # a batch run adds them up
     return Exit.OK
 
 
-def stream(asked, out, question, header: str) -> None:
-    """Stream the reply to ASKED onto OUT after HEADER, as a reply is written (escaped: it never acts as a directive)."""
+def stream(asked, out, question, header: str) -> tuple[Reply, Times]:
+    """Stream the reply to ASKED onto OUT after HEADER, as a reply is written (escaped: it never acts as a directive).
+
+    Return the reply and its times, for `!stats`.
+    """
     backend = for_request(asked, question.env, question.options.timeout)
-    reply = Reply()
+    reply, times = Reply(), Times()
     lines = first_lines(header) if question.ending is None else \
         first_lines(header, question.ending, question.options.filter)
-    write_reply(backend.stream(asked, reply), reply, out, Times(), header, lines=lines)
+    write_reply(backend.stream(asked, reply), reply, out, times, header, lines=lines)
+    return reply, times
 
 
 def stale_notes(parsed, dry: bool = False) -> str:

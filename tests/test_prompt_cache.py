@@ -784,3 +784,18 @@ def test_summaries_are_a_prefix_the_cache_keeps_hitting(model, tmp_path):
     assert expected >= header > 500, (expected, header)
     _, cached3, _ = ask(third, tmp_path)
     assert cached3 == expected, (cached3, expected, cached, total, total2)
+
+
+@pytest.mark.embedded
+def test_a_summary_after_a_turn_takes_the_turn_from_the_cache(model, tmp_path):
+    # The summary's request is the chat itself then the instruction: the turn before, reply and all, is reused.
+    story = ("!profile embedded\n!:temperature 0\n!:seed 5\n!:max_tokens 12\n!stats\nYou tell stories.\n"
+             f"!user\nChapter one. Facts:\n{CONTEXT}\n")
+    first, _, total = ask(story, tmp_path)
+    result = run_illume(story + first + "\n", "--summarize", env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stdout
+    assert re.match(rb"\n\n!summary #[0-9a-f]{8}\n\n", result.stdout), result.stdout
+    match = STATS.search(result.stdout.decode())
+    assert match, result.stdout
+    cached, prompt = int(match.group(1)), int(match.group(2))
+    assert total > 500 and cached >= total and prompt - cached < 120, (cached, prompt, total)  # the whole turn
