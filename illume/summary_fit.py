@@ -109,7 +109,7 @@ def fit(question, out, text: str, again: Callable[[str], object]):
         text = text[:at] + block + text[at:]
         out.stream.insert(len(text[:at].encode("utf-8", "surrogateescape")), block.encode("utf-8", "surrogateescape"))
         question = again(text)
-    raise ContextTooLong(f"!fit summarize: the turn still does not fit after {MAX_ROUNDS} summaries")
+    raise ContextTooLong(f"!fit: the turn still does not fit after {MAX_ROUNDS} summaries")
 
 
 def _must_go(parsed, whole) -> tuple[list, bool]:
@@ -147,7 +147,7 @@ def _insertion_line(parsed, covered, text: str) -> int:
     messages = [part for part in covered if not isinstance(part, Summary)]
     after = pending[len(messages)] if len(messages) < len(pending) else None
     if after is None or after.line is None:
-        raise IllumeError("!fit summarize: found no place for the summary (the last message must stay)")
+        raise IllumeError("!fit: found no place for the summary (the last message must stay)")
     return after.line
 
 
@@ -173,7 +173,13 @@ def _written(question, parsed, request, covered, whole: bool, context: int) -> s
         asked.body["stream"] = True
     written = io.BytesIO()
     header = heading(covered, whole) + "\n\n"
-    stream(asked, Output(written, question.secrets), _Placed(question), header)
+    try:
+        stream(asked, Output(written, question.secrets), _Placed(question), header)
+    except ContextTooLong as e:
+        # Said of the summary's request, which the user never wrote: the summaries it holds are what to shorten.
+        raise ContextTooLong(f"!fit: the request for the summary does not fit either ({e}); shorten the "
+                             "summaries above by hand, or use !fit alone to leave out the oldest messages",
+                             e.prompt, e.context) from None
     return written.getvalue().decode("utf-8", "surrogateescape") + "\n\n"
 
 

@@ -6,6 +6,7 @@ messages are written out whole.
 """
 
 import json
+import re
 
 import pytest
 
@@ -326,3 +327,48 @@ def test_a_batch_run_answers_and_summarises_summarised_stories(llama_server, tmp
         assert answer.text.strip(), answer.whole
         assert (tmp_path / name).read_bytes() == text.encode() \
             + f"\n\n!summary {written(text)}\n\n".encode() + answer.printed()
+
+
+@pytest.mark.embedded
+def test_fit_summarize_summarises_the_summaries_when_they_are_what_is_too_long():
+    from conftest import embedded_model
+
+    # Long summaries and one chapter: nothing but the summaries can go, so the block is a `!summary all` of them,
+    # placed before the chapter, and the reply's request then fits.
+    long = " ".join(f"In year {i} the miller sold {i * 7} sacks of flour to the town of Avel." for i in range(6))
+    chapter = "Chapter four. " + "The river rose and the mill wheel turned faster than ever before. " * 15
+    head = (f"!profile embedded\n!:model {embedded_model()}\n!:n_ctx 512\n!:temperature 0\n!:max_tokens 16\n"
+            "!fit summarize\n!summarize story\nYou tell stories.\n")
+    story = "".join(f"!user\nPart {k}.\n!assistant\nIt went on.\n!summary\n{long}\n" for k in range(3))
+    buffer = head + story + f"!user\n{chapter}\n"
+    done = run_illume(buffer, "--filter")
+    assert done.returncode == 0, done.stdout
+    sent, _, reply = done.stdout.decode().rpartition("\n\n!assistant\n\n")
+    before, block, after = re.split(r"\n(!summary all #[0-9a-f]{8})\n", sent)
+    assert before + "\n" == head + story
+    written, _, rest = after.rpartition("\n\n!user\n")
+    assert written.strip() and rest == chapter + "\n", after
+    dry = run_illume(sent + "\n!debug tokens\n")
+    body = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
+    assert body["messages"][-1] == {"role": "user", "content": chapter}
+    assert long not in body["messages"][0]["content"]
+    total = int(re.search(rb"!note total: ([\d,]+) tokens", dry.stdout).group(1).replace(b",", b""))
+    assert total + 16 <= 512, dry.stdout
+    assert reply.strip()
+
+
+@pytest.mark.embedded
+def test_fit_summarize_says_so_when_even_the_summarys_request_is_too_long():
+    from conftest import embedded_model
+
+    long = " ".join(f"In year {i} the miller sold {i * 7} sacks of flour to the town of Avel." for i in range(12))
+    buffer = (f"!profile embedded\n!:model {embedded_model()}\n!:n_ctx 512\n!:max_tokens 16\n!fit summarize\n"
+              + "".join(f"!user\nPart {k}.\n!assistant\nIt went on.\n!summary\n{long}\n" for k in range(3))
+              + "!user\nChapter four.\n")
+    done = run_illume(buffer, "--filter")
+    assert done.returncode == 1
+    assert re.fullmatch(rb"\n\n!error\n\n!fit: the request for the summary does not fit either \(the "
+                        rb"prompt is \d+ tokens but the context holds 512\); shorten the summaries above by hand, "
+                        rb"or use !fit alone to leave out the oldest messages\n", done.stdout[len(buffer):]), \
+        done.stdout[-600:]
+    assert done.stdout.startswith(buffer.encode())
