@@ -24,7 +24,6 @@ import json
 import os
 import re
 import stat
-import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -83,14 +82,10 @@ def main(args: Sequence[str], stderr: BinaryIO) -> int:
     source, allowed = (args[0], list(args[1:])) if args else ("-", [])
     try:
         try:
-            if source == "-":
-                data = sys.stdin.buffer.read()
-            else:
-                with open(source, "rb") as f:
-                    data = f.read()
+            text = job.read_text(None if source == "-" else source)
         except OSError as e:
             raise Refused(f"cannot read {source}: {e.strerror}") from None
-        suggestions = read_suggestions(data.decode("utf-8", "surrogateescape"))
+        suggestions = read_suggestions(text)
     except Refused as e:
         job.report(stderr, str(e))
         return Exit.ERROR

@@ -11,6 +11,7 @@ whole (`ask`): a job needs all of it before it can print anything safely.
 """
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO
 
@@ -140,3 +141,13 @@ def adds_text(names: Sequence[str], env: Mapping[str, str]) -> bool:
         return False
     parsed = buf.parse("".join(f"!profile {name}\n" for name in names), buf.Sources(env))
     return any(m.content.strip() for m in parsed.messages)
+
+
+def read_text(name: str | None) -> str:
+    """Return the text of the file NAME (standard input for None), bytes that are not UTF-8 kept. Raises OSError."""
+    if name is None:
+        data = sys.stdin.buffer.read()
+    else:
+        with open(name, "rb") as f:
+            data = f.read()
+    return data.decode("utf-8", "surrogateescape")

@@ -121,17 +121,10 @@ def _checked(instruction: str, named: list[str]) -> tuple[str, list[str]]:
 
 
 def _read(name: str | None) -> str:
-    import sys
-
     try:
-        if name is None:
-            data = sys.stdin.buffer.read()
-        else:
-            with open(name, "rb") as f:
-                data = f.read()
+        return job.read_text(name)
     except OSError as e:
         raise IllumeError(f"cannot read it: {e.strerror}") from None
-    return data.decode("utf-8", "surrogateescape")
 
 
 def message(instruction: str, name: str, text: str, part: Part) -> str:
