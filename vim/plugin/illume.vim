@@ -42,6 +42,7 @@ nnoremap <silent> <Plug>(illume) :<C-U>Illume<CR>
 nnoremap <silent> <Plug>(illume-infill) :<C-U>IllumeInfill<CR>
 nnoremap <silent> <Plug>(illume-stop) :<C-U>IllumeStop<CR>
 nnoremap <silent> <Plug>(illume-user) :<C-U>IllumeUser<CR>
+nnoremap <silent> <Plug>(illume-summarize) :<C-U>IllumeSummarize<CR>
 
 if !get(g:, 'illume_no_mappings', 0)
   for [s:lhs, s:plug] in [['<Leader>a', '<Plug>(illume)'],
