@@ -16,7 +16,7 @@ import click
 from illume import __version__
 from illume.answer import DEFAULT_TIMEOUT, Options, answer, prepare
 from illume.errors import Exit, IllumeError, Interrupted
-from illume.output import Output, unexpected
+from illume.output import HeldEcho, Output, unexpected
 
 # An editor starts this process on every request: `--batch`'s module and the
 # stopping rules (with their language tables) are imported only when asked for.
@@ -35,15 +35,16 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
     out = Output(stdout)  # no secrets known before the buffer is read
     try:
         if options.filter:
-            from illume.summary_fit import echo
-
-            stdout = echo(stdout, raw)  # held back while `!fit summarize` may insert a summary
+            held = HeldEcho(stdout, raw)  # until the buffer is read: `!fit summarize` may insert summaries
+            stdout = held
             out = Output(stdout)
         # Invalid UTF-8 is kept as surrogate escapes, to go out as Go sends it (jsonwire).
         text = raw.decode("utf-8", "surrogateescape")
         del raw  # a big buffer's bytes need not stay for the whole reply
         question = prepare(text, env, options)
         del text
+        if options.filter and not question.parsed.fit_summarize:
+            held.flush()  # the echo, as it came, before the reply is asked for
         out = Output(stdout, question.secrets)
         status = answer(question, out)
         out.finish()

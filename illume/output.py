@@ -226,3 +226,37 @@ def write_reply(pieces: Iterator[str], reply, out: Output, times: Times, header:
     if not (guard and guard.stopped):
         reply.check_ending()
     out.notes(Modelines().feed(reply.notes(out.secrets)))  # a note may quote a server's malformed event
+
+
+class HeldEcho:
+    """Standard output in `--filter` mode, the buffer's echo held back while summaries may go into it.
+
+    `!fit summarize` (the buffer's or a profile's, known once the buffer is
+    read) inserts its `!summary` blocks into the echo (illume.summary_fit).
+    The buffer's bytes go out, with what was inserted, at `release` or the
+    first write or flush: before a reply, a note or an error alike, so no
+    word is lost.
+    """
+
+    def __init__(self, stream, raw: bytes):
+        self.stream = stream
+        self.held: bytes | None = raw
+
+    def insert(self, at: int, data: bytes) -> None:
+        self.held = self.held[:at] + data + self.held[at:]
+
+    def release(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.stream.write(held)
+
+    def write(self, data: bytes) -> int:
+        self.release()
+        return self.stream.write(data)
+
+    def flush(self) -> None:
+        self.release()
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()

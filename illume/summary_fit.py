@@ -15,7 +15,7 @@ from illume import tokens
 from illume.backends import counter_for
 from illume.counting import measure
 from illume.errors import ContextTooLong, IllumeError
-from illume.output import Output
+from illume.output import HeldEcho, Output
 from illume.summaries import covered_now, heading, instruction, stream, summary_request
 from illume.summary_blocks import Summary
 
@@ -26,46 +26,6 @@ SUMMARY_SHARE = 8
 # oldest messages that must go (or the summaries, when they are what is
 # too long), and a long story pasted in at once may take several.
 MAX_ROUNDS = 16
-
-
-class HeldEcho:
-    """Standard output in `--filter` mode while `!fit summarize` may still insert a block into the echoed buffer.
-
-    The buffer's bytes go out, with what was inserted, at the first write
-    or flush: before a reply, a note or an error alike, so no word is lost.
-    """
-
-    def __init__(self, stream, raw: bytes):
-        self.stream = stream
-        self.held: bytes | None = raw
-
-    def insert(self, at: int, data: bytes) -> None:
-        self.held = self.held[:at] + data + self.held[at:]
-
-    def release(self) -> None:
-        if self.held is not None:
-            held, self.held = self.held, None
-            self.stream.write(held)
-
-    def write(self, data: bytes) -> int:
-        self.release()
-        return self.stream.write(data)
-
-    def flush(self) -> None:
-        self.release()
-        self.stream.flush()
-
-    def isatty(self) -> bool:
-        return self.stream.isatty()
-
-
-def echo(stdout, raw: bytes):
-    """Return where `--filter` writes after echoing RAW: STDOUT, or a HeldEcho when the buffer may get a summary."""
-    if b"!fit summarize" in raw:
-        return HeldEcho(stdout, raw)
-    stdout.write(raw)
-    stdout.flush()
-    return stdout
 
 
 def fit(question, out, text: str, again: Callable[[str], object]):

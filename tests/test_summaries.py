@@ -330,15 +330,17 @@ def test_a_batch_run_answers_and_summarises_summarised_stories(llama_server, tmp
 
 
 @pytest.mark.embedded
-def test_fit_summarize_summarises_the_summaries_when_they_are_what_is_too_long():
+@pytest.mark.parametrize("setting", ["!fit summarize\n!summarize story\nYou tell stories.\n", "!profile story\n"],
+                         ids=["buffer", "story-profile"])
+def test_fit_summarize_summarises_the_summaries_when_they_are_what_is_too_long(setting):
     from conftest import embedded_model
 
     # Long summaries and one chapter: nothing but the summaries can go, so the block is a `!summary all` of them,
-    # placed before the chapter, and the reply's request then fits.
-    long = " ".join(f"In year {i} the miller sold {i * 7} sacks of flour to the town of Avel." for i in range(6))
+    # placed before the chapter, and the reply's request then fits. `!fit summarize` from a profile holds the
+    # echo back as the buffer's own does.
+    long = " ".join(f"In year {i} the miller sold {i * 7} sacks of flour to the town of Avel." for i in range(5))
     chapter = "Chapter four. " + "The river rose and the mill wheel turned faster than ever before. " * 15
-    head = (f"!profile embedded\n!:model {embedded_model()}\n!:n_ctx 512\n!:temperature 0\n!:max_tokens 16\n"
-            "!fit summarize\n!summarize story\nYou tell stories.\n")
+    head = f"!profile embedded\n!:model {embedded_model()}\n!:n_ctx 512\n!:temperature 0\n!:max_tokens 16\n{setting}"
     story = "".join(f"!user\nPart {k}.\n!assistant\nIt went on.\n!summary\n{long}\n" for k in range(3))
     buffer = head + story + f"!user\n{chapter}\n"
     done = run_illume(buffer, "--filter")
