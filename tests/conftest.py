@@ -178,6 +178,19 @@ def llama_server():
         stop(process)
 
 
+SMALL_CONTEXT = 512  # the token slot of `small_server`
+
+
+@pytest.fixture(scope="module")
+def small_server():
+    """The base URL of a real llama-server with one 512-token slot, for the tests of prompts that outgrow it."""
+    process, url, _ = start_llama_server(context=SMALL_CONTEXT, parallel=1)
+    try:
+        yield url
+    finally:
+        stop(process)
+
+
 def run_illume(buffer: str | bytes, *args: str, env: dict | None = None, timeout: float = 120,
                cwd: Path | str | None = None, prefix: tuple[str, ...] = (), environ: dict | None = None,
                stderr=subprocess.PIPE):

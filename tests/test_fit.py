@@ -12,23 +12,13 @@ import re
 import httpx
 import pytest
 
-from conftest import embedded_model, run_illume, start_llama_server, stop
+from conftest import SMALL_CONTEXT, embedded_model, run_illume
 
-CONTEXT = 512
+CONTEXT = SMALL_CONTEXT
 SETTINGS = "!:temperature 0\n!:seed 42\n!:max_tokens 32\n"
 QUESTION = "!user\nQuestion {i}: what is special about the number {i}?\n" \
            "!assistant\nThe number {i} is special in its own way.\n"
 NOTE = re.compile(rb"!note left out messages 2-(\d+), ([\d,]+) tokens, to fit 512")
-
-
-@pytest.fixture(scope="module")
-def small_server():
-    """The base URL of a real llama-server with one 512-token slot."""
-    process, url, _ = start_llama_server(context=CONTEXT, parallel=1)
-    try:
-        yield url
-    finally:
-        stop(process)
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ import re
 
 import pytest
 
-from conftest import ask_llama_cpp, ask_llama_server, run_illume, start_llama_server, stop
+from conftest import SMALL_CONTEXT, ask_llama_cpp, ask_llama_server, run_illume
 from texts import opticks
 
-CONTEXT = 512
+CONTEXT = SMALL_CONTEXT
 TURNS = 6
 SETTINGS = "!:temperature 0\n!:seed 1\n!:max_tokens 16\n!fit summarize\n!summarize story\n" \
            "You continue a treatise on light.\n"
@@ -82,15 +82,6 @@ def continue_story(head: str, count, ask) -> str:
 
 def total_of(stdout: bytes) -> int:
     return int(re.search(rb"!note total: ([\d,]+) tokens", stdout).group(1).replace(b",", b""))
-
-
-@pytest.fixture(scope="module")
-def small_server():
-    process, url, _ = start_llama_server(context=CONTEXT, parallel=1)
-    try:
-        yield url
-    finally:
-        stop(process)
 
 
 @pytest.mark.server
