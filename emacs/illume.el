@@ -160,6 +160,7 @@ by the Emacs key binding conventions."
   (err "")             ; the end of what illume wrote on standard error
   undo                 ; `buffer-undo-list' right after the reply's last change
   kill-timer           ; kills the process when SIGTERM was not enough
+  placed               ; nil, or the file where illume puts summaries to insert (`illume--place')
   broken               ; non-nil once the buffer refused a change
   done)                ; non-nil once the reply ended
 
@@ -186,7 +187,10 @@ lands as illume prints it: a chat reply starts with an
 `!assistant' line.  When the buffer ends with a newline the reply
 goes right before it, as if appended to the buffer's last line.
 You can keep editing while it streams; text above the reply is
-never changed.  A reply already running in the buffer is stopped
+never changed, but for the summaries that `!fit summarize' writes
+when a turn would not fit: each `!summary' block goes in before the
+role line of the first message kept, as the reply starts, in the
+reply's undo step.  A reply already running in the buffer is stopped
 first.  The whole reply is one undo step, unless you change the
 buffer while it streams: then the rest of it is a step of its own.
 A buffer whose file was decoded with a coding system in which its
@@ -213,8 +217,15 @@ stands in for the text it covers, which stays in the buffer."
   (illume--check-coding)
   (illume--stop-and-wait (current-buffer))
   (let* ((text (illume--buffer-text))
-         (end (- (1+ (buffer-size)) (if (string-suffix-p "\n" text) 1 0))))
-    (illume--start 'chat text end "" nil (illume--argv nil extra))))
+         (end (- (1+ (buffer-size)) (if (string-suffix-p "\n" text) 1 0)))
+         ;; `!fit summarize' (the buffer's or a profile's) may put summaries above the reply.
+         (placed (make-temp-file "illume-placed-")))
+    (condition-case err
+        (illume--start 'chat text end "" nil
+                       (illume--argv nil (append extra (list "--summaries-file" placed))))
+      (error (delete-file placed)
+             (signal (car err) (cdr err))))
+    (setf (illume--reply-placed illume--current) placed)))
 
 ;;;###autoload
 (defun illume-infill ()
@@ -419,6 +430,8 @@ its exit status when it ends, however it ends."
 
 (defun illume--on-out (reply text)
   "Insert TEXT, output of REPLY's process, at the reply's place."
+  (when (illume--reply-placed reply)
+    (illume--place reply))
   (unless (illume--reply-done reply)
     (let ((seen (concat (illume--reply-tail reply) text)))
       ;; A rewrite's output is text alone: its failure is its exit status.
@@ -450,6 +463,8 @@ its exit status when it ends, however it ends."
 
 (defun illume--finish (reply status)
   "End REPLY, whose process exited with STATUS (-1 when unknown)."
+  (when (illume--reply-placed reply)
+    (illume--place reply))
   (unless (illume--reply-done reply)
     (let ((buffer (illume--reply-buffer reply))
           (stopped (illume--reply-stopped reply)))
@@ -487,6 +502,45 @@ its exit status when it ends, however it ends."
                                     ((or (illume--reply-failed reply) (/= status 0)) 'error)
                                     (t 'ok))
                               status))))))
+
+(defun illume--place (reply)
+  "Put the `!summary' blocks illume wrote for REPLY above the lines they go before.
+`!fit summarize' writes them to the reply's file (`--summaries-file')
+before the reply begins: a first line with those lines, each
+counted with the blocks before it in, then the blocks, each from
+its `!summary' line (the model's lines are escaped: none begins
+so).  Once, at the reply's first output or its end; the file goes."
+  (let* ((file (illume--reply-placed reply))
+         (text (with-temp-buffer
+                 (let ((coding-system-for-read 'utf-8-unix))
+                   (ignore-errors (insert-file-contents file)))
+                 (buffer-string)))
+         (lines (butlast (split-string text "\n")))
+         (at (mapcar #'string-to-number (split-string (or (car lines) ""))))
+         (blocks nil))
+    (setf (illume--reply-placed reply) nil)
+    (ignore-errors (delete-file file))
+    (dolist (line (cdr lines))
+      (when (string-match-p "\\`!summary\\(?:[ \t]\\|\\'\\)" line)
+        (push "" blocks))
+      (when blocks
+        (setcar blocks (concat (car blocks) line "\n"))))
+    (setq blocks (nreverse blocks))
+    (when (and at (= (length at) (length blocks)) (buffer-live-p (illume--reply-buffer reply)))
+      (illume--change reply (lambda () (illume--insert-blocks at blocks))))))
+
+(defun illume--insert-blocks (at blocks)
+  "Insert each of BLOCKS before the line of AT at its place, in order."
+  (catch 'moved
+    (while at
+      (goto-char (point-min))
+      (when (or (/= (forward-line (1- (car at))) 0)
+                (not (looking-at-p "!\\(?:user\\|assistant\\|summary\\)\\(?:[ \t]\\|$\\)")))
+        (message "illume: the buffer changed where a summary goes (line %d): not placed; the next turn writes it again"
+                 (car at))
+        (throw 'moved nil))
+      (insert (car blocks))
+      (setq at (cdr at) blocks (cdr blocks)))))
 
 ;;; Changing the buffer
 

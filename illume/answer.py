@@ -33,7 +33,7 @@ class Options:
 
     def __init__(self, profile: str | None = None, debug: bool = False, filter: bool = False,
                  timeout: float = DEFAULT_TIMEOUT, stop_rules: str | None = None, file_name: str | None = None,
-                 summarize: bool = False):
+                 summarize: bool = False, summaries_file: str | None = None):
         self.profile = profile
         self.debug = debug
         self.filter = filter
@@ -41,6 +41,7 @@ class Options:
         self.stop_rules = stop_rules  # infill stopping rules when the buffer sets none (!stop-rules wins)
         self.file_name = file_name  # the name the buffer is edited under: a hint for the language, never opened
         self.summarize = summarize  # --summarize: as a `!summarize` at the buffer's end
+        self.summaries_file = summaries_file  # --summaries-file: where `!fit summarize` puts blocks for an editor
 
 
 class Question:

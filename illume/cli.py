@@ -82,6 +82,9 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
               help="The name of the file the buffer is edited as: tells infill its language (never opened).")
 @click.option("--summarize", is_flag=True,
               help="Write a !summary block of the buffer since its last summary instead of a reply (as !summarize).")
+@click.option("--summaries-file", metavar="PATH",
+              help="For editors: write the !summary blocks that !fit summarize would insert into the buffer to "
+                   "PATH (their lines, then the blocks), and stream the reply as usual.")
 @click.option("--batch", is_flag=True,
               help="Answer each FILE on its own, several at once, appending each reply to its file.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
@@ -102,8 +105,8 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
 @click.option("--stream", is_flag=True,
               help="With --rewrite: print the new text as it comes; on failure print nothing more (for editors).")
 @click.version_option(__version__, "-V", "--version", prog_name="illume")
-def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, summarize, batch, jobs, output_dir,
-            skip_done, rewrite, review, apply_, stream):
+def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, summarize, summaries_file, batch,
+            jobs, output_dir, skip_done, rewrite, review, apply_, stream):
     """Send a buffer (FILE or standard input) to a language model and stream its reply to standard output.
 
     Lines such as !user, !assistant, !completion, !infill, !api URL, !:KEY JSON
@@ -129,13 +132,15 @@ def command(files, profiles, debug, filter_, timeout, stop_rules, file_name, sum
                                debug=debug, timeout=timeout, file_name=file_name,
                                others={"--filter": filter_, "--batch": batch, "--jobs": jobs,
                                        "--output-dir": output_dir, "--skip-done": skip_done,
-                                       "--stop-rules": stop_rules, "--summarize": summarize}))
+                                       "--stop-rules": stop_rules, "--summarize": summarize,
+                                       "--summaries-file": summaries_file}))
     context = click.get_current_context()
     param = next(p for p in context.command.params if p.name == "files")
     files = tuple(_PATH.convert(name, param, context) for name in files)
     profile = profiles[-1] if profiles else None  # given twice, the last one, as click takes a single value
     options = Options(profile=profile, debug=debug, filter=filter_, timeout=timeout,
-                      stop_rules=stop_rules, file_name=file_name, summarize=summarize)
+                      stop_rules=stop_rules, file_name=file_name, summarize=summarize,
+                      summaries_file=summaries_file)
     if batch:
         from illume import batch as batches
 

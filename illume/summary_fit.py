@@ -15,6 +15,7 @@ from illume import tokens
 from illume.backends import counter_for
 from illume.counting import measure
 from illume.errors import ContextTooLong, IllumeError
+from illume.names import shown
 from illume.output import HeldEcho, Output
 from illume.summaries import covered_now, heading, instruction, stream, summary_request
 from illume.summary_blocks import Summary
@@ -35,41 +36,70 @@ def fit(question, out, text: str, again: Callable[[str], object]):
     oldest messages that must go are summarised and the block goes in
     where they end (`!summary all`, summarising the summaries too, when
     even those are too long). With `--filter` the blocks go into the
-    echoed buffer; in a plain pipe, where illume can only append, nothing
-    is sent and the error says what to run instead. Without counts
+    echoed buffer; for an editor (`--summaries-file`), into that file, for
+    the editor to insert; in a plain pipe, where illume can only append,
+    nothing is sent and the error says what to run instead. Without counts
     (another API) QUESTION as it is: `!fit` then says why. AGAIN reads a
     buffer into its question (illume.answer.prepare, passed in: answering
     is above this module).
     """
-    for _ in range(MAX_ROUNDS):
-        parsed, request = question.parsed, question.request
-        try:
-            counter = counter_for(request, question.env, question.options.timeout)
-        except tokens.Uncountable:
-            return question
-        try:
-            whole = measure(counter, parsed, request)
-            if whole.fits():
+    placed: list[tuple[int, str]] = []  # for the editor: (the line the block goes before, the block), in order
+    try:
+        for _ in range(MAX_ROUNDS):
+            parsed, request = question.parsed, question.request
+            try:
+                counter = counter_for(request, question.env, question.options.timeout)
+            except tokens.Uncountable:
                 return question
-            covered, whole_cover = _must_go(parsed, whole)
-        except tokens.Uncountable:
-            return question
-        finally:
-            counter.close()
-        line = _insertion_line(parsed, covered, text)
-        if not isinstance(out.stream, HeldEcho):
-            first = covered[0].first_line() if isinstance(covered[0], Summary) else covered[0].line
-            raise ContextTooLong(
-                f"the prompt is {whole.total:,} tokens, the context {whole.context:,} less {whole.reply:,} for the "
-                f"reply: !fit summarize must first summarise lines {first}-{line - 1}, and illume only appends "
-                f"here; run `illume --filter` on the buffer (it inserts the !summary block at line {line}), "
-                "or use !fit alone to leave them out")
-        block = _written(question, parsed, request, covered, whole_cover, whole.context)
-        at = _offset(text, line)
-        text = text[:at] + block + text[at:]
-        out.stream.insert(len(text[:at].encode("utf-8", "surrogateescape")), block.encode("utf-8", "surrogateescape"))
-        question = again(text)
-    raise ContextTooLong(f"!fit: the turn still does not fit after {MAX_ROUNDS} summaries")
+            try:
+                whole = measure(counter, parsed, request)
+                if whole.fits():
+                    return question
+                covered, whole_cover = _must_go(parsed, whole)
+            except tokens.Uncountable:
+                return question
+            finally:
+                counter.close()
+            line = _insertion_line(parsed, covered, text)
+            echo = out.stream if isinstance(out.stream, HeldEcho) else None
+            if echo is None and not question.options.summaries_file:
+                first = covered[0].first_line() if isinstance(covered[0], Summary) else covered[0].line
+                raise ContextTooLong(
+                    f"the prompt is {whole.total:,} tokens, the context {whole.context:,} less {whole.reply:,} for "
+                    f"the reply: !fit summarize must first summarise lines {first}-{line - 1}, and illume only "
+                    f"appends here; run `illume --filter` on the buffer (it inserts the !summary block at line "
+                    f"{line}), or use !fit alone to leave them out")
+            block = _written(question, parsed, request, covered, whole_cover, whole.context)
+            at = _offset(text, line)
+            if echo is not None:
+                echo.insert(len(text[:at].encode("utf-8", "surrogateescape")),
+                            block.encode("utf-8", "surrogateescape"))
+            else:
+                placed.append((line, block))
+            text = text[:at] + block + text[at:]
+            question = again(text)
+        raise ContextTooLong(f"!fit: the turn still does not fit after {MAX_ROUNDS} summaries")
+    finally:
+        if placed:  # also those written before a failure: they are in the reply's request, or would be
+            _write_placed(question.options.summaries_file, placed)
+
+
+def _write_placed(path: str, placed: list[tuple[int, str]]) -> None:
+    """Write PLACED for the editor that gave PATH: the lines, then the blocks to insert before them, in order.
+
+    The first line holds the line numbers, separated by spaces; then come
+    the blocks, each beginning with its `!summary` line (a line the model's
+    text cannot hold: it is escaped). Each number counts the lines of the
+    buffer with the blocks before it already in (docs/buffer.md, "For
+    editors"). Written before the reply begins, so an editor may read it
+    at the reply's first output.
+    """
+    data = " ".join(str(line) for line, _ in placed) + "\n" + "".join(block for _, block in placed)
+    try:
+        with open(path, "wb") as f:
+            f.write(data.encode("utf-8", "surrogateescape"))
+    except OSError as e:
+        raise IllumeError(f"--summaries-file: cannot write {shown(path)}: {e.strerror or e}") from None
 
 
 def _must_go(parsed, whole) -> tuple[list, bool]:

@@ -667,5 +667,19 @@ With WHOLE, the whole buffer."
                                             (concat (substring text 0 -1) reply "\n"))))
       (should (equal results '((ok 0)))))))
 
+(ert-deftest illume-test-fit-summarize-places-the-summaries-above ()
+  ;; ILLUME_TEST_BUFFER outgrows the embedded model's context with its
+  ;; summaries; ILLUME_TEST_EXPECTED is the buffer as `illume --filter'
+  ;; leaves it, the reply appended (test_emacs.py).  One undo step.
+  (let ((text (or (getenv "ILLUME_TEST_BUFFER") (ert-fail "ILLUME_TEST_BUFFER is not set")))
+        (expected (or (getenv "ILLUME_TEST_EXPECTED") (ert-fail "ILLUME_TEST_EXPECTED is not set"))))
+    (illume-test-with-buffer text
+      (illume)
+      (illume-test-wait nil t)
+      (should (equal (buffer-string) expected))
+      (illume-test-undo)
+      (should (equal (buffer-string) text))
+      (should-not (directory-files temporary-file-directory nil "\\`illume-placed-")))))
+
 (provide 'illume-tests)
 ;;; illume-tests.el ends here

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ask_llama_server, missing, require_program, run_illume
+from conftest import ask_llama_server, embedded_model, missing, require_program, run_illume
 from scripted import Reply, ScriptedServer, chat_events, infill_events
+from texts import outgrown_story
 
 pytestmark = pytest.mark.editor
 
@@ -95,7 +96,8 @@ def run_ert(emacs: str, name: str, env: dict) -> None:
         and "skipped" not in output, output[-4000:]
 
 
-REAL = ("illume-test-chat-with-the-real-llama-server", "illume-test-rewrite-with-the-real-llama-server")
+REAL = ("illume-test-chat-with-the-real-llama-server", "illume-test-rewrite-with-the-real-llama-server",
+        "illume-test-fit-summarize-places-the-summaries-above")
 
 
 @pytest.mark.parametrize("name", [n for n in ert_tests() if n not in REAL])
@@ -143,6 +145,18 @@ def test_ert_rewrite_with_the_real_llama_server(emacs, llama_server, tmp_path):
     assert printed.returncode == 0 or printed.stdout.decode() == lines, printed.stderr
     run_ert(emacs, "illume-test-rewrite-with-the-real-llama-server",
             {"ILLUME_TEST_PROFILE": str(profile), "ILLUME_TEST_EXPECTED": printed.stdout.decode()})
+
+
+@pytest.mark.embedded
+def test_ert_fit_summarize_with_the_embedded_model(emacs):
+    # The buffer ends as `illume --filter` leaves it: the summary inserted before the chapter, the reply appended.
+    buffer, _ = outgrown_story(embedded_model())
+    filtered = run_illume(buffer, "--filter")
+    assert filtered.returncode == 0, filtered.stdout
+    sent, header, reply = filtered.stdout.decode().rpartition("\n\n!assistant\n\n")
+    assert "\n!summary all #" in sent
+    run_ert(emacs, "illume-test-fit-summarize-places-the-summaries-above",
+            {"ILLUME_TEST_BUFFER": buffer, "ILLUME_TEST_EXPECTED": sent[:-1] + header + reply + "\n"})
 
 
 def test_every_ert_test_runs_here():

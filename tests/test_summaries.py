@@ -11,6 +11,7 @@ import re
 import pytest
 
 from conftest import ask_llama_server, run_illume
+from texts import outgrown_story
 
 HEAD = "!api http://127.0.0.1:9/\n"
 
@@ -335,25 +336,21 @@ def test_a_batch_run_answers_and_summarises_summarised_stories(llama_server, tmp
 def test_fit_summarize_summarises_the_summaries_when_they_are_what_is_too_long(setting):
     from conftest import embedded_model
 
-    # Long summaries and one chapter: nothing but the summaries can go, so the block is a `!summary all` of them,
-    # placed before the chapter, and the reply's request then fits. `!fit summarize` from a profile holds the
-    # echo back as the buffer's own does.
-    long = " ".join(f"In year {i} the miller sold {i * 7} sacks of flour to the town of Avel." for i in range(5))
-    chapter = "Chapter four. " + "The river rose and the mill wheel turned faster than ever before. " * 15
-    head = f"!profile embedded\n!:model {embedded_model()}\n!:n_ctx 512\n!:temperature 0\n!:max_tokens 16\n{setting}"
-    story = "".join(f"!user\nPart {k}.\n!assistant\nIt went on.\n!summary\n{long}\n" for k in range(3))
-    buffer = head + story + f"!user\n{chapter}\n"
+    # Nothing but the summaries can go, so the block is a `!summary all` of them, placed before the chapter, and
+    # the reply's request then fits. `!fit summarize` from a profile holds the echo back as the buffer's own does.
+    buffer, chapter = outgrown_story(embedded_model(), setting)
+    head = buffer[: buffer.index("!user\nChapter four.")]
     done = run_illume(buffer, "--filter")
     assert done.returncode == 0, done.stdout
     sent, _, reply = done.stdout.decode().rpartition("\n\n!assistant\n\n")
     before, block, after = re.split(r"\n(!summary all #[0-9a-f]{8})\n", sent)
-    assert before + "\n" == head + story
+    assert before + "\n" == head
     written, _, rest = after.rpartition("\n\n!user\n")
     assert written.strip() and rest == chapter + "\n", after
     dry = run_illume(sent + "\n!debug tokens\n")
     body = json.loads(dry.stdout.decode().split("\n\n", 3)[2])
     assert body["messages"][-1] == {"role": "user", "content": chapter}
-    assert long not in body["messages"][0]["content"]
+    assert "the miller sold" not in body["messages"][0]["content"]
     total = int(re.search(rb"!note total: ([\d,]+) tokens", dry.stdout).group(1).replace(b",", b""))
     assert total + 16 <= 512, dry.stdout
     assert reply.strip()
@@ -374,3 +371,29 @@ def test_fit_summarize_says_so_when_even_the_summarys_request_is_too_long():
                         rb"or use !fit alone to leave out the oldest messages\n", done.stdout[len(buffer):]), \
         done.stdout[-600:]
     assert done.stdout.startswith(buffer.encode())
+
+
+@pytest.mark.embedded
+def test_for_an_editor_the_blocks_go_to_the_summaries_file_and_the_reply_to_stdout(tmp_path):
+    from conftest import embedded_model
+
+    # What `--filter` inserts, an editor gets in the file it names: the line each block goes before, then the
+    # blocks; standard output carries the reply alone, as for any turn the editor appends.
+    buffer, _ = outgrown_story(embedded_model())
+    filtered = run_illume(buffer, "--filter")
+    assert filtered.returncode == 0, filtered.stdout
+    sent, _, reply = filtered.stdout.decode().rpartition("\n\n!assistant\n\n")
+    path = tmp_path / "placed"
+    done = run_illume(buffer, "--summaries-file", str(path))
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.decode() == "\n\n!assistant\n\n" + reply
+    first, blocks = path.read_text().split("\n", 1)
+    (line,) = map(int, first.split())
+    assert buffer[: buffer.index("!user\nChapter four.")].count("\n") + 1 == line  # the chapter's !user line
+    lines = buffer.split("\n")
+    assert "\n".join(lines[: line - 1]) + "\n" + blocks + "\n".join(lines[line - 1 :]) == sent
+    assert blocks.startswith("!summary all #")
+    # A turn that fits writes no file.
+    assert run_illume(buffer.replace("!:n_ctx 512", "!:n_ctx 2048"), "--summaries-file",
+                      str(tmp_path / "none")).returncode == 0
+    assert not (tmp_path / "none").exists()

@@ -18,8 +18,9 @@ import sys
 
 import pytest
 
-from conftest import ask_llama_server, run_illume
+from conftest import ask_llama_server, embedded_model, run_illume
 from scripted import Reply, chat_events, infill_events
+from texts import outgrown_story
 from vim_harness import PLUGIN, vim_string
 
 pytestmark = pytest.mark.editor
@@ -347,6 +348,27 @@ def test_help_has_a_tag_for_every_command_mapping_and_option(editor):
     editor.run("", f"  execute 'helptags' fnameescape({vim_string(str(doc))})")
     tags = {line.split("\t")[0] for line in (doc / "tags").read_text().splitlines()}
     assert wanted <= tags, sorted(wanted - tags)
+
+
+@pytest.mark.embedded
+def test_fit_summarize_places_summaries_above_and_the_reply_at_the_end(editor):
+    # The buffer ends as `illume --filter` prints it (the block inserted before the chapter, the reply appended),
+    # the summary and the reply one undo step.
+    buffer, _ = outgrown_story(embedded_model())
+    filtered = run_illume(buffer, "--filter")
+    assert filtered.returncode == 0, filtered.stdout
+    sent, header, reply = filtered.stdout.decode().rpartition("\n\n!assistant\n\n")
+    assert "\n!summary all #" in sent
+    undone = editor.tmp / "undone.txt"
+    after = editor.run(buffer, f"""
+  Illume
+  call WaitBreakingUndo(bufnr('%'))
+  write
+  undo
+  write {undone}
+""")
+    assert after == sent[:-1] + header + reply + "\n"
+    assert undone.read_text() == buffer
 
 
 def test_summarize_streams_a_summary_block_at_the_end(editor, llama_server):

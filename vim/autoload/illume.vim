@@ -24,7 +24,10 @@ function! illume#chat() abort
   endif
   let l:buf = bufnr('%')
   call s:stop_and_wait(l:buf)
-  call s:start(l:buf, 'chat', getline(1, '$'), s:command([]), {})
+  " `!fit summarize` (the buffer's or a profile's) may put summaries above
+  " the reply: illume writes them to a file of ours (s:place).
+  let l:placed = tempname()
+  call s:start(l:buf, 'chat', getline(1, '$'), s:command(['--summaries-file', l:placed]), {'placed': l:placed})
 endfunction
 
 " Streams a !summary block of the buffer since its last summary at its end
@@ -266,6 +269,9 @@ function! s:on_out(reply, id, text) abort
     let a:reply.out .= a:text
     return
   endif
+  if has_key(a:reply, 'placed')
+    call s:place(a:reply)
+  endif
   " Remember whether illume reported a failure itself (the chunk may cut it).
   let l:seen = a:reply.tail . a:text
   " (A rewrite's output is text alone: its failure is its exit status.)
@@ -286,6 +292,9 @@ function! s:on_exit(reply, id, status) abort
   if a:reply.detached
     return
   endif
+  if has_key(a:reply, 'placed')
+    call s:place(a:reply)
+  endif
   if a:status != 0 && !a:reply.stopped && !a:reply.failed && a:reply.mode =~# '^\%(chat\|infill\)$'
     " illume itself failed to report (it crashed, or is not illume).
     let l:why = matchstr(a:reply.err, '\S[^\n]*\ze\n*$')
@@ -304,6 +313,47 @@ function! s:on_exit(reply, id, status) abort
     echohl None
   endif
   call s:detach(a:reply, a:status)
+endfunction
+
+" Puts the !summary blocks that `!fit summarize` wrote to the reply's file
+" (illume --summaries-file) above the lines they belong before, once, at the
+" reply's first words or its end: illume writes the file before the reply.
+" Its first line holds those lines, each counted with the blocks before it
+" in; then come the blocks, each from its own `!summary` line (the model's
+" lines are escaped: none of them begins so).
+function! s:place(reply) abort
+  let l:file = remove(a:reply, 'placed')
+  if !filereadable(l:file)
+    return
+  endif
+  let l:lines = readfile(l:file)
+  call delete(l:file)
+  let l:at = map(split(get(l:lines, 0, '')), 'str2nr(v:val)')
+  let l:blocks = []
+  for l:line in l:lines[1:]
+    if l:line =~# '^!summary\%(\s\|$\)'
+      call add(l:blocks, [])
+    endif
+    if !empty(l:blocks)
+      call add(l:blocks[-1], l:line)
+    endif
+  endfor
+  if len(l:blocks) == len(l:at)
+    call s:change(a:reply, function('s:insert_blocks', [a:reply, l:at, l:blocks]))
+  endif
+endfunction
+
+function! s:insert_blocks(reply, at, blocks) abort
+  for l:i in range(len(a:at))
+    if get(getbufline(a:reply.buf, a:at[l:i]), 0, '') !~# '^!\%(user\|assistant\|summary\)\>'
+      echohl WarningMsg
+      echomsg 'illume: the buffer changed where a summary goes (line ' . a:at[l:i] . '): not placed;'
+            \ . ' the next turn writes it again'
+      echohl None
+      return
+    endif
+    call appendbufline(a:reply.buf, a:at[l:i] - 1, a:blocks[l:i])
+  endfor
 endfunction
 
 " Changing the buffer ---------------------------------------------------------
