@@ -45,7 +45,7 @@ from illume import buffer as buf
 from illume.answer import Options, answer, prepare
 from illume.errors import Exit, IllumeError, Interrupted, StreamError
 from illume.names import shown as shown_name
-from illume.output import Output, unexpected
+from illume.output import HeldEcho, Output, unexpected
 from illume.terminal import shown
 
 DEFAULT_JOBS = 4
@@ -68,6 +68,8 @@ def check(paths: list[str], output_dir: str | None, options: Options) -> str | N
         return "--batch answers files, not standard input (-)"
     if options.filter and output_dir is None:
         return "--filter would append each buffer to itself: use it with --output-dir"
+    if options.summaries_file:
+        return "--summaries-file is an editor's, for one buffer at a time; a batch places summaries with --filter -o DIR"
     seen: dict[str, str] = {}
     for path in paths:
         key = os.path.basename(path) if output_dir is not None else os.path.realpath(path)
@@ -205,12 +207,15 @@ class Batch:
                 return Result(path, FAILED, message=str(e))
         del text
         output = _Collector(self.cancel, self.interrupt_status)
-        out = Output(output, question.secrets)
+        # With --filter, `!fit summarize` inserts its summaries into the echo, held back until the reply begins.
+        stream = HeldEcho(output, raw) if self.options.filter else output
+        out = Output(stream, question.secrets)
         try:
-            if self.options.filter:
-                output.write(raw)
+            if not question.parsed.fit_summarize:
+                stream.flush()
             with nullcontext() if question.concurrent else self.one_at_a_time:
                 answer(question, out)
+            stream.flush()
         except IllumeError as e:
             return Result(path, FAILED, raw, message=out.scrub(str(e)).strip(), status=Exit.ERROR)
         except Interrupted as e:

@@ -397,3 +397,21 @@ def test_for_an_editor_the_blocks_go_to_the_summaries_file_and_the_reply_to_stdo
     assert run_illume(buffer.replace("!:n_ctx 512", "!:n_ctx 2048"), "--summaries-file",
                       str(tmp_path / "none")).returncode == 0
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.embedded
+def test_a_batch_with_filter_places_the_summaries_as_the_plain_filter_does(tmp_path):
+    from conftest import embedded_model
+
+    buffer, _ = outgrown_story(embedded_model())
+    filtered = run_illume(buffer, "--filter")
+    assert filtered.returncode == 0 and b"\n!summary all #" in filtered.stdout, filtered.stdout
+    story = tmp_path / "story.txt"
+    story.write_text(buffer)
+    done = run_illume(b"", "--batch", "--filter", "-o", str(tmp_path / "out"), str(story), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "story.txt").read_bytes() == filtered.stdout
+    assert story.read_text() == buffer
+    # An editor's file is for one buffer at a time.
+    refused = run_illume(b"", "--batch", "--summaries-file", str(tmp_path / "f"), str(story))
+    assert refused.returncode == 2 and b"--summaries-file is an editor's, for one buffer at a time" in refused.stderr
