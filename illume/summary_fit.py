@@ -4,8 +4,10 @@ Each round counts the prompt (as `!fit` does); when it does not fit, the
 oldest messages that must go are summarised and the `!summary` block goes
 in where they end (`!summary all`, summarising the summaries too, when
 even those are too long). With `--filter` the blocks go into the echoed
-buffer, held back until then; in a plain pipe, where illume can only
-append, nothing is sent and the error says what to run instead.
+buffer, held back until then (illume.output.HeldEcho); for an editor, into
+the file it named (`--summaries-file`), for it to insert; in a plain pipe,
+where illume can only append, nothing is sent and the error says what to
+run instead.
 """
 
 import io
