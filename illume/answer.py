@@ -122,7 +122,7 @@ def answer(question: Question, out: Output) -> Exit:
             out.notes(summaries.stale_notes(parsed, dry=True))
         return Exit.OK
     if request.url.startswith(buf.INVALID_URL):
-        raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
+        raise IllumeError(buf.NO_API_URL)
     if parsed.branches > 1:
         from illume import branches
 

@@ -19,6 +19,8 @@ from illume.names import shown
 # The original's placeholder for "no !api yet"; a profile may only set the
 # URL while it is still this.
 INVALID_URL = "http://invalid./"
+# What a turn says when the buffer and its profiles set no URL.
+NO_API_URL = "no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)"
 
 CHAT, COMPLETION, INFILL = "chat", "completion", "infill"
 

@@ -109,7 +109,7 @@ def answer(question, out) -> Exit:
         out.notes(stale_notes(parsed, dry=True))
         return Exit.OK
     if request.url.startswith(buf.INVALID_URL):
-        raise IllumeError("no API URL: set one with !api URL or load a profile (for example !profile llama.cpp)")
+        raise IllumeError(buf.NO_API_URL)
     reply, times = stream(asked, out, question, "\n\n" + heading(covered, whole) + "\n\n")
     out.notes(stale_notes(parsed))
     if parsed.stats:
