@@ -178,6 +178,16 @@ def llama_server():
         stop(process)
 
 
+def placed_by_filter(buffer: str) -> tuple[str, str]:
+    """Return what `illume --filter` prints for BUFFER, a turn that writes a `!summary all` first: the buffer with
+    the block in, and the reply after it (its `!assistant` line and all). The oracle of the editors' placing."""
+    done = run_illume(buffer, "--filter")
+    assert done.returncode == 0, done.stdout
+    sent, header, reply = done.stdout.decode().rpartition("\n\n!assistant\n\n")
+    assert "\n!summary all #" in sent, sent
+    return sent, header + reply
+
+
 SMALL_CONTEXT = 512  # the token slot of `small_server`
 
 

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import ask_llama_server, run_illume
+from conftest import ask_llama_server, placed_by_filter, run_illume
 from texts import outgrown_story
 
 HEAD = "!api http://127.0.0.1:9/\n"
@@ -380,13 +380,11 @@ def test_for_an_editor_the_blocks_go_to_the_summaries_file_and_the_reply_to_stdo
     # What `--filter` inserts, an editor gets in the file it names: the line each block goes before, then the
     # blocks; standard output carries the reply alone, as for any turn the editor appends.
     buffer, _ = outgrown_story(embedded_model())
-    filtered = run_illume(buffer, "--filter")
-    assert filtered.returncode == 0, filtered.stdout
-    sent, _, reply = filtered.stdout.decode().rpartition("\n\n!assistant\n\n")
+    sent, reply = placed_by_filter(buffer)
     path = tmp_path / "placed"
     done = run_illume(buffer, "--summaries-file", str(path))
     assert done.returncode == 0, done.stdout
-    assert done.stdout.decode() == "\n\n!assistant\n\n" + reply
+    assert done.stdout.decode() == reply
     first, blocks = path.read_text().split("\n", 1)
     (line,) = map(int, first.split())
     assert buffer[: buffer.index("!user\nChapter four.")].count("\n") + 1 == line  # the chapter's !user line
@@ -404,13 +402,12 @@ def test_a_batch_with_filter_places_the_summaries_as_the_plain_filter_does(tmp_p
     from conftest import embedded_model
 
     buffer, _ = outgrown_story(embedded_model())
-    filtered = run_illume(buffer, "--filter")
-    assert filtered.returncode == 0 and b"\n!summary all #" in filtered.stdout, filtered.stdout
+    sent, reply = placed_by_filter(buffer)
     story = tmp_path / "story.txt"
     story.write_text(buffer)
     done = run_illume(b"", "--batch", "--filter", "-o", str(tmp_path / "out"), str(story), timeout=300)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "out" / "story.txt").read_bytes() == filtered.stdout
+    assert (tmp_path / "out" / "story.txt").read_text() == sent + reply
     assert story.read_text() == buffer
     # An editor's file is for one buffer at a time.
     refused = run_illume(b"", "--batch", "--summaries-file", str(tmp_path / "f"), str(story))
