@@ -8,7 +8,7 @@ The two steps are apart because the Output is made between them: it needs
 the buffer's secrets, to keep them out of whatever it prints.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from illume import buffer as buf
 from illume import request as req
@@ -66,9 +66,16 @@ class Question:
         return concurrent(self.request.url)
 
 
-def prepare(text: str, env: Mapping[str, str], options: Options) -> Question:
-    """Return the Question that the buffer TEXT asks. Raises IllumeError."""
+def prepare(text: str, env: Mapping[str, str], options: Options,
+            read: Callable[[buf.Buffer], None] | None = None) -> Question:
+    """Return the Question that the buffer TEXT asks. Raises IllumeError.
+
+    READ, when given, is called with the buffer as soon as it is read,
+    before its request is built (templates rendered, keys read).
+    """
     parsed = buf.parse(text, buf.Sources(env), default_profile=options.profile)
+    if read is not None:
+        read(parsed)
     if options.debug:
         parsed.debug = True
     parsed.summarize = parsed.summarize or options.summarize

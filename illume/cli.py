@@ -34,17 +34,20 @@ def run(raw: bytes, stdout: BinaryIO, env: Mapping[str, str], options: Options) 
     """Answer the buffer RAW on STDOUT, every failure reported there too; return the exit status."""
     out = Output(stdout)  # no secrets known before the buffer is read
     try:
-        if options.filter:
-            held = HeldEcho(stdout, raw)  # until the buffer is read: `!fit summarize` may insert summaries
-            stdout = held
+        echo = HeldEcho(stdout, raw) if options.filter else None  # `!fit summarize` may insert summaries into it
+        if echo is not None:
+            stdout = echo
             out = Output(stdout)
+
+        def read(parsed) -> None:
+            if echo is not None and not parsed.fit_summarize:
+                echo.flush()  # the buffer as it came, once read: before a template renders or a request goes
+
         # Invalid UTF-8 is kept as surrogate escapes, to go out as Go sends it (jsonwire).
         text = raw.decode("utf-8", "surrogateescape")
         del raw  # a big buffer's bytes need not stay for the whole reply
-        question = prepare(text, env, options)
+        question = prepare(text, env, options, read)
         del text
-        if options.filter and not question.parsed.fit_summarize:
-            held.flush()  # the echo, as it came, before the reply is asked for
         out = Output(stdout, question.secrets)
         status = answer(question, out)
         out.finish()
