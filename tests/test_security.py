@@ -508,27 +508,7 @@ def test_a_deep_context_folder_is_an_error(tmp_path):
 def test_control_sequences_in_a_reply_are_written_out_on_a_terminal(server):
     reply = "\x1b]52;c;ZXZpbA==\x07\x1b[2Jred\x9b1m\r\nnext\rover"
     server.script([head(), chat(reply), DONE], [head(), chat(reply), DONE])
-    controller, terminal = pty.openpty()
-    try:
-        process = subprocess.Popen([sys.executable, "-m", "illume"], stdin=subprocess.PIPE, stdout=terminal,
-                                   stderr=subprocess.PIPE, cwd=REPO,
-                                   env={**os.environ, "PYTHONPATH": str(REPO)})
-        os.close(terminal)
-        process.stdin.write(f"!api {server.url}\n!user\nhi\n".encode())
-        process.stdin.close()
-        shown = b""
-        while True:
-            ready, _, _ = select.select([controller], [], [], 60)
-            try:
-                piece = os.read(controller, 65536) if ready else b""
-            except OSError:  # the terminal closed
-                piece = b""
-            if not piece:
-                break
-            shown += piece
-        assert process.wait(60) == 0
-    finally:
-        os.close(controller)
+    shown = on_a_terminal(f"!api {server.url}\n!user\nhi\n")
     # The terminal itself turns each \n into \r\n (so the reply's own \r\n arrives as \r\r\n).
     assert shown == "\r\n\r\n!assistant\r\n\r\n^[]52;c;ZXZpbA==^G^[[2Jred^[[1m\r\r\nnext^Mover".encode()
     # Into a pipe the bytes go as they came, as the original sends them, but ESC (and NUL), which an
