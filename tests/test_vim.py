@@ -35,9 +35,8 @@ PIECES = ["Hel", "lo, wor", "ld!\nSecond li", "ne.\n", "\nThird", " line. é", "
 REPLY = "".join(PIECES)
 
 
-def test_chat_streams_the_reply_at_the_end_as_one_undo_step(editor, server):
-    server.respond(Reply(chat_events(PIECES), delay=0.2))
-    buffer = chat_buffer(server.url)
+def reply_then_undo(editor, buffer: str) -> tuple[str, str]:
+    """Return BUFFER after :Illume's reply, and after one undo from there."""
     undone = editor.tmp / "undone.txt"
     after = editor.run(buffer, f"""
   Illume
@@ -46,8 +45,15 @@ def test_chat_streams_the_reply_at_the_end_as_one_undo_step(editor, server):
   undo
   write {undone}
 """)
+    return after, undone.read_text()
+
+
+def test_chat_streams_the_reply_at_the_end_as_one_undo_step(editor, server):
+    server.respond(Reply(chat_events(PIECES), delay=0.2))
+    buffer = chat_buffer(server.url)
+    after, undone = reply_then_undo(editor, buffer)
     assert after == buffer[:-1] + "\n\n!assistant\n\n" + REPLY + "\n"
-    assert undone.read_text() == buffer
+    assert undone == buffer
     request = server.requests[-1]
     assert request.path == "/chat/completions"
     assert request.json()["messages"] == [{"role": "user", "content": "Say hello."}]
@@ -358,16 +364,9 @@ def test_fit_summarize_places_summaries_above_and_the_reply_at_the_end(editor):
     # the summary and the reply one undo step.
     buffer, _ = outgrown_story(embedded_model())
     sent, reply = placed_by_filter(buffer)
-    undone = editor.tmp / "undone.txt"
-    after = editor.run(buffer, f"""
-  Illume
-  call WaitBreakingUndo(bufnr('%'))
-  write
-  undo
-  write {undone}
-""")
+    after, undone = reply_then_undo(editor, buffer)
     assert after == sent[:-1] + reply + "\n"
-    assert undone.read_text() == buffer
+    assert undone == buffer
 
 
 def test_summarize_streams_a_summary_block_at_the_end(editor, llama_server):
